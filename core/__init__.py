@@ -1,0 +1,1 @@
+"""Tuneboard's engine: fine-tuning from one RunConfig, headless, offline. Never imports streamlit."""

@@ -1,0 +1,471 @@
+"""RunConfig: the one typed description of a fine-tune, validated and round-tripped through YAML.
+
+The dashboard builds it from widgets (each field's `help` metadata is the widget's help text), the
+CLI builds it from a file plus flags, and every run folder stores it as `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from core.errors import ConfigError
+
+CONFIG_VERSION = 1
+
+TASKS = ("mlm", "classification", "causal")
+STRATEGIES = ("full", "feature-extraction", "freeze-layers", "gradual-unfreeze", "lora")
+DATA_SOURCES = ("synthetic", "file", "hub", "curated")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TOO_LONG_ACTIONS = ("truncate", "drop")
+CHECK_ACTIONS = ("remove", "flag")
+
+BUNDLED_MODEL = "bundled"
+
+DEFAULT_MLM_PROBES = (
+    "Nike shoes are very [MASK]",
+    "Nike athletic wear is known for being very [MASK]",
+    "Nike [MASK] shoes are very comfortable",
+    "Trousers and Hoodies made by [MASK] are not very expensive",
+    "Nike tshirts are famous for being [MASK]",
+)
+DEFAULT_CAUSAL_PROBES = (
+    "Nike shoes are very",
+    "Nike athletic wear is known for being very",
+    "Trousers and Hoodies made by Nike are",
+)
+DEFAULT_CLASSIFICATION_PROBES = (
+    "Nike shoes are very comfortable",
+    "Nike tshirts are famous for being cheap and flimsy",
+    "Adidas hoodies are known to be stylish",
+)
+
+
+def _help(text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": text, **extra}
+
+
+@dataclass
+class ModelConfig:
+    source: str = field(
+        default=BUNDLED_MODEL,
+        metadata=_help(
+            "'bundled' (MiniLM-L6 shipped with Tuneboard, offline), a Hugging Face Hub id such as "
+            "'distilbert-base-uncased' or 'gpt2', or the path of a local model folder."
+        ),
+    )
+    max_length: int = field(
+        default=64,
+        metadata=_help("Longest input in tokens; longer texts are truncated (or dropped by curation)."),
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata=_help("Run Python code shipped with a Hub model. Only for models you trust."),
+    )
+    allow_pickle_weights: bool = field(
+        default=False,
+        metadata=_help(
+            "Allow loading pickled (.bin) weights when no safetensors exist. Pickles can run code."
+        ),
+    )
+
+
+@dataclass
+class SyntheticConfig:
+    rows: int = field(default=2000, metadata=_help("How many review sentences to generate."))
+    seed: int = field(default=0, metadata=_help("Same seed, same sentences."))
+    null_fraction: float = field(
+        default=0.05, metadata=_help("Share of rows whose text is missing, as in real exports.")
+    )
+
+
+@dataclass
+class CurationConfig:
+    signal: dict[str, Any] | None = field(
+        default=None,
+        metadata=_help("Signal tree (AND / OR / NOT of predicates) that rows must pass to be kept."),
+    )
+    drop_duplicates: bool = field(default=True, metadata=_help("Remove rows whose text repeats."))
+    normalise_duplicates: bool = field(
+        default=False,
+        metadata=_help("Treat texts that differ only in case or whitespace as duplicates."),
+    )
+    too_long: str = field(
+        default="truncate",
+        metadata=_help("Texts longer than the model's max length: truncate them or drop the rows."),
+    )
+    check_action: str = field(
+        default="remove",
+        metadata=_help("Rows failing an integrity check are removed, or kept and only flagged."),
+    )
+
+
+@dataclass
+class DataConfig:
+    source: str = field(
+        default="synthetic",
+        metadata=_help(
+            "'synthetic' review sentences, a 'file' (CSV, TSV, JSON, JSONL, Parquet), a 'hub' "
+            "dataset by name, or a 'curated' set saved from the Data page."
+        ),
+    )
+    path: str | None = field(
+        default=None, metadata=_help("File path (source 'file'/'curated') or Hub dataset name.")
+    )
+    eval_path: str | None = field(
+        default=None, metadata=_help("Optional separate evaluation file; else a split is held out.")
+    )
+    hub_split: str = field(default="train", metadata=_help("Split to read from a Hub dataset."))
+    text_column: str = field(default="text", metadata=_help("Column holding the text."))
+    label_column: str = field(
+        default="label", metadata=_help("Column holding the label (classification only).")
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata=_help("Share of rows held out for evaluation when no eval file.")
+    )
+    max_rows: int | None = field(
+        default=None, metadata=_help("Use at most this many training rows (None: all).")
+    )
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    curation: CurationConfig = field(default_factory=CurationConfig)
+
+
+@dataclass
+class StrategyConfig:
+    name: str = field(
+        default="full",
+        metadata=_help(
+            "full: train everything. feature-extraction: freeze the backbone, train the head. "
+            "freeze-layers: freeze embeddings and the bottom N blocks. gradual-unfreeze: start "
+            "with the head, unfreeze one block from the top per phase. lora: low-rank adapters."
+        ),
+    )
+    freeze_layers: int = field(
+        default=3, metadata=_help("freeze-layers: how many bottom blocks (and embeddings) to freeze.")
+    )
+    unfreeze_every_steps: int = field(
+        default=0,
+        metadata=_help("gradual-unfreeze: unfreeze one more block every K steps (0: every epoch)."),
+    )
+    lora_r: int = field(default=8, metadata=_help("LoRA rank."))
+    lora_alpha: int = field(default=16, metadata=_help("LoRA scaling (alpha)."))
+    lora_dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA branch."))
+    lora_targets: list[str] | None = field(
+        default=None,
+        metadata=_help("Module names to adapt, e.g. query, value (None: chosen per architecture)."),
+    )
+    merge_on_export: bool = field(
+        default=True, metadata=_help("Export a merged model (adapter folded into the weights).")
+    )
+
+
+@dataclass
+class TrainingConfig:
+    epochs: float = field(default=1.0, metadata=_help("Passes over the training data."))
+    max_steps: int = field(
+        default=0, metadata=_help("Stop after this many optimizer steps (0: use epochs).")
+    )
+    batch_size: int = field(default=32, metadata=_help("Examples per step on each device."))
+    gradient_accumulation_steps: int = field(
+        default=1, metadata=_help("Steps whose gradients add up before one optimizer update.")
+    )
+    learning_rate: float = field(default=5e-5, metadata=_help("Peak learning rate."))
+    lr_scheduler: str = field(default="linear", metadata=_help("How the learning rate decays."))
+    warmup_ratio: float = field(
+        default=0.0, metadata=_help("Share of steps spent warming the learning rate up.")
+    )
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
+    logging_steps: int = field(default=5, metadata=_help("Log the training loss every N steps."))
+    eval_steps: int = field(
+        default=50, metadata=_help("Evaluate and score the probes every N steps.")
+    )
+    save_steps: int = field(default=50, metadata=_help("Save a checkpoint every N steps."))
+    save_total_limit: int = field(
+        default=2, metadata=_help("Keep only the newest K checkpoints of a run.")
+    )
+    seed: int = field(default=42, metadata=_help("Seed for shuffling, masking and initialisation."))
+    mlm_probability: float = field(
+        default=0.15, metadata=_help("Masked-LM: share of tokens masked in each batch.")
+    )
+    device: str = field(default="auto", metadata=_help("auto picks CUDA, then MPS, then CPU."))
+    precision: str = field(
+        default="auto",
+        metadata=_help("auto: bf16 on GPUs that support it, fp32 elsewhere (bf16 on CPU is slow)."),
+    )
+    auto_find_batch_size: bool = field(
+        default=False, metadata=_help("Halve the batch on out-of-memory until it fits.")
+    )
+
+
+@dataclass
+class ProbeConfig:
+    texts: list[str] | None = field(
+        default=None,
+        metadata=_help(
+            "Sentences scored before and during training. MLM probes contain [MASK]; "
+            "None uses the task's defaults."
+        ),
+    )
+    top_k: int = field(default=5, metadata=_help("How many predictions to keep per probe."))
+
+
+@dataclass
+class RunConfig:
+    task: str = field(
+        default="mlm",
+        metadata=_help(
+            "mlm: masked-word prediction (BERT family). classification: a label per text. "
+            "causal: next-token prediction (GPT-2 style)."
+        ),
+    )
+    name: str = field(default="", metadata=_help("Optional name shown in the run history."))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    probes: ProbeConfig = field(default_factory=ProbeConfig)
+    version: int = field(default=CONFIG_VERSION, metadata=_help("Config format version."))
+
+    # ---- derived views -------------------------------------------------------------------
+    def probe_texts(self) -> list[str]:
+        """The probes to score: the configured ones, else the task's defaults."""
+        if self.probes.texts:
+            return list(self.probes.texts)
+        return list(
+            {
+                "mlm": DEFAULT_MLM_PROBES,
+                "causal": DEFAULT_CAUSAL_PROBES,
+                "classification": DEFAULT_CLASSIFICATION_PROBES,
+            }[self.task]
+        )
+
+    def summary(self) -> str:
+        """One line for history lists: task, model, strategy, data."""
+        data = self.data.source if self.data.source == "synthetic" else f"{self.data.path}"
+        return f"{self.task} · {self.model.source} · {self.strategy.name} · {data}"
+
+    # ---- validation ---------------------------------------------------------------------
+    def validate(self) -> RunConfig:
+        """Check every value; raise ConfigError naming the field and what to do."""
+        _choice("task", self.task, TASKS)
+        _choice("strategy.name", self.strategy.name, STRATEGIES)
+        _choice("data.source", self.data.source, DATA_SOURCES)
+        _choice("training.lr_scheduler", self.training.lr_scheduler, SCHEDULERS)
+        _choice("training.device", self.training.device, DEVICES)
+        _choice("training.precision", self.training.precision, PRECISIONS)
+        _choice("data.curation.too_long", self.data.curation.too_long, TOO_LONG_ACTIONS)
+        _choice("data.curation.check_action", self.data.curation.check_action, CHECK_ACTIONS)
+        if not str(self.model.source).strip():
+            raise ConfigError("Choose a model: 'bundled', a Hub id or a local folder.", field="model.source")
+        _positive("model.max_length", self.model.max_length, upper=8192)
+        t = self.training
+        if t.max_steps == 0:
+            _positive("training.epochs", t.epochs, upper=10_000)
+        _at_least("training.max_steps", t.max_steps, 0)
+        _positive("training.batch_size", t.batch_size, upper=65_536)
+        _positive("training.gradient_accumulation_steps", t.gradient_accumulation_steps, upper=4096)
+        _positive("training.learning_rate", t.learning_rate, upper=1.0)
+        _between("training.warmup_ratio", t.warmup_ratio, 0.0, 1.0)
+        _between("training.weight_decay", t.weight_decay, 0.0, 1.0)
+        _positive("training.logging_steps", t.logging_steps)
+        _positive("training.eval_steps", t.eval_steps)
+        _positive("training.save_steps", t.save_steps)
+        _positive("training.save_total_limit", t.save_total_limit, upper=1000)
+        _between("training.mlm_probability", t.mlm_probability, 0.01, 0.99)
+        d = self.data
+        _between("data.validation_fraction", d.validation_fraction, 0.0, 0.9)
+        if d.max_rows is not None:
+            _positive("data.max_rows", d.max_rows)
+        _positive("data.synthetic.rows", d.synthetic.rows, upper=10_000_000)
+        _between("data.synthetic.null_fraction", d.synthetic.null_fraction, 0.0, 0.9)
+        if d.source in ("file", "hub", "curated") and not (d.path or "").strip():
+            what = "Hub dataset name" if d.source == "hub" else "file"
+            raise ConfigError(f"Data source '{d.source}' needs a {what}: set data.path.", field="data.path")
+        if not d.text_column.strip():
+            raise ConfigError("Name the text column.", field="data.text_column")
+        if self.task == "classification" and not d.label_column.strip():
+            raise ConfigError("Classification needs a label column.", field="data.label_column")
+        s = self.strategy
+        _at_least("strategy.freeze_layers", s.freeze_layers, 0)
+        _at_least("strategy.unfreeze_every_steps", s.unfreeze_every_steps, 0)
+        _positive("strategy.lora_r", s.lora_r, upper=1024)
+        _positive("strategy.lora_alpha", s.lora_alpha, upper=4096)
+        _between("strategy.lora_dropout", s.lora_dropout, 0.0, 0.9)
+        _positive("probes.top_k", self.probes.top_k, upper=100)
+        if self.task == "mlm":
+            for text in self.probe_texts():
+                if "[MASK]" not in text and "<mask>" not in text:
+                    raise ConfigError(
+                        f"Masked-LM probe {text!r} has no [MASK]: add one where the model should guess.",
+                        field="probes.texts",
+                    )
+        return self
+
+    # ---- (de)serialisation --------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunConfig:
+        """Build from plain data; unknown keys and wrong types raise ConfigError."""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError("A run config must be a mapping of settings (key: value), not a list or a value.")
+        version = data.get("version", CONFIG_VERSION)
+        if isinstance(version, int) and version > CONFIG_VERSION:
+            unknown = _unknown_keys(cls, data, "")
+            if unknown:
+                raise ConfigError(
+                    f"This config was written by a newer Tuneboard (format {version}, this one reads "
+                    f"{CONFIG_VERSION}); unknown settings: {', '.join(unknown)}. Upgrade Tuneboard or "
+                    "remove those settings."
+                )
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_yaml(cls, text: str) -> RunConfig:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"The config is not valid YAML{where}: fix the file or save it again from Setup.") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"Config file {path} does not exist.") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"Cannot read config file {path}: {err}.") from None
+        return cls.from_yaml(text)
+
+    def save(self, path: str | Path) -> None:
+        from core.runs import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_yaml())
+
+
+def field_help(dotted: str) -> str:
+    """Help text of a field by its dotted path, e.g. 'training.learning_rate'."""
+    cls: Any = RunConfig
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        match = {f.name: f for f in fields(cls)}[part]
+        if i == len(parts) - 1:
+            return match.metadata.get("help", "")
+        cls = get_type_hints(cls)[part]
+    return ""
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} is {value!r}; choose one of: {', '.join(allowed)}.", field=name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(name: str, value: Any, upper: float | None = None) -> None:
+    if not _is_number(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, not {value!r}.", field=name)
+    if upper is not None and value > upper:
+        raise ConfigError(f"{name} is {value}; use at most {upper}.", field=name)
+
+
+def _at_least(name: str, value: Any, lower: float) -> None:
+    if not _is_number(value) or value < lower:
+        raise ConfigError(f"{name} must be at least {lower}, not {value!r}.", field=name)
+
+
+def _between(name: str, value: Any, lower: float, upper: float) -> None:
+    if not _is_number(value) or not lower <= value <= upper:
+        raise ConfigError(f"{name} must be between {lower} and {upper}, not {value!r}.", field=name)
+
+
+def _unknown_keys(cls: Any, data: dict, prefix: str) -> list[str]:
+    hints = get_type_hints(cls)
+    unknown = []
+    for key, value in data.items():
+        if key not in hints:
+            unknown.append(prefix + str(key))
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            unknown += _unknown_keys(hints[key], value, f"{prefix}{key}.")
+    return unknown
+
+
+def _build(cls: Any, data: dict, prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    unknown = [k for k in data if k not in hints]
+    if unknown:
+        raise ConfigError(
+            f"Unknown setting(s) {', '.join(prefix + str(k) for k in unknown)}; check the spelling "
+            "(see a config saved from Setup for the names)."
+        )
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, prefix + key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        if value is None:
+            return hint()
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a section of settings, not {value!r}.", field=name)
+        return _build(hint, value, name + ".")
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if origin is not None and type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, name)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name} must be a list, not {value!r}.", field=name)
+        return [_coerce(args[0], v, name) for v in value] if args else value
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping, not {value!r}.", field=name)
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, not {value!r}.", field=name)
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{name} must be a whole number, not {value!r}.", field=name)
+        return int(value)
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)  # YAML reads "5e-5" as a string
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, not {value!r}.", field=name) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, not {value!r}.", field=name)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{name} must be text, not {value!r}.", field=name)
+        return str(value)
+    return value

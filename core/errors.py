@@ -1,0 +1,38 @@
+"""Typed errors that carry a message a user can act on.
+
+Every error a user can cause is one of these. They are caught once: at the worker-thread boundary
+(core.jobs), in the CLI (core.__main__), or next to the widget that caused them (pages/).
+"""
+
+from __future__ import annotations
+
+
+class TuneboardError(Exception):
+    """Base class: `str(err)` is a complete sentence with a next step for the user."""
+
+    #: Where the problem is, e.g. "data.text_column", so the UI can show it next to its widget.
+    field: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class ConfigError(TuneboardError):
+    """A RunConfig value is out of range, unknown or inconsistent."""
+
+
+class DataError(TuneboardError):
+    """A dataset cannot be read, mapped or used for the chosen task."""
+
+
+class ModelError(TuneboardError):
+    """A model cannot be resolved, loaded or used for the chosen task."""
+
+
+class TrainingError(TuneboardError):
+    """Training failed (NaN loss, out of memory, disk full, ...)."""
+
+
+class RunError(TuneboardError):
+    """A run folder is missing, locked or in a state that forbids the action."""

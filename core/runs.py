@@ -1,0 +1,292 @@
+"""A run folder: everything about one fine-tune, so nothing depends on a browser tab.
+
+runs/<run_id>/
+    config.yaml      the full RunConfig (enough to rerun)          written atomically
+    status.json      status, params, timestamps, error              written atomically
+    metrics.jsonl    one event per log / eval / marker              append-only
+    probes.jsonl     one object per probe scoring                   append-only
+    load_report.json what the model loader had to initialise        written atomically
+    run.log          human-readable log, tracebacks of failures     append-only
+    checkpoint-N/    Trainer checkpoints
+    final/           the trained model (or adapter) and tokenizer
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from core.config import RunConfig
+from core.errors import RunError
+
+STATUSES = ("queued", "running", "stopped", "completed", "failed", "interrupted", "cancelled")
+RESUMABLE = ("stopped", "interrupted")
+FINISHED = ("stopped", "completed", "failed", "interrupted", "cancelled")
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+# A checkpoint is usable only when all of these exist: Trainer writes them one after another and a
+# kill between two writes leaves a folder that resume_from_checkpoint would choke on.
+CHECKPOINT_REQUIRED = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
+
+
+def default_runs_root() -> Path:
+    """Where run folders live: $TUNEBOARD_RUNS or ./runs."""
+    return Path(os.environ.get("TUNEBOARD_RUNS", "runs")).resolve()
+
+
+def new_run_id(cfg: RunConfig | None = None) -> str:
+    """A sortable, unique id: time first so folders list in order."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    task = cfg.task if cfg is not None else "run"
+    return f"{stamp}-{task}-{secrets.token_hex(2)}"
+
+
+def validate_run_id(run_id: str) -> str:
+    """Refuse ids that could escape the runs folder (no slashes, no '..')."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+        raise RunError(f"{run_id!r} is not a valid run id: use letters, digits, '-', '_' and '.'.")
+    return run_id
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- crash-safe file primitives -------------------------------------------------------------
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=str))
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line; one write call so a crash tears at most this line."""
+    line = json.dumps(record, default=_json_default, allow_nan=False) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read every complete line; a torn or garbled line (crash mid-write) is skipped."""
+    records: list[dict[str, Any]] = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(value, dict):
+                    records.append(value)
+    except FileNotFoundError:
+        pass
+    return records
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def clean_number(value: Any) -> Any:
+    """JSON has no NaN/inf: store them as None so files stay valid and readers stay simple."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value
+
+
+# ---- the run folder -------------------------------------------------------------------------
+
+@dataclass
+class RunFolder:
+    """Paths and reads/writes of one run folder."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, root: Path, run_id: str, cfg: RunConfig) -> RunFolder:
+        validate_run_id(run_id)
+        folder = cls(root / run_id)
+        try:
+            folder.path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise RunError(f"Run {run_id} already exists; pick another name.") from None
+        except OSError as err:
+            raise RunError(f"Cannot create run folder {folder.path}: {err.strerror}.") from None
+        cfg.save(folder.config_path)
+        folder.write_status({"status": "queued", "created_at": now_iso()})
+        return folder
+
+    @classmethod
+    def open(cls, root: Path, run_id: str) -> RunFolder:
+        validate_run_id(run_id)
+        folder = cls(root / run_id)
+        if not folder.config_path.exists():
+            raise RunError(f"There is no run {run_id} in {root}: check the id on the Runs page.")
+        return folder
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def probes_path(self) -> Path:
+        return self.path / "probes.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "run.log"
+
+    @property
+    def load_report_path(self) -> Path:
+        return self.path / "load_report.json"
+
+    @property
+    def final_path(self) -> Path:
+        return self.path / "final"
+
+    def config(self) -> RunConfig:
+        return RunConfig.load(self.config_path)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.status_path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {"status": "failed"}
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"status": "failed", "error": "status.json is missing or unreadable."}
+
+    def write_status(self, data: dict[str, Any]) -> None:
+        atomic_write_json(self.status_path, data)
+
+    def update_status(self, **changes: Any) -> dict[str, Any]:
+        data = self.status()
+        data.update(changes)
+        data["updated_at"] = now_iso()
+        self.write_status(data)
+        return data
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics_path)
+
+    def probes(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.probes_path)
+
+    def load_report(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.load_report_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def log(self, message: str) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(f"[{stamp}] {message}\n")
+
+    def log_tail(self, lines: int = 30) -> list[str]:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+                return handle.read().splitlines()[-lines:]
+        except FileNotFoundError:
+            return []
+
+    def checkpoints(self) -> list[Path]:
+        """Checkpoint folders, oldest first."""
+        found = []
+        if self.path.exists():
+            for child in self.path.iterdir():
+                match = CHECKPOINT_PATTERN.match(child.name)
+                if match and child.is_dir():
+                    found.append((int(match.group(1)), child))
+        return [path for _, path in sorted(found)]
+
+    def last_complete_checkpoint(self) -> Path | None:
+        """Newest checkpoint with weights, optimizer, scheduler and trainer state all present."""
+        for checkpoint in reversed(self.checkpoints()):
+            if is_complete_checkpoint(checkpoint):
+                return checkpoint
+        return None
+
+    def disk_usage_bytes(self) -> int:
+        total = 0
+        for root, _dirs, files in os.walk(self.path):
+            for name in files:
+                try:
+                    total += (Path(root) / name).stat().st_size
+                except OSError:
+                    pass
+        return total
+
+    def delete(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def is_complete_checkpoint(checkpoint: Path) -> bool:
+    """True when Trainer finished writing every file resume needs."""
+    if not all((checkpoint / name).is_file() for name in CHECKPOINT_REQUIRED):
+        return False
+    if not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
+        return False
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return True
+
+
+def list_runs(root: Path) -> list[RunFolder]:
+    """Run folders under root, newest first."""
+    if not root.exists():
+        return []
+    folders = [RunFolder(p) for p in root.iterdir() if p.is_dir() and (p / "config.yaml").exists()]
+    return sorted(folders, key=lambda f: (f.path.stat().st_mtime_ns, f.run_id), reverse=True)
+
+
+def elapsed_seconds(started_at: str | None) -> float:
+    if not started_at:
+        return 0.0
+    try:
+        return max(0.0, time.time() - datetime.fromisoformat(started_at).timestamp())
+    except ValueError:
+        return 0.0
