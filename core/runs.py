@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +54,13 @@ def new_run_id(cfg: RunConfig | None = None) -> str:
 
 def validate_run_id(run_id: str) -> str:
     """Refuse ids that could escape the runs folder (no slashes, no '..')."""
-    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
         raise RunError(f"{run_id!r} is not a valid run id: use letters, digits, '-', '_' and '.'.")
     return run_id
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ---- crash-safe file primitives -------------------------------------------------------------
