@@ -1,0 +1,194 @@
+"""Probes: what the model predicts for a few fixed sentences, before, during and after training.
+
+mlm             top-k tokens for the (first) mask position, with softmax probabilities
+causal          top-k next tokens after the text
+classification  every label's probability (up to top_k), highest first
+
+All probe texts go through the model in one padded batch, in eval mode, without gradients, on the
+model's own device; the model's previous train/eval mode is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from core.errors import ModelError
+
+MASK_SPELLINGS = ("[MASK]", "<mask>")
+
+
+def adapt_mask_token(text: str, tokenizer) -> str:
+    """Write the mask as this tokenizer spells it: "[MASK]" -> "<mask>" for RoBERTa, and back."""
+    mask = getattr(tokenizer, "mask_token", None)
+    if not mask:
+        return text
+    for spelling in MASK_SPELLINGS:
+        if spelling != mask:
+            text = text.replace(spelling, mask)
+    return text
+
+
+def score_probes(
+    model, tokenizer, task: str, texts: list[str], top_k: int, *, label_names: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Score each probe text; return [{"text", "predictions": [{"token"|"label", "score"}]}]."""
+    import torch
+
+    texts = [str(t) for t in texts]
+    if not texts:
+        return []
+    if task not in ("mlm", "causal", "classification"):
+        raise ModelError(f"Unknown task {task!r} for probes.", field="task")
+    if task == "mlm":
+        if getattr(tokenizer, "mask_token", None) is None:
+            raise ModelError("This tokenizer has no mask token, so masked-LM probes cannot be scored.")
+        texts = [adapt_mask_token(t, tokenizer) for t in texts]
+
+    top_k = max(1, int(top_k))
+    was_training = model.training
+    device = _device_of(model)
+    encoded = _encode(tokenizer, texts, _max_length(tokenizer, model))
+    batch = {k: v.to(device) for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(**batch).logits.float()
+    finally:
+        model.train(was_training)
+
+    if task == "classification":
+        return [
+            {"text": text, "predictions": _label_scores(row, model, label_names, top_k)}
+            for text, row in zip(texts, logits, strict=True)
+        ]
+    results = []
+    input_ids = encoded["input_ids"]
+    for row, text in enumerate(texts):
+        if task == "mlm":
+            positions = (input_ids[row] == tokenizer.mask_token_id).nonzero()
+            if len(positions) == 0:  # the mask was truncated away, or there never was one
+                results.append({"text": text, "predictions": []})
+                continue
+            position = int(positions[0])
+        else:
+            # Last real token: padding may sit on either side.
+            real = encoded["attention_mask"][row].nonzero()
+            position = int(real[-1]) if len(real) else input_ids.shape[1] - 1
+        probs = torch.softmax(logits[row, position], dim=-1)
+        scores, ids = probs.topk(min(top_k, probs.shape[-1]))
+        results.append({
+            "text": text,
+            "predictions": [
+                {"token": _display_token(tokenizer, int(i)), "score": float(s)}
+                for s, i in zip(scores.tolist(), ids.tolist(), strict=True)
+            ],
+        })
+    return results
+
+
+def _encode(tokenizer, texts: list[str], max_length: int):
+    """Tokenise as one padded batch; a tokenizer without a pad token borrows EOS just for this call."""
+    borrowed = tokenizer.pad_token is None and tokenizer.eos_token is not None
+    if borrowed:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        if tokenizer.pad_token is None and len(texts) > 1:
+            raise ModelError("This tokenizer has no pad token, so probes cannot be batched; load it with load_for_task.")
+        return tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+    finally:
+        if borrowed:
+            tokenizer.pad_token = None
+
+
+def _label_scores(row, model, label_names, top_k: int) -> list[dict[str, Any]]:
+    import torch
+
+    probs = torch.softmax(row, dim=-1).tolist()
+    id2label = getattr(model.config, "id2label", None) or {}
+    names = list(label_names) if label_names else [str(id2label.get(i, i)) for i in range(len(probs))]
+    if len(names) != len(probs):
+        names = [str(id2label.get(i, i)) for i in range(len(probs))]
+    ranked = sorted(zip(names, probs, strict=True), key=lambda pair: -pair[1])
+    return [{"label": str(name), "score": float(p)} for name, p in ranked[:top_k]]
+
+
+def _display_token(tokenizer, token_id: int) -> str:
+    """A readable token: WordPiece pieces keep their '##', byte-level BPE loses its 'Ġ' space marker."""
+    raw = tokenizer.convert_ids_to_tokens(token_id)
+    if isinstance(raw, str) and raw.startswith("##"):
+        return raw
+    text = tokenizer.decode([token_id]).strip()
+    return text or (raw.strip() if isinstance(raw, str) and raw.strip() else repr(tokenizer.decode([token_id])))
+
+
+def _device_of(model):
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _max_length(tokenizer, model) -> int:
+    limits = [512]
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            limits.append(value)
+    return min(limits)
+
+
+# ---- free-text probes for the Compare page ---------------------------------------------------
+
+def probe_text(run_path, text: str, top_k: int) -> dict[str, Any]:
+    """Score one free-text probe with a run's base model and its newest saved model.
+
+    Returns {"base": predictions, "tuned": predictions (empty until the run saved a model),
+    "tuned_from": folder name or None}. Both models are cached, so repeated probes are quick.
+    """
+    import os
+    from pathlib import Path
+
+    from core.export import load_saved_model_cached, tuned_model_path
+    from core.runs import RunFolder
+
+    folder = RunFolder(Path(run_path))
+    cfg = folder.config()
+    label_names = folder.status().get("label_names") or None
+    if cfg.task == "mlm" and not any(m in text for m in MASK_SPELLINGS):
+        raise ModelError("A masked-LM probe needs a [MASK] where the model should guess a word.")
+    base_model, base_tokenizer = _base_model_cached(
+        str(cfg.model.source), cfg.task, tuple(label_names or ()), cfg.model.trust_remote_code,
+        cfg.model.allow_pickle_weights, cfg.training.seed,
+    )
+    names = list(label_names) if label_names else None
+    base = score_probes(base_model, base_tokenizer, cfg.task, [text], top_k, label_names=names)[0]["predictions"]
+    tuned: list[dict[str, Any]] = []
+    source = tuned_model_path(folder)
+    if source is not None:
+        model, tokenizer = load_saved_model_cached(str(source), cfg.task, os.stat(source).st_mtime_ns)
+        tuned = score_probes(model, tokenizer, cfg.task, [text], top_k, label_names=names)[0]["predictions"]
+    return {"base": base, "tuned": tuned, "tuned_from": source.name if source is not None else None}
+
+
+@functools.lru_cache(maxsize=2)
+def _base_model_cached(
+    source: str, task: str, label_names: tuple, trust_remote_code: bool, allow_pickle: bool, seed: int
+):
+    import torch
+
+    from core.config import ModelConfig
+    from core.models import load_for_task
+
+    cfg = ModelConfig(source=source, trust_remote_code=trust_remote_code, allow_pickle_weights=allow_pickle)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # a newly initialised head is then the same on every load
+        loaded = load_for_task(cfg, task, label_names=list(label_names) or None)
+    loaded.model.eval()
+    return loaded.model, loaded.tokenizer
