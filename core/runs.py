@@ -86,7 +86,7 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line; one write call so a crash tears at most this line."""
-    line = json.dumps(record, default=_json_default, allow_nan=False) + "\n"
+    line = json.dumps(_finite(record), default=_json_default, allow_nan=False) + "\n"
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(line)
         handle.flush()
@@ -110,6 +110,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         pass
     return records
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (anywhere in nested data) become None: JSON has no spelling for them."""
+    if isinstance(value, float):
+        return clean_number(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,199 @@
+"""Headless CLI: `python -m core train --config run.yaml [flags]`, also under `accelerate launch`.
+
+Errors a user can cause end with one line on stderr and exit code 2; a crash prints where the
+traceback was logged and exits 1. SIGINT / SIGTERM stop gracefully with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+EXIT_CRASH = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Tuneboard fine-tuning engine.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="Fine-tune a model from a run config and/or flags.")
+    train.add_argument("--config", help="A run config YAML (saved from Setup or a run folder).")
+    train.add_argument("--task", help="mlm | classification | causal")
+    train.add_argument("--model", help="'bundled', a Hub id or a local model folder.")
+    train.add_argument("--strategy", help="full | feature-extraction | freeze-layers | gradual-unfreeze | lora")
+    train.add_argument("--dataset", help="synthetic | a data FILE | hub:NAME | curated:NAME")
+    train.add_argument("--eval-file", help="Separate evaluation file.")
+    train.add_argument("--text-column")
+    train.add_argument("--label-column")
+    train.add_argument("--epochs", type=float)
+    train.add_argument("--max-steps", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--save-steps", type=int)
+    train.add_argument("--eval-steps", type=int)
+    train.add_argument("--rows", type=int, help="Synthetic data: how many rows to generate.")
+    train.add_argument("--output-dir", help="Run folder to create (default: runs/<new id>).")
+    train.add_argument("--resume", metavar="RUN_FOLDER", help="Continue a stopped or interrupted run.")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace):
+    from core.config import RunConfig
+
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.task:
+        cfg.task = args.task
+    if args.model:
+        cfg.model.source = args.model
+    if args.strategy:
+        cfg.strategy.name = args.strategy
+    if args.dataset:
+        if args.dataset == "synthetic":
+            cfg.data.source, cfg.data.path = "synthetic", None
+        elif args.dataset.startswith("hub:"):
+            cfg.data.source, cfg.data.path = "hub", args.dataset[4:]
+        elif args.dataset.startswith("curated:"):
+            cfg.data.source, cfg.data.path = "curated", args.dataset[8:]
+        else:
+            cfg.data.source, cfg.data.path = "file", args.dataset
+    if args.eval_file:
+        cfg.data.eval_path = args.eval_file
+    if args.text_column:
+        cfg.data.text_column = args.text_column
+    if args.label_column:
+        cfg.data.label_column = args.label_column
+    if args.rows is not None:
+        cfg.data.synthetic.rows = args.rows
+    for flag, attr in (
+        ("epochs", "epochs"),
+        ("max_steps", "max_steps"),
+        ("batch_size", "batch_size"),
+        ("learning_rate", "learning_rate"),
+        ("save_steps", "save_steps"),
+        ("eval_steps", "eval_steps"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(cfg.training, attr, value)
+    return cfg.validate()
+
+
+def _distributed_run_id(cfg) -> str:
+    """Every rank of one `accelerate launch` must agree on the folder without talking first."""
+    import hashlib
+
+    digest = hashlib.sha1(cfg.to_yaml().encode()).hexdigest()[:8]
+    return f"dist-{cfg.task}-{digest}-{os.environ.get('MASTER_PORT', '0')}"
+
+
+def _wait_for(path: Path, seconds: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core import engine
+    from core.runs import RESUMABLE, RunFolder, default_runs_root, new_run_id
+    from core.sink import RunSink
+
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if args.resume:
+        run_path = Path(args.resume).expanduser().resolve()
+        folder = RunFolder.open(run_path.parent, run_path.name)
+        status = folder.status().get("status")
+        if status not in RESUMABLE:
+            from core.errors import RunError
+
+            raise RunError(f"Run {folder.run_id} is {status}; only stopped or interrupted runs can be resumed.")
+        cfg = folder.config()
+        resume = True
+    else:
+        cfg = _config_from_args(args)
+        engine.preflight(cfg)
+        if args.output_dir:
+            run_path = Path(args.output_dir).expanduser().resolve()
+            root, run_id = run_path.parent, run_path.name
+        else:
+            root = default_runs_root()
+            run_id = _distributed_run_id(cfg) if distributed else new_run_id(cfg)
+        if is_main:
+            folder = RunFolder.create(root, run_id, cfg)
+        else:
+            _wait_for(root / run_id / "status.json")
+            folder = RunFolder(root / run_id)
+        resume = False
+
+    sink = RunSink(folder, load_existing=resume)
+    stop_event = threading.Event()
+
+    def request_stop(signum, _frame):
+        if stop_event.is_set():
+            return
+        stop_event.set()
+        print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint…", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    if is_main:
+        print(f"Run folder: {folder.path}", flush=True)
+    try:
+        status = engine.train(cfg, folder, sink, stop_event, resume=resume)
+    except BaseException as err:
+        if is_main:
+            _record_failure(folder, sink, err)
+        raise
+    if is_main:
+        final = folder.status().get("final_metrics") or {}
+        shown = ", ".join(f"{k.removeprefix('eval_')}={v:.4g}" for k, v in final.items() if isinstance(v, (int, float)))
+        print(f"Run {status}: {folder.path}" + (f" ({shown})" if shown else ""), flush=True)
+    return 0
+
+
+def _record_failure(folder, sink, err: BaseException) -> None:
+    from core.errors import TuneboardError
+    from core.runs import now_iso
+
+    if isinstance(err, KeyboardInterrupt):
+        message = "Interrupted before training began."
+        status = "interrupted"
+    elif isinstance(err, TuneboardError):
+        message, status = str(err), "failed"
+    else:
+        message = f"Training crashed: {type(err).__name__}: {err}. The traceback is in {folder.log_path}."
+        status = "failed"
+        sink.log("".join(traceback.format_exception(err)))
+    sink.set_status(status=status, error=message, finished_at=now_iso())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    from core.errors import TuneboardError
+
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+    except TuneboardError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as err:  # the process boundary: one line for the user, the traceback in the log
+        print(f"error: Tuneboard crashed ({type(err).__name__}: {err}). See the run's run.log.", file=sys.stderr)
+        return EXIT_CRASH
+    return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

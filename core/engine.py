@@ -1,0 +1,461 @@
+"""train(cfg, folder, sink, stop_event): one fine-tune, start to finish, with transformers.Trainer.
+
+The engine does not know whether a worker thread, the CLI or `accelerate launch` called it. It sets
+the run's status to running / completed / stopped; on failure it raises a TuneboardError (or lets an
+unexpected exception through) and the caller, at the thread or process boundary, marks it failed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import (
+    DataCollatorForLanguageModeling,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
+
+from core import devices
+from core.callbacks import GradualUnfreezeCallback, SinkCallback
+from core.config import RunConfig
+from core.errors import DataError, TrainingError, TuneboardError
+from core.fast_mlm import masked_only_loss, masked_only_parts
+from core.runs import RunFolder, atomic_write_json, now_iso
+
+# Our run log says what happens; per-map progress bars would only clutter CLI output and logs.
+datasets.disable_progress_bars()
+
+# Eval sets beyond this are sampled: an evaluation must not stall the live charts for minutes.
+MAX_EVAL_ROWS = 2000
+
+
+# ---- preflight and estimates ----------------------------------------------------------------
+
+def preflight(cfg: RunConfig) -> None:
+    """Fast checks before a run is queued: values, model source, data files. Raises typed errors."""
+    from core.models import resolve_model
+
+    cfg.validate()
+    resolve_model(cfg.model.source)
+    for label, value in (("data.path", cfg.data.path), ("data.eval_path", cfg.data.eval_path)):
+        if cfg.data.source == "file" or (label == "data.eval_path" and value):
+            if value is None:
+                continue
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise DataError(f"Data file {value} does not exist: upload it again or fix the path.", field=label)
+            if not os.access(path, os.R_OK):
+                raise DataError(f"Data file {value} is not readable: check its permissions.", field=label)
+
+
+def estimate_seconds(cfg: RunConfig, trainable_params: int | None = None, total_params: int | None = None) -> float | None:
+    """A rough duration for this config on this machine, from FLOPs and a device throughput guess."""
+    if total_params is None:
+        try:
+            from core.strategies import estimate_params
+
+            trainable_params, total_params = estimate_params(cfg)
+        except TuneboardError:
+            return None
+    rows = _expected_train_rows(cfg)
+    steps = _expected_steps(cfg, rows)
+    tokens_per_step = cfg.training.batch_size * min(cfg.model.max_length, 24) * cfg.training.gradient_accumulation_steps
+    # Forward is 2·N FLOPs per token; backward adds 4·N for trained weights, ~2·N for activations only.
+    trainable_share = (trainable_params or total_params) / max(total_params, 1)
+    flops_per_token = total_params * (4 + 2 * trainable_share)
+    device = devices.pick_device(cfg.training.device)
+    # Effective FLOP/s measured on our 2-core AVX2 CI box and a mid-range GPU, with headroom.
+    throughput = {"cpu": 2.5e10 * devices.physical_cores() / 2, "mps": 2e12, "cuda": 4e13}[device]
+    seconds = steps * tokens_per_step * flops_per_token / throughput
+    evals = max(1, steps // cfg.training.eval_steps)
+    return seconds * 1.15 + evals * 1.5 + 8.0
+
+
+def _expected_train_rows(cfg: RunConfig) -> int:
+    if cfg.data.source == "synthetic":
+        rows = int(cfg.data.synthetic.rows * (1 - cfg.data.synthetic.null_fraction))
+    else:
+        rows = 10_000
+    rows = int(rows * (1 - cfg.data.validation_fraction))
+    return min(rows, cfg.data.max_rows) if cfg.data.max_rows else rows
+
+
+def _expected_steps(cfg: RunConfig, rows: int) -> int:
+    t = cfg.training
+    if t.max_steps:
+        return t.max_steps
+    per_epoch = max(1, -(-rows // (t.batch_size * t.gradient_accumulation_steps)))
+    return max(1, int(per_epoch * t.epochs))
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+@dataclass
+class _Prepared:
+    model: Any
+    tokenizer: Any
+    train_dataset: Any
+    eval_dataset: Any
+    collator: Any
+    plan: Any
+    unfreezer: Any
+    label_names: list[str] | None
+    data_report: dict[str, Any]
+    load_report: dict[str, Any]
+
+
+def train(
+    cfg: RunConfig,
+    folder: RunFolder,
+    sink: Any,
+    stop_event: threading.Event,
+    *,
+    resume: bool = False,
+) -> str:
+    """Fine-tune per cfg into folder; returns 'completed' or 'stopped'. Raises on failure."""
+    from core.runs import elapsed_seconds
+
+    is_main = _is_main_process()
+    previous = folder.status()
+    elapsed_before = float(previous.get("elapsed_s", 0.0) or 0.0) if resume else 0.0
+    checkpoint = None
+    if resume:
+        checkpoint = folder.last_complete_checkpoint()
+        if checkpoint is None:
+            raise TrainingError(
+                f"Run {folder.run_id} has no complete checkpoint to resume from; start it again from its config."
+            )
+    device = devices.pick_device(cfg.training.device)
+    if is_main:
+        sink.set_status(
+            status="running",
+            started_at=now_iso(),
+            elapsed_before_s=elapsed_before,
+            device=devices.describe_device() if device != "cpu" else f"cpu ({devices.describe_device()})",
+            error=None,
+        )
+        if resume:
+            sink.event("resume", int(previous.get("step", 0) or 0), f"Resuming from {checkpoint.name}.")
+        else:
+            sink.log(f"Starting {cfg.summary()} on {device}.")
+
+    attempt_cfg = cfg
+    for attempt in range(2):
+        try:
+            outcome = _run_once(attempt_cfg, folder, sink, stop_event, device, checkpoint, resume, is_main)
+            break
+        except torch.cuda.OutOfMemoryError:
+            if attempt == 1 or attempt_cfg.training.batch_size == 1:
+                raise TrainingError(
+                    "The GPU ran out of memory even at half the batch size. Lower the batch size or max "
+                    "length, or use LoRA, then start again."
+                ) from None
+            smaller = replace(
+                attempt_cfg.training,
+                batch_size=max(1, attempt_cfg.training.batch_size // 2),
+                gradient_accumulation_steps=attempt_cfg.training.gradient_accumulation_steps * 2,
+            )
+            attempt_cfg = replace(attempt_cfg, training=smaller)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if is_main:
+                sink.event(
+                    "oom_retry",
+                    int(folder.status().get("step", 0) or 0),
+                    f"Out of GPU memory: retrying with batch size {smaller.batch_size} and "
+                    f"{smaller.gradient_accumulation_steps}x gradient accumulation (same effective batch).",
+                )
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise TrainingError(
+                    f"The disk is full while writing {folder.path}: free space (delete old runs on the "
+                    "Runs page) and resume the run."
+                ) from None
+            raise
+
+    status, final_metrics, summary = outcome
+    if is_main:
+        elapsed = elapsed_before + elapsed_seconds(folder.status().get("started_at"))
+        sink.set_status(
+            status=status,
+            finished_at=now_iso(),
+            elapsed_s=round(elapsed, 2),
+            final_metrics=final_metrics,
+            samples_per_s=summary.get("train_samples_per_second"),
+        )
+        sink.log(f"Run {status} after {elapsed:.0f} s.")
+    return status
+
+
+def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main):
+    _set_threads(device)
+    torch.manual_seed(cfg.training.seed)
+    prepared = _prepare(cfg, folder, sink, is_main)
+    if stop_event.is_set():
+        return "stopped", {}, {}
+
+    language_model = cfg.task in ("mlm", "causal")
+    probe_texts = cfg.probe_texts()
+
+    def score(model):
+        from core.probes import score_probes
+
+        return score_probes(model, prepared.tokenizer, cfg.task, probe_texts, cfg.probes.top_k, label_names=prepared.label_names)
+
+    if is_main and not resume:
+        sink.log("Scoring the probes with the base model.")
+        prepared.model.to(device)
+        for result in score(prepared.model):
+            sink.probe(0, "base", result["text"], result["predictions"])
+
+    samples_per_step = cfg.training.batch_size * cfg.training.gradient_accumulation_steps * _world_size()
+    sink_callback = SinkCallback(
+        sink, stop_event, score_probes=score, language_model=language_model, samples_per_step=samples_per_step
+    )
+    callbacks: list[Any] = [sink_callback]
+    if prepared.unfreezer is not None:
+        callbacks.append(GradualUnfreezeCallback(prepared.unfreezer, sink, cfg.strategy.unfreeze_every_steps))
+
+    trainer = _TuneboardTrainer(
+        model=prepared.model,
+        args=_training_arguments(cfg, folder, device),
+        data_collator=prepared.collator,
+        train_dataset=prepared.train_dataset,
+        eval_dataset=prepared.eval_dataset,
+        processing_class=prepared.tokenizer,
+        compute_metrics=_compute_metrics(cfg.task),
+        callbacks=callbacks,
+        masked_only_mlm=cfg.task == "mlm",
+    )
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    if sink_callback.stopped_by_user:
+        return "stopped", _latest_eval(folder), sink_callback.summary
+
+    final_metrics = trainer.evaluate()
+    final = {k: float(v) for k, v in final_metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+    if language_model and "eval_loss" in final:
+        from core.metrics import perplexity
+
+        final["eval_perplexity"] = perplexity(final["eval_loss"])
+    if is_main:
+        for result in score(trainer.model):
+            sink.probe(trainer.state.global_step, "final", result["text"], result["predictions"])
+        trainer.save_model(str(folder.final_path))
+        sink.log(f"Saved the fine-tuned model to {folder.final_path}.")
+    return "completed", final, sink_callback.summary
+
+
+def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Prepared:
+    from core.data.prepare import prepare_data
+    from core.models import load_for_task
+    from core.strategies import GradualUnfreezer, apply_strategy
+
+    sink.log("Preparing the data.")
+    data = prepare_data(cfg)
+    if len(data.train) == 0:
+        raise DataError("No training rows are left after cleaning and curation: loosen the filters or add data.")
+    if is_main:
+        atomic_write_json(folder.path / "data_report.json", data.report)
+        dropped = sum((data.report.get("dropped") or {}).values()) if isinstance(data.report.get("dropped"), dict) else 0
+        sink.log(f"Data: {len(data.train)} training rows, {len(data.eval)} evaluation rows, {dropped} rows dropped.")
+
+    sink.log(f"Loading model '{cfg.model.source}' for {cfg.task}.")
+    loaded = load_for_task(cfg.model, cfg.task, label_names=data.label_names)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    if is_main:
+        atomic_write_json(folder.load_report_path, loaded.report)
+        for warning in loaded.report.get("warnings", []):
+            sink.event("warning", 0, warning)
+
+    model, plan = apply_strategy(model, cfg.strategy, cfg.task)
+    unfreezer = GradualUnfreezer(model, plan) if cfg.strategy.name == "gradual-unfreeze" else None
+    if is_main:
+        sink.set_status(
+            trainable_params=int(plan.trainable_params),
+            total_params=int(plan.total_params),
+            strategy_description=plan.description,
+            load_report=loaded.report,
+            data_report={k: v for k, v in data.report.items() if k != "curation"},
+            label_names=data.label_names,
+        )
+        sink.log(f"{plan.description} Trainable parameters: {plan.trainable_params:,} of {plan.total_params:,}.")
+
+    # The loader caps max_length at what the model can embed (e.g. 512 positions for BERT).
+    max_length = int(loaded.report.get("max_length") or cfg.model.max_length)
+    train_dataset = _tokenize(data.train, tokenizer, cfg, max_length, sink, "training")
+    eval_source = data.eval
+    if len(eval_source) > MAX_EVAL_ROWS:
+        eval_source = eval_source.shuffle(seed=cfg.training.seed).select(range(MAX_EVAL_ROWS))
+    eval_dataset = _tokenize(eval_source, tokenizer, cfg, max_length, sink, "evaluation")
+    if len(train_dataset) == 0:
+        raise DataError("Every training row is longer than the model's max length: raise max length or choose 'truncate'.")
+    return _Prepared(
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset if len(eval_dataset) else None,
+        collator=_collator(cfg, tokenizer),
+        plan=plan,
+        unfreezer=unfreezer,
+        label_names=data.label_names,
+        data_report=data.report,
+        load_report=loaded.report,
+    )
+
+
+def _tokenize(dataset, tokenizer, cfg: RunConfig, max_length: int, sink: Any, what: str):
+    """Tokenise once, without padding: the collator pads each batch to its own longest row."""
+    drop_too_long = cfg.data.curation.too_long == "drop"
+    keep_label = cfg.task == "classification" and "label" in dataset.column_names
+
+    def encode(batch):
+        encoded = tokenizer(
+            batch["text"],
+            truncation=not drop_too_long,
+            max_length=max_length if not drop_too_long else None,
+            return_special_tokens_mask=cfg.task == "mlm",
+        )
+        if keep_label:
+            encoded["labels"] = batch["label"]
+        return encoded
+
+    columns = dataset.column_names
+    tokenized = dataset.map(encode, batched=True, remove_columns=columns, desc=f"Tokenising {what} data")
+    if drop_too_long:
+        before = len(tokenized)
+        tokenized = tokenized.filter(lambda row: len(row["input_ids"]) <= max_length)
+        if before != len(tokenized):
+            sink.log(f"Dropped {before - len(tokenized)} {what} rows longer than {max_length} tokens.")
+    tokenized = tokenized.map(lambda row: {"length": len(row["input_ids"])})
+    return tokenized
+
+
+def _collator(cfg: RunConfig, tokenizer):
+    pad_multiple = 8 if torch.cuda.is_available() else None
+    if cfg.task == "mlm":
+        return DataCollatorForLanguageModeling(
+            tokenizer, mlm=True, mlm_probability=cfg.training.mlm_probability, pad_to_multiple_of=pad_multiple
+        )
+    if cfg.task == "causal":
+        return DataCollatorForLanguageModeling(tokenizer, mlm=False, pad_to_multiple_of=pad_multiple)
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple)
+
+
+def _compute_metrics(task: str):
+    from core.metrics import compute_metrics_for
+
+    return compute_metrics_for(task)
+
+
+def _training_arguments(cfg: RunConfig, folder: RunFolder, device: str) -> TrainingArguments:
+    t = cfg.training
+    bf16 = devices.use_bf16(device, t.precision)
+    return TrainingArguments(
+        output_dir=str(folder.path),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps if t.max_steps else -1,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=max(t.batch_size, 32),
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio if t.warmup_ratio < 1 else 0,
+        weight_decay=t.weight_decay,
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        # The default filter replaces a NaN loss by a running mean, hiding a diverged run.
+        logging_nan_inf_filter=False,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        seed=t.seed,
+        bf16=bf16,
+        fp16=t.precision == "fp16" and device == "cuda",
+        use_cpu=device == "cpu",
+        auto_find_batch_size=t.auto_find_batch_size,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+        save_only_model=False,
+        log_level="warning",
+        # LM evaluation needs only the loss; gathering [N, T, vocab] logits would cost GBs.
+        prediction_loss_only=cfg.task != "classification",
+    )
+
+
+class _TuneboardTrainer(Trainer):
+    """Trainer with masked-only MLM loss, and an optimizer that knows every parameter.
+
+    Gradual unfreezing needs the latter.
+
+    Trainer builds its optimizer from the parameters that require grad at that moment; a block
+    unfrozen later would get gradients but never an update. AdamW skips parameters whose grad is
+    None, so registering frozen ones costs nothing until they thaw.
+    """
+
+    def __init__(self, *args, masked_only_mlm: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Masked-only MLM calls the encoder and head directly, which would bypass DDP's gradient
+        # hooks, so it is for single-process runs only.
+        self.masked_only_parts = masked_only_parts(self.model) if masked_only_mlm and self.args.world_size == 1 else None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.masked_only_parts is None or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        scaled_items = num_items_in_batch if self.model_accepts_loss_kwargs else None
+        loss = masked_only_loss(self.masked_only_parts, inputs, scaled_items)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def create_optimizer(self, model=None):
+        target = model if model is not None else self.model
+        frozen = [p for p in target.parameters() if not p.requires_grad]
+        if not frozen or not getattr(self, "_register_frozen", True):
+            return super().create_optimizer(model) if model is not None else super().create_optimizer()
+        for parameter in frozen:
+            parameter.requires_grad_(True)
+        try:
+            return super().create_optimizer(model) if model is not None else super().create_optimizer()
+        finally:
+            for parameter in frozen:
+                parameter.requires_grad_(False)
+
+
+def _latest_eval(folder: RunFolder) -> dict[str, float]:
+    latest: dict[str, float] = {}
+    for record in folder.metrics():
+        if "eval_loss" in record:
+            latest = {k: v for k, v in record.items() if k.startswith("eval_")}
+    return latest
+
+
+def _set_threads(device: str) -> None:
+    if device == "cpu":
+        # Hyper-threads share one core's FPUs; more threads than physical cores only adds contention.
+        torch.set_num_threads(max(1, devices.physical_cores()))
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# The Runs page calls engine.export_run; it lives with the other saved-model code.
+from core.export import export_run  # noqa: E402,F401

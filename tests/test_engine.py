@@ -1,0 +1,163 @@
+"""Engine smoke tests: real Trainer runs on tiny models, every task x strategy, stop and resume."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from core import engine
+from core.config import RunConfig
+from core.runs import RunFolder
+from core.sink import RunSink
+
+STRATEGIES = ("full", "feature-extraction", "freeze-layers", "gradual-unfreeze", "lora")
+
+
+def tiny_config(model_dir: str, task: str, strategy: str = "full", **training) -> RunConfig:
+    cfg = RunConfig(task=task)
+    cfg.model.source = model_dir
+    cfg.model.max_length = 32
+    cfg.data.synthetic.rows = 160
+    cfg.strategy.name = strategy
+    cfg.strategy.freeze_layers = 1
+    cfg.strategy.unfreeze_every_steps = 2
+    cfg.training.max_steps = training.pop("max_steps", 4)
+    cfg.training.batch_size = 8
+    cfg.training.learning_rate = 1e-3
+    cfg.training.logging_steps = 1
+    cfg.training.eval_steps = training.pop("eval_steps", 2)
+    cfg.training.save_steps = training.pop("save_steps", 2)
+    for key, value in training.items():
+        setattr(cfg.training, key, value)
+    if task == "causal":
+        cfg.probes.texts = ["Nike shoes are very"]
+    return cfg.validate()
+
+
+def run(cfg: RunConfig, root, stop_event=None, resume=False, folder=None):
+    folder = folder or RunFolder.create(root, f"r-{cfg.task}-{cfg.strategy.name}", cfg)
+    sink = RunSink(folder, load_existing=resume)
+    status = engine.train(cfg, folder, sink, stop_event or threading.Event(), resume=resume)
+    return status, folder
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("task", ["mlm", "classification", "causal"])
+def test_every_task_and_strategy_trains(task, strategy, tiny_bert, tiny_gpt2, tmp_path):
+    model_dir = tiny_gpt2 if task == "causal" else tiny_bert
+    status, folder = run(tiny_config(model_dir, task, strategy), tmp_path)
+    assert status == "completed"
+    info = folder.status()
+    assert info["status"] == "completed"
+    assert 0 < info["trainable_params"] <= info["total_params"]
+    if strategy in ("feature-extraction", "freeze-layers", "lora", "gradual-unfreeze"):
+        assert info["trainable_params"] < info["total_params"]
+    metrics = folder.metrics()
+    assert [m["step"] for m in metrics if "loss" in m][:2] == [1, 2]
+    evals = [m for m in metrics if "eval_loss" in m]
+    assert evals, "no evaluation was recorded"
+    if task == "classification":
+        assert {"eval_accuracy", "eval_precision", "eval_recall", "eval_f1"} <= set(evals[-1])
+        assert set(info["final_metrics"]) >= {"eval_accuracy", "eval_f1"}
+    else:
+        assert "eval_perplexity" in evals[-1]
+    phases = {p["phase"] for p in folder.probes()}
+    assert phases == {"base", "eval", "final"}
+    assert (folder.final_path).is_dir()
+    if strategy == "gradual-unfreeze":
+        assert any(e.get("event") == "unfreeze" for e in metrics)
+
+
+def test_classification_on_gpt2_uses_a_pad_token(tiny_gpt2, tmp_path):
+    status, folder = run(tiny_config(tiny_gpt2, "classification"), tmp_path)
+    assert status == "completed"
+    probe = folder.probes()[0]
+    assert {p["label"] for p in probe["predictions"]} == {"negative", "positive"}
+
+
+class _StopAtStep(RunSink):
+    """A sink that presses Stop once training reaches a step, as a user would."""
+
+    def __init__(self, folder, stop_event, at_step, **kwargs):
+        super().__init__(folder, **kwargs)
+        self.stop_event, self.at_step = stop_event, at_step
+
+    def progress(self, step, max_steps, epoch):
+        super().progress(step, max_steps, epoch)
+        if step >= self.at_step:
+            self.stop_event.set()
+
+
+def test_stop_then_resume_continues_the_same_run(tiny_bert, tmp_path):
+    cfg = tiny_config(tiny_bert, "mlm", max_steps=8, save_steps=4, eval_steps=4)
+    folder = RunFolder.create(tmp_path, "resumable", cfg)
+    stop_event = threading.Event()
+    status = engine.train(cfg, folder, _StopAtStep(folder, stop_event, 3), stop_event)
+    assert status == "stopped"
+    assert folder.status()["status"] == "stopped"
+    checkpoint = folder.last_complete_checkpoint()
+    assert checkpoint is not None and checkpoint.name == "checkpoint-3"
+    steps_before = [m["step"] for m in folder.metrics() if "loss" in m]
+    assert max(steps_before) == 3
+
+    status, _ = run(cfg, tmp_path, resume=True, folder=folder)
+    assert status == "completed"
+    steps = [m["step"] for m in folder.metrics() if "loss" in m]
+    assert steps[: len(steps_before)] == steps_before
+    resumed = steps[len(steps_before):]
+    assert resumed and min(resumed) > 3 and max(resumed) == 8
+    assert any(m.get("event") == "resume" for m in folder.metrics())
+    base_probes = [p for p in folder.probes() if p["phase"] == "base"]
+    assert len(base_probes) == len(cfg.probe_texts())  # the base model is not re-scored on resume
+
+
+def test_resume_without_checkpoint_is_refused(tiny_bert, tmp_path):
+    from core.errors import TrainingError
+
+    cfg = tiny_config(tiny_bert, "mlm")
+    folder = RunFolder.create(tmp_path, "empty", cfg)
+    with pytest.raises(TrainingError, match="no complete checkpoint"):
+        engine.train(cfg, folder, RunSink(folder), threading.Event(), resume=True)
+
+
+def test_nan_loss_fails_with_advice(tiny_bert, tmp_path, monkeypatch):
+    """Weights turned to NaN after step 1 must end the run with advice, not train on garbage."""
+    import core.models
+    from core.errors import TrainingError
+
+    cfg = tiny_config(tiny_bert, "mlm", max_steps=6)
+    folder = RunFolder.create(tmp_path, "nan", cfg)
+    loaded_models = []
+    original = core.models.load_for_task
+
+    def capture(*args, **kwargs):
+        loaded = original(*args, **kwargs)
+        loaded_models.append(loaded.model)
+        return loaded
+
+    class PoisonedSink(RunSink):
+        def progress(self, step, max_steps, epoch):
+            super().progress(step, max_steps, epoch)
+            if step == 1:
+                for parameter in loaded_models[0].parameters():
+                    parameter.data.fill_(float("nan"))
+
+    monkeypatch.setattr(core.models, "load_for_task", capture)
+    with pytest.raises(TrainingError, match="learning rate"):
+        engine.train(cfg, folder, PoisonedSink(folder), threading.Event())
+
+
+def test_estimate_seconds_is_positive_for_the_default_config():
+    seconds = engine.estimate_seconds(RunConfig())
+    assert seconds is not None and 5 < seconds < 3600
+
+
+def test_preflight_refuses_missing_data_file(tmp_path):
+    from core.errors import DataError
+
+    cfg = RunConfig()
+    cfg.data.source = "file"
+    cfg.data.path = str(tmp_path / "missing.csv")
+    with pytest.raises(DataError, match="does not exist"):
+        engine.preflight(cfg)
