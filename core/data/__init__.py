@@ -1,0 +1,37 @@
+"""Data: synthetic reviews, files and Hub datasets, curation (signals + integrity checks), preparation.
+
+Import from the submodules (core.data.sources, .synthetic, .curation, .prepare); this package
+re-exports the main entry points lazily so that `import core.data` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "generate_reviews": "core.data.synthetic",
+    "read_table": "core.data.sources",
+    "load_hub_dataset": "core.data.sources",
+    "load_frame": "core.data.sources",
+    "SUPPORTED_SUFFIXES": "core.data.sources",
+    "curate": "core.data.curation",
+    "CurationResult": "core.data.curation",
+    "signal_from_dict": "core.data.curation",
+    "signal_counts": "core.data.curation",
+    "save_curated": "core.data.curation",
+    "list_curated": "core.data.curation",
+    "load_curated": "core.data.curation",
+    "prepare_data": "core.data.prepare",
+    "PreparedData": "core.data.prepare",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Load the submodule that owns `name` on first use."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'core.data' has no attribute {name!r}")
