@@ -102,7 +102,6 @@ def _wait_for(path: Path, seconds: float = 120.0) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from core import engine
     from core.runs import RESUMABLE, RunFolder, default_runs_root, new_run_id
-    from core.sink import RunSink
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -132,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             folder = RunFolder(root / run_id)
         resume = False
 
-    sink = RunSink(folder, load_existing=resume)
+    sink = _console_sink(folder, resume, echo=is_main)
     stop_event = threading.Event()
 
     def request_stop(signum, _frame):
@@ -156,6 +155,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k.removeprefix('eval_')}={v:.4g}" for k, v in final.items() if isinstance(v, (int, float)))
         print(f"Run {status}: {folder.path}" + (f" ({shown})" if shown else ""), flush=True)
     return 0
+
+
+def _console_sink(folder, resume: bool, *, echo: bool):
+    """A RunSink that also prints one compact line per log, evaluation and event."""
+    from core.sink import RunSink
+
+    class ConsoleSink(RunSink):
+        def metric(self, record):
+            super().metric(record)
+            if echo:
+                shown = " · ".join(
+                    f"{key.removeprefix('eval_')} {value:.4g}"
+                    for key, value in record.items()
+                    if key not in ("step", "epoch", "time") and isinstance(value, (int, float))
+                )
+                kind = "eval" if any(k.startswith("eval_") for k in record) else "train"
+                print(f"step {record['step']:>6} {kind:<5} {shown}", flush=True)
+
+        def log(self, message):
+            super().log(message)
+            if echo:
+                print(message, flush=True)
+
+    return ConsoleSink(folder, load_existing=resume)
 
 
 def _record_failure(folder, sink, err: BaseException) -> None:

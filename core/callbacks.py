@@ -40,6 +40,9 @@ class SinkCallback(TrainerCallback):
         self.samples_per_step = samples_per_step
         self.stopped_by_user = False
         self.summary: dict[str, float] = {}
+        # Kept on every rank (not only the one writing files) so all ranks agree on a final evaluate().
+        self.last_eval_step: int | None = None
+        self.last_eval: dict[str, float] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -79,8 +82,6 @@ class SinkCallback(TrainerCallback):
             self.sink.metric(record)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if not state.is_world_process_zero:
-            return
         record: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         for key, value in (metrics or {}).items():
             if key.startswith("eval_") and isinstance(value, (int, float)) and not key.endswith(("_runtime", "per_second")):
@@ -93,6 +94,10 @@ class SinkCallback(TrainerCallback):
             )
         if self.language_model and "eval_loss" in record:
             record["eval_perplexity"] = perplexity(record["eval_loss"])
+        self.last_eval_step = state.global_step
+        self.last_eval = {k: v for k, v in record.items() if k.startswith("eval_")}
+        if not state.is_world_process_zero:
+            return
         self.sink.metric(record)
         model = kwargs.get("model")
         if self.score_probes is not None and model is not None:

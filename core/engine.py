@@ -19,6 +19,7 @@ import torch
 from transformers import (
     DataCollatorForLanguageModeling,
     DataCollatorWithPadding,
+    PrinterCallback,
     Trainer,
     TrainingArguments,
 )
@@ -235,20 +236,20 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
         callbacks=callbacks,
         masked_only_mlm=cfg.task == "mlm",
     )
+    # The sink is our reporter; the Trainer's own printer would echo raw dicts to stdout.
+    trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     if sink_callback.stopped_by_user:
-        return "stopped", _latest_eval(folder), sink_callback.summary
+        return "stopped", sink_callback.last_eval, sink_callback.summary
 
-    final_metrics = trainer.evaluate()
-    final = {k: float(v) for k, v in final_metrics.items() if k.startswith("eval_") and isinstance(v, (int, float))}
-    if language_model and "eval_loss" in final:
-        from core.metrics import perplexity
-
-        final["eval_perplexity"] = perplexity(final["eval_loss"])
+    step = trainer.state.global_step
+    if sink_callback.last_eval_step != step and prepared.eval_dataset is not None:
+        trainer.evaluate()  # the callback records it, with perplexity, like every evaluation
+    final = sink_callback.last_eval
     if is_main:
         for result in score(trainer.model):
-            sink.probe(trainer.state.global_step, "final", result["text"], result["predictions"])
+            sink.probe(step, "final", result["text"], result["predictions"])
         trainer.save_model(str(folder.final_path))
         sink.log(f"Saved the fine-tuned model to {folder.final_path}.")
     return "completed", final, sink_callback.summary
@@ -287,7 +288,7 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
             data_report={k: v for k, v in data.report.items() if k != "curation"},
             label_names=data.label_names,
         )
-        sink.log(f"{plan.description} Trainable parameters: {plan.trainable_params:,} of {plan.total_params:,}.")
+        sink.log(plan.description)
 
     # The loader caps max_length at what the model can embed (e.g. 512 positions for BERT).
     max_length = int(loaded.report.get("max_length") or cfg.model.max_length)
@@ -433,14 +434,6 @@ class _TuneboardTrainer(Trainer):
         finally:
             for parameter in frozen:
                 parameter.requires_grad_(False)
-
-
-def _latest_eval(folder: RunFolder) -> dict[str, float]:
-    latest: dict[str, float] = {}
-    for record in folder.metrics():
-        if "eval_loss" in record:
-            latest = {k: v for k, v in record.items() if k.startswith("eval_")}
-    return latest
 
 
 def _set_threads(device: str) -> None:
