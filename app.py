@@ -1,0 +1,16 @@
+"""Tuneboard: the router. Defines the pages, draws the shared sidebar, runs the chosen page.
+
+Start it with `streamlit run app.py`. Pages live in pages/ and never import torch; the training
+itself runs in the JobManager's worker thread (ui.state.get_jobs), so closing a tab stops nothing.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import layout, state
+
+layout.page_config()
+page = st.navigation(state.pages())
+layout.sidebar()
+state.run_page(page)

@@ -1,0 +1,254 @@
+"""Runs: the history of every run folder, overlaid curves, and what to do with one run.
+
+Reads `jobs.list_runs()` (RunSummary rows, cached by file stats in core.jobs) and snapshots for
+the curves. Exports: config.yaml, the model or LoRA adapter as a zip (optionally merged through
+core.engine.export_run), and the commands that rerun the config headless or on several GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import TuneboardError
+from core.runs import RunFolder
+from ui import charts, state, text
+from ui.files import zip_folder
+from ui.widgets import format_bytes, format_duration, run_label, run_picker, show_error, status_badge
+
+EXPORT_KEY = "tb_runs_export"
+DELETE_KEY = "tb_runs_delete_pending"
+METRIC_ORDER = ("eval_loss", "eval_perplexity", "eval_accuracy", "eval_f1", "train_loss", "loss")
+SHORT_NAMES = {
+    "eval_loss": "eval loss", "eval_perplexity": "ppl", "eval_accuracy": "acc", "eval_f1": "F1",
+    "train_loss": "train loss", "loss": "loss",
+}
+OVERLAY_METRICS = ("loss", "eval_loss", "eval_perplexity", "eval_accuracy", "eval_f1", "learning_rate")
+
+
+# ---- formatting ----------------------------------------------------------------------------
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """'eval loss 2.31 · ppl 10.1' from a final_metrics dict."""
+    parts = []
+    for key in METRIC_ORDER:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{SHORT_NAMES[key]} {value:.3g}")
+    return " · ".join(parts[:3]) or text.NOT_AVAILABLE
+
+
+def format_created(created_at: str | None) -> str:
+    """ISO time -> local 'YYYY-MM-DD HH:MM'."""
+    if not created_at:
+        return text.NOT_AVAILABLE
+    try:
+        return datetime.fromisoformat(created_at).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return created_at
+
+
+def config_path_for_display(run_id: str) -> str:
+    """The run's config.yaml, relative to the working folder when it is below it."""
+    path = state.run_path(run_id) / "config.yaml"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# ---- sections ------------------------------------------------------------------------------
+
+def history_table(runs: list) -> None:
+    """One row per run folder."""
+    rows = [
+        {
+            text.COL_STATUS: r.status,
+            text.COL_NAME: r.name or text.NOT_AVAILABLE,
+            text.COL_TASK: r.task,
+            text.COL_MODEL: r.model,
+            text.COL_STRATEGY: r.strategy,
+            text.COL_CREATED: format_created(r.created_at),
+            text.COL_DURATION: format_duration(r.duration_s),
+            text.COL_METRICS: format_metrics(dict(r.final_metrics or {})),
+            text.COL_DISK: format_bytes(r.disk_bytes),
+            text.COL_RUN: r.run_id,
+        }
+        for r in runs
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def overlay_section(jobs, runs: list) -> None:
+    """Several runs' curves of one metric on one chart."""
+    st.subheader(text.OVERLAY)
+    labels = {r.run_id: run_label(r) for r in runs}
+    cols = st.columns([3, 1, 1], vertical_alignment="bottom")
+    chosen = cols[0].multiselect(
+        text.OVERLAY_RUNS, list(labels), default=list(labels)[:3], format_func=labels.get, key="tb_runs_overlay"
+    )
+    metric = cols[1].selectbox(
+        text.OVERLAY_METRIC, OVERLAY_METRICS, format_func=lambda m: text.METRIC_NAMES.get(m, m), key="tb_runs_metric"
+    )
+    log_y = cols[2].toggle(text.LOG_SCALE, key="tb_runs_log")
+    curves = {}
+    for run_id in chosen:
+        try:
+            curves[labels[run_id]] = jobs.snapshot(run_id).metrics
+        except TuneboardError:
+            continue
+    if any(charts.series(records, metric)[0] for records in curves.values()):
+        st.plotly_chart(charts.overlay_figure(curves, metric, log_y=log_y, smoothing=0.6 if metric == "loss" else 0.0))
+    elif chosen:
+        st.caption(text.OVERLAY_EMPTY.format(metric=text.METRIC_NAMES.get(metric, metric)))
+
+
+def run_actions(jobs, summary) -> None:
+    """Open the run elsewhere, resume it, or delete it (with confirmation)."""
+    run_id = summary.run_id
+    cols = st.columns(5)
+    if cols[0].button(text.OPEN_SETUP, icon=":material/tune:", help=text.OPEN_SETUP_HELP, key="tb_runs_setup",
+                      width="stretch"):
+        try:
+            state.load_config(jobs.config(run_id))
+        except TuneboardError as err:
+            show_error(err)
+        else:
+            st.switch_page("pages/setup.py")
+    if cols[1].button(text.OPEN_TRAIN, icon=":material/model_training:", key="tb_runs_train", width="stretch"):
+        state.select_run(run_id)
+        st.switch_page("pages/train.py", query_params={"run": run_id})
+    if cols[2].button(text.OPEN_COMPARE, icon=":material/compare_arrows:", key="tb_runs_compare", width="stretch"):
+        state.select_run(run_id)
+        st.switch_page("pages/compare.py", query_params={"run": run_id})
+    if cols[3].button(text.RESUME_RUN, icon=":material/resume:", disabled=not summary.resumable,
+                      key="tb_runs_resume", width="stretch"):
+        try:
+            jobs.resume(run_id)
+        except TuneboardError as err:
+            show_error(err)
+        else:
+            state.select_run(run_id)
+            st.switch_page("pages/train.py", query_params={"run": run_id})
+    if cols[4].button(text.DELETE, icon=":material/delete:", disabled=summary.status in ("queued", "running"),
+                      key="tb_runs_delete", width="stretch"):
+        st.session_state[DELETE_KEY] = run_id
+    if st.session_state.get(DELETE_KEY) == run_id:
+        delete_confirmation(jobs, summary)
+
+
+def delete_confirmation(jobs, summary) -> None:
+    """Ask before deleting a run folder."""
+    run_id = summary.run_id
+    st.warning(text.DELETE_CONFIRM.format(run_id=run_id, size=format_bytes(summary.disk_bytes)),
+               icon=":material/warning:")
+    cols = st.columns([1, 1, 4])
+    if cols[0].button(text.DELETE_YES, type="primary", key="tb_runs_delete_yes"):
+        st.session_state.pop(DELETE_KEY, None)
+        try:
+            jobs.delete(run_id)
+        except TuneboardError as err:
+            show_error(err)
+        else:
+            state.select_run(None)
+            st.toast(text.DELETED.format(run_id=run_id))
+            st.rerun()
+    if cols[1].button(text.DELETE_NO, key="tb_runs_delete_no"):
+        st.session_state.pop(DELETE_KEY, None)
+        st.rerun()
+
+
+def downloads(jobs, summary) -> None:
+    """config.yaml, and the model (or LoRA adapter, merged on request) as a zip."""
+    st.markdown(f"**{text.DOWNLOADS}**")
+    run_id = summary.run_id
+    folder = RunFolder(state.run_path(run_id))
+    try:
+        cfg = jobs.config(run_id)
+    except TuneboardError as err:
+        show_error(err)
+        return
+    st.download_button(text.DOWNLOAD_CONFIG, folder.config_path.read_text(encoding="utf-8"),
+                       file_name=f"{run_id}-config.yaml", mime="application/x-yaml", on_click="ignore",
+                       icon=":material/download:", key="tb_runs_dl_config")
+    from core.export import tuned_model_path
+
+    source = tuned_model_path(folder)
+    if source is None:
+        st.caption(text.NO_MODEL_YET)
+        return
+    is_lora = cfg.strategy.name == "lora" or (source / "adapter_config.json").exists()
+    if not is_lora and source == folder.final_path:
+        # A full model saved in final/: zip it as it is, on click.
+        st.download_button(text.DOWNLOAD_MODEL, data=lambda: zip_folder(source), file_name=f"{run_id}-model.zip",
+                           mime="application/zip", on_click="ignore", icon=":material/download:",
+                           key="tb_runs_dl_model")
+        return
+    merge = is_lora and st.toggle(text.MERGE_LORA, value=cfg.strategy.merge_on_export, key="tb_runs_merge")
+    prepared = st.session_state.get(EXPORT_KEY)
+    if prepared and prepared[:2] == (run_id, merge) and Path(prepared[2]).is_dir():
+        export_dir = Path(prepared[2])
+        label = text.DOWNLOAD_MERGED if merge else (text.DOWNLOAD_ADAPTER if is_lora else text.DOWNLOAD_MODEL)
+        suffix = "merged" if merge else ("adapter" if is_lora else "model")
+        st.download_button(label, data=lambda: zip_folder(export_dir), file_name=f"{run_id}-{suffix}.zip",
+                           mime="application/zip", on_click="ignore", icon=":material/download:",
+                           key="tb_runs_dl_export")
+    elif st.button(text.PREPARE_EXPORT, icon=":material/package_2:", key="tb_runs_prepare"):
+        from core.engine import export_run
+
+        try:
+            with st.spinner():
+                export_dir = export_run(folder.path, merge=merge)
+        except TuneboardError as err:
+            show_error(err)
+        else:
+            st.session_state[EXPORT_KEY] = (run_id, merge, str(export_dir))
+            st.rerun()
+
+
+def commands(run_id: str) -> None:
+    """The commands that rerun this config without the dashboard."""
+    st.markdown(f"**{text.COMMANDS}**")
+    config = config_path_for_display(run_id)
+    st.caption(text.COMMAND_CPU)
+    st.code(f"python -m core train --config {config}", language="bash", wrap_lines=True)
+    st.caption(text.COMMAND_MULTI)
+    st.code(f"accelerate launch -m core train --config {config}", language="bash", wrap_lines=True)
+
+
+# ---- the page ------------------------------------------------------------------------------
+
+state.require_router()
+st.title(text.RUNS_TITLE)
+st.caption(text.RUNS_CAPTION.format(root=os.path.relpath(state.runs_root()) if state.runs_root().is_relative_to(
+    Path.cwd()) else state.runs_root()))
+
+jobs = state.get_jobs()
+runs = jobs.list_runs()
+if not runs:
+    st.info(text.NO_RUNS, icon=":material/info:")
+    st.stop()
+
+history_table(runs)
+with st.container(border=True):
+    overlay_section(jobs, runs)
+
+with st.container(border=True):
+    st.subheader(text.SELECTED)
+    run_id = run_picker(jobs)
+    summary = next((r for r in runs if r.run_id == run_id), None)
+    if summary is not None:
+        status_badge(summary.status)
+        if summary.error and summary.status in ("failed", "interrupted"):
+            (st.error if summary.status == "failed" else st.warning)(summary.error)
+        run_actions(jobs, summary)
+        left, right = st.columns(2, gap="large")
+        with left:
+            downloads(jobs, summary)
+        with right:
+            commands(run_id)

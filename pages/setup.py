@@ -1,0 +1,583 @@
+"""Setup: task, base model, data, strategy, hyperparameters and probes -> one RunConfig.
+
+The tab's RunConfig lives in session_state (ui.state). Widgets are built from it and write back to
+it on every rerun; then the config is validated and each error is shown under its widget. Start
+submits the config to the shared JobManager and opens the Train page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.config import (
+    BUNDLED_MODEL,
+    SCHEDULERS,
+    STRATEGIES,
+    TASKS,
+    DataConfig,
+    ModelConfig,
+    ProbeConfig,
+    RunConfig,
+    StrategyConfig,
+    TrainingConfig,
+)
+from core.errors import ConfigError, DataError, ModelError, TuneboardError
+from ui import state, text
+from ui.files import file_suffix, save_upload
+from ui.widgets import Form, format_count
+
+PREVIEW_ROWS = 200
+SYNTH_SAMPLE_ROWS = 8
+YAML_UPLOAD_KEY = "tb_setup_yaml"
+YAML_LOADED_KEY = "tb_setup_yaml_loaded"
+HUB_PREVIEW_KEY = "tb_setup_hub_preview"
+
+
+# ---- cached look-ups (no torch here: core imports it lazily where needed) ---------------------
+
+@st.cache_data(show_spinner=False, ttl=60)
+def _is_cached(hub_id: str) -> bool:
+    from core.models import is_cached
+
+    return is_cached(hub_id)
+
+
+def _popular_models(task: str) -> list[dict]:
+    from core.models import POPULAR_MODELS
+
+    return [m for m in POPULAR_MODELS if m["id"] != BUNDLED_MODEL and task in m.get("tasks", ())]
+
+
+@st.cache_data(show_spinner=False, ttl=60, max_entries=64)
+def _model_problem(source: str) -> tuple[str, str | None] | None:
+    """(message, field) when the model source cannot be used; fast (core fails within seconds)."""
+    from core.models import resolve_model
+
+    try:
+        resolve_model(source)
+    except TuneboardError as err:
+        return str(err), err.field
+    return None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _estimate_params(task: str, model_yaml: str, strategy_yaml: str) -> tuple[int, int]:
+    """Trainable and total parameters; keyed only on what changes them."""
+    from core.strategies import estimate_params
+
+    cfg = RunConfig.from_dict({"task": task, "model": _yaml(model_yaml), "strategy": _yaml(strategy_yaml)})
+    return estimate_params(cfg)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _estimate_seconds(cfg_yaml: str, trainable: int, total: int) -> float | None:
+    from core.engine import estimate_seconds
+
+    return estimate_seconds(RunConfig.from_yaml(cfg_yaml), trainable, total)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _read_preview(path: str, mtime_ns: int) -> pd.DataFrame:
+    from core.data.sources import read_table
+
+    return read_table(path, max_rows=PREVIEW_ROWS)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _synthetic_sample(seed: int, null_fraction: float) -> pd.DataFrame:
+    from core.data.synthetic import generate_reviews
+
+    return generate_reviews(SYNTH_SAMPLE_ROWS, seed=seed, null_fraction=null_fraction)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _curated_preview(name: str) -> pd.DataFrame:
+    from core.data.sources import load_frame
+
+    return load_frame(DataConfig(source="curated", path=name)).head(PREVIEW_ROWS)
+
+
+def _yaml(text_: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text_) or {}
+
+
+def _as_yaml(obj) -> str:
+    import dataclasses
+
+    import yaml
+
+    return yaml.safe_dump(dataclasses.asdict(obj), sort_keys=True)
+
+
+# ---- sections ------------------------------------------------------------------------------
+
+def task_section(form: Form, cfg: RunConfig) -> tuple[str, str]:
+    """Task and run name."""
+    left, right = st.columns([3, 2])
+    with left:
+        task = form.select("task", text.TASK_LABEL, TASKS, cfg.task, format_func=_label(text.TASK_NAMES), radio=True)
+    with right:
+        name = form.text("name", text.RUN_NAME, cfg.name, placeholder=text.RUN_NAME_PLACEHOLDER)
+    return task, name
+
+
+def model_section(form: Form, model: ModelConfig, task: str) -> ModelConfig:
+    """Bundled, a popular Hub model (cached or not), any Hub id, or a local folder."""
+    popular = _popular_models(task)
+    kind = form.select(
+        "model.source", text.MODEL_KIND, list(text.MODEL_KINDS), _model_kind(model.source, popular),
+        format_func=_label(text.MODEL_KINDS), radio=True, key_extra=("kind",),
+    )
+    if kind == "bundled":
+        model.source = BUNDLED_MODEL
+        st.caption(text.MODEL_BUNDLED_NOTE)
+        form.slot("model.source")
+    elif kind == "popular":
+        if not popular:
+            st.info(text.MODEL_POPULAR_NONE)
+            form.slot("model.source")
+        else:
+            ids = [m["id"] for m in popular]
+            notes = {m["id"]: m for m in popular}
+            model.source = form.select(
+                "model.source", text.MODEL_POPULAR, ids, model.source if model.source in ids else ids[0],
+                format_func=lambda i: text.MODEL_POPULAR_OPTION.format(
+                    id=i, params=notes[i].get("params", "?"),
+                    badge=text.MODEL_CACHED if _is_cached(i) else text.MODEL_NEEDS_NETWORK,
+                ),
+                key_extra=("popular", task),
+            )
+            st.caption(notes[model.source].get("note", ""))
+    elif kind == "hub":
+        current = model.source if _model_kind(model.source, popular) == "hub" else ""
+        model.source = form.text(
+            "model.source", text.MODEL_HUB_ID, current, placeholder=text.MODEL_HUB_PLACEHOLDER, key_extra=("hub",)
+        )
+        if model.source:
+            cached = _is_cached(model.source)
+            st.caption((text.MODEL_HUB_CACHED if cached else text.MODEL_HUB_UNCACHED).format(id=model.source))
+    else:
+        current = model.source if _model_kind(model.source, popular) == "local" else ""
+        model.source = form.text(
+            "model.source", text.MODEL_LOCAL, current, placeholder=text.MODEL_LOCAL_PLACEHOLDER, key_extra=("local",)
+        )
+        if model.source and not Path(model.source).expanduser().is_dir():
+            st.caption(text.MODEL_LOCAL_MISSING.format(path=model.source))
+    with st.expander(text.MODEL_ADVANCED):
+        model.max_length = form.number("model.max_length", text.MAX_LENGTH, model.max_length, step=8)
+        model.trust_remote_code = form.toggle("model.trust_remote_code", text.TRUST_REMOTE_CODE, model.trust_remote_code)
+        model.allow_pickle_weights = form.toggle(
+            "model.allow_pickle_weights", text.ALLOW_PICKLE, model.allow_pickle_weights
+        )
+    return model
+
+
+def data_section(form: Form, data: DataConfig, task: str) -> tuple[DataConfig, list[TuneboardError]]:
+    """Dataset source with its options, a preview, column mapping; returns data problems found."""
+    problems: list[TuneboardError] = []
+    data.source = form.select(
+        "data.source", text.DATA_SOURCE, list(text.DATA_SOURCES), data.source,
+        format_func=_label(text.DATA_SOURCES), radio=True,
+    )
+    preview: pd.DataFrame | None = None
+    try:
+        if data.source == "synthetic":
+            synthetic_inputs(form, data)
+        elif data.source == "file":
+            preview = file_inputs(form, data)
+        elif data.source == "hub":
+            preview = hub_inputs(form, data)
+        else:
+            preview = curated_inputs(form, data)
+    except TuneboardError as err:
+        problems.append(_at(err, "data.path"))
+    if preview is not None:
+        st.caption(text.FILE_PREVIEW.format(rows=min(len(preview), 20)))
+        st.dataframe(preview.head(20), hide_index=True, height=240)
+    if data.source != "synthetic":
+        problems += column_mapping(form, data, task, None if preview is None else list(preview.columns))
+    with st.expander(text.DATA_ADVANCED):
+        cols = st.columns(2)
+        with cols[0]:
+            data.validation_fraction = form.number(
+                "data.validation_fraction", text.VALIDATION_FRACTION, data.validation_fraction, step=0.05
+            )
+        with cols[1]:
+            max_rows = form.number("data.max_rows", text.MAX_ROWS, data.max_rows or 0, step=100)
+            data.max_rows = max_rows or None
+        if data.source != "synthetic":
+            data.eval_path = form.text("data.eval_path", text.EVAL_PATH, data.eval_path) or None
+    return data, problems
+
+
+def synthetic_inputs(form: Form, data: DataConfig) -> None:
+    """Rows, seed and empty-row share of the generated reviews, with sample sentences."""
+    cols = st.columns(3)
+    with cols[0]:
+        data.synthetic.rows = form.number("data.synthetic.rows", text.SYNTH_ROWS, data.synthetic.rows, step=500)
+    with cols[1]:
+        data.synthetic.seed = form.number("data.synthetic.seed", text.SYNTH_SEED, data.synthetic.seed)
+    with cols[2]:
+        data.synthetic.null_fraction = form.number(
+            "data.synthetic.null_fraction", text.SYNTH_NULLS, data.synthetic.null_fraction, step=0.01
+        )
+    data.path = None
+    data.text_column, data.label_column = "text", "label"
+    with st.expander(text.SYNTH_SAMPLE):
+        try:
+            sample = _synthetic_sample(int(data.synthetic.seed), float(data.synthetic.null_fraction))
+        except TuneboardError as err:
+            st.error(str(err))
+        else:
+            st.dataframe(sample, hide_index=True)
+
+
+def file_inputs(form: Form, data: DataConfig) -> pd.DataFrame | None:
+    """Upload (stored under the uploads folder) or a server path; returns a preview or raises DataError."""
+    from core.data.sources import SUPPORTED_SUFFIXES
+
+    suffixes = sorted({s.lower().lstrip(".") for s in SUPPORTED_SUFFIXES})
+    uploaded = st.file_uploader(
+        text.UPLOAD_LABEL, type=suffixes, help=text.UPLOAD_HELP, key=form.key("data.upload")
+    )
+    if uploaded is not None:
+        if file_suffix(uploaded.name).lstrip(".") not in suffixes:
+            form.slot("data.path")
+            raise DataError(text.UPLOAD_BAD_TYPE.format(name=uploaded.name, types=", ".join(suffixes)))
+        content = uploaded.getvalue()
+        if not content.strip():
+            form.slot("data.path")
+            raise DataError(text.UPLOAD_EMPTY.format(name=uploaded.name))
+        stored = save_upload(uploaded.name, content, state.uploads_root())
+        data.path = str(stored)
+        st.caption(text.UPLOAD_SAVED.format(path=data.path))
+        form.slot("data.path")
+        try:
+            return _read_preview(str(stored), stored.stat().st_mtime_ns)
+        except DataError as err:  # name the file as the user knows it, not our stored copy
+            raise DataError(str(err).replace(stored.name, uploaded.name), field="data.path") from None
+    else:
+        data.path = form.text("data.path", text.FILE_PATH, data.path, help=text.FILE_PATH_HELP) or None
+    if not data.path:
+        return None
+    path = Path(data.path).expanduser()
+    if not path.is_file():
+        raise DataError(f"There is no file at {data.path}: upload it again or fix the path.")
+    return _read_preview(str(path), path.stat().st_mtime_ns)
+
+
+def hub_inputs(form: Form, data: DataConfig) -> pd.DataFrame | None:
+    """A Hub dataset name and split; the preview loads on request (it may need the network)."""
+    cols = st.columns([3, 1])
+    with cols[0]:
+        data.path = form.text("data.path", text.HUB_DATASET, data.path, placeholder=text.HUB_DATASET_PLACEHOLDER) or None
+    with cols[1]:
+        data.hub_split = form.text("data.hub_split", text.HUB_SPLIT, data.hub_split) or "train"
+    st.caption(text.HUB_NETWORK_NOTE)
+    cached = st.session_state.get(HUB_PREVIEW_KEY)
+    if data.path and st.button(text.HUB_PREVIEW, key=form.key("data.hub_preview")):
+        from core.data.sources import load_hub_dataset
+
+        with st.spinner():
+            frame = load_hub_dataset(data.path, data.hub_split)
+        cached = (data.path, data.hub_split, frame.head(PREVIEW_ROWS))
+        st.session_state[HUB_PREVIEW_KEY] = cached
+    if cached and cached[:2] == (data.path, data.hub_split):
+        return cached[2]
+    return None
+
+
+def curated_inputs(form: Form, data: DataConfig) -> pd.DataFrame | None:
+    """A dataset saved from the Data page."""
+    datasets = {str(d.get("name")): d for d in state.curated_datasets() if d.get("name")}
+    if not datasets:
+        st.info(text.CURATED_NONE)
+        form.slot("data.path")
+        return None
+    names = list(datasets)
+    data.path = form.select(
+        "data.path", text.CURATED_PICK, names, data.path if data.path in names else names[0],
+        format_func=lambda n: text.CURATED_OPTION.format(
+            name=n, rows=datasets.get(n, {}).get("rows", datasets.get(n, {}).get("rows_out", "?"))
+        ),
+        key_extra=("curated",),
+    )
+    return _curated_preview(data.path)
+
+
+def column_mapping(form: Form, data: DataConfig, task: str, columns: list[str] | None) -> list[TuneboardError]:
+    """Which column holds the text (and the label); a configured column missing from the data is flagged."""
+    problems: list[TuneboardError] = []
+    cols = st.columns(2)
+    wanted = [("data.text_column", text.TEXT_COLUMN, "text_column")]
+    if task == "classification":
+        wanted.append(("data.label_column", text.LABEL_COLUMN, "label_column"))
+    for (path, label, attr), col in zip(wanted, cols, strict=False):
+        with col:
+            current = getattr(data, attr)
+            if columns:
+                value = form.select(path, label, columns, current, key_extra=("|".join(columns),))
+                if value not in columns:
+                    problems.append(
+                        DataError(text.COLUMN_MISSING.format(column=value, columns=", ".join(columns)), field=path)
+                    )
+            else:
+                value = form.text(path, label, current)
+            setattr(data, attr, value)
+    return problems
+
+
+def strategy_section(form: Form, strategy: StrategyConfig) -> StrategyConfig:
+    """The strategy and the knobs that strategy uses."""
+    strategy.name = form.select(
+        "strategy.name", text.STRATEGY_LABEL, STRATEGIES, strategy.name, format_func=_label(text.STRATEGY_NAMES)
+    )
+    if strategy.name == "freeze-layers":
+        strategy.freeze_layers = form.number("strategy.freeze_layers", text.FREEZE_LAYERS, strategy.freeze_layers)
+    elif strategy.name == "gradual-unfreeze":
+        strategy.unfreeze_every_steps = form.number(
+            "strategy.unfreeze_every_steps", text.UNFREEZE_EVERY, strategy.unfreeze_every_steps, step=10
+        )
+    elif strategy.name == "lora":
+        cols = st.columns(3)
+        with cols[0]:
+            strategy.lora_r = form.number("strategy.lora_r", text.LORA_R, strategy.lora_r)
+        with cols[1]:
+            strategy.lora_alpha = form.number("strategy.lora_alpha", text.LORA_ALPHA, strategy.lora_alpha)
+        with cols[2]:
+            strategy.lora_dropout = form.number("strategy.lora_dropout", text.LORA_DROPOUT, strategy.lora_dropout)
+        targets = form.text(
+            "strategy.lora_targets", text.LORA_TARGETS, ", ".join(strategy.lora_targets or []),
+            placeholder=text.LORA_TARGETS_PLACEHOLDER,
+        )
+        strategy.lora_targets = [t.strip() for t in targets.split(",") if t.strip()] or None
+        strategy.merge_on_export = form.toggle("strategy.merge_on_export", text.LORA_MERGE, strategy.merge_on_export)
+    return strategy
+
+
+def training_section(form: Form, training: TrainingConfig, task: str) -> TrainingConfig:
+    """Length of training, batch, learning-rate schedule; logging, checkpoints and device in an expander."""
+    mode = form.select(
+        "training.max_steps", text.TRAIN_FOR, list(text.TRAIN_FOR_OPTIONS),
+        "steps" if training.max_steps else "epochs", format_func=_label(text.TRAIN_FOR_OPTIONS), radio=True,
+        key_extra=("mode",),
+    )
+    cols = st.columns(3)
+    with cols[0]:
+        if mode == "steps":
+            training.max_steps = form.number("training.max_steps", text.MAX_STEPS, training.max_steps or 100, step=10)
+        else:
+            training.epochs = form.number("training.epochs", text.EPOCHS, float(training.epochs), step=0.5)
+            training.max_steps = 0
+    with cols[1]:
+        training.batch_size = form.number("training.batch_size", text.BATCH_SIZE, training.batch_size)
+    with cols[2]:
+        training.learning_rate = form.number(
+            "training.learning_rate", text.LEARNING_RATE, float(training.learning_rate), step=1e-5, format="%.1e"
+        )
+    cols = st.columns(3)
+    with cols[0]:
+        training.lr_scheduler = form.select("training.lr_scheduler", text.SCHEDULER, SCHEDULERS, training.lr_scheduler)
+    with cols[1]:
+        training.warmup_ratio = form.number("training.warmup_ratio", text.WARMUP, float(training.warmup_ratio), step=0.05)
+    with cols[2]:
+        training.weight_decay = form.number(
+            "training.weight_decay", text.WEIGHT_DECAY, float(training.weight_decay), step=0.01
+        )
+    with st.expander(text.TRAINING_ADVANCED):
+        cols = st.columns(3)
+        with cols[0]:
+            training.eval_steps = form.number("training.eval_steps", text.EVAL_STEPS, training.eval_steps, step=10)
+            training.logging_steps = form.number("training.logging_steps", text.LOGGING_STEPS, training.logging_steps)
+            training.seed = form.number("training.seed", text.SEED, training.seed)
+        with cols[1]:
+            training.save_steps = form.number("training.save_steps", text.SAVE_STEPS, training.save_steps, step=10)
+            training.save_total_limit = form.number("training.save_total_limit", text.SAVE_LIMIT, training.save_total_limit)
+            training.gradient_accumulation_steps = form.number(
+                "training.gradient_accumulation_steps", text.GRAD_ACCUM, training.gradient_accumulation_steps
+            )
+        with cols[2]:
+            from core.config import DEVICES, PRECISIONS
+
+            training.device = form.select("training.device", text.DEVICE, DEVICES, training.device)
+            training.precision = form.select("training.precision", text.PRECISION, PRECISIONS, training.precision)
+            if task == "mlm":
+                training.mlm_probability = form.number(
+                    "training.mlm_probability", text.MLM_PROBABILITY, float(training.mlm_probability), step=0.05
+                )
+        training.auto_find_batch_size = form.toggle(
+            "training.auto_find_batch_size", text.AUTO_BATCH, training.auto_find_batch_size
+        )
+    return training
+
+
+def probes_section(form: Form, cfg: RunConfig) -> ProbeConfig:
+    """Probe sentences (one per line; the task's defaults unless edited) and top-k."""
+    defaults = RunConfig(task=cfg.task).probe_texts()
+    current = cfg.probe_texts()
+    cols = st.columns([4, 1])
+    with cols[0]:
+        entered = form.text_area(
+            "probes.texts", text.PROBE_TEXTS, "\n".join(current), height=150, key_extra=(cfg.task,)
+        )
+        if cfg.task == "mlm":
+            st.caption(text.PROBE_TEXTS_MLM_HINT)
+    with cols[1]:
+        top_k = form.number("probes.top_k", text.PROBE_TOP_K, cfg.probes.top_k)
+    lines = [line.strip() for line in entered.splitlines() if line.strip()]
+    return ProbeConfig(texts=None if lines == defaults or not lines else lines, top_k=top_k)
+
+
+def summary_section(cfg: RunConfig, problems: list[TuneboardError], params: tuple | None, form: Form) -> None:
+    """Parameter count, time estimate, readiness and the Start button."""
+    st.subheader(text.SECTION_SUMMARY)
+    st.caption(cfg.summary())
+    trainable, total = params or (None, None)
+    cols = st.columns(2)
+    with cols[0]:
+        st.metric(
+            text.PARAMS_TRAINABLE, format_count(trainable),
+            help=text.PARAMS_SHARE.format(share=trainable / total) if trainable is not None and total else None,
+        )
+    with cols[1]:
+        st.metric(text.PARAMS_TOTAL, format_count(total))
+    seconds = None
+    if not problems and total:
+        try:
+            seconds = _estimate_seconds(cfg.to_yaml(), int(trainable or 0), int(total))
+        except TuneboardError:
+            seconds = None
+    st.metric(
+        text.ESTIMATE,
+        text.ESTIMATE_VALUE.format(minutes=max(1, round(seconds / 60))) if seconds else text.ESTIMATE_UNKNOWN,
+    )
+    if seconds:
+        st.caption(text.ESTIMATE_DEVICE.format(device=state.device_label()))
+    for problem in problems:
+        st.error(str(problem), icon=":material/error:")
+    if not problems:
+        st.success(text.CONFIG_OK, icon=":material/check_circle:")
+    if st.button(text.START, type="primary", help=text.START_HELP, disabled=bool(problems),
+                 width="stretch", key="tb_setup_start"):
+        try:
+            run_id = state.get_jobs().submit(cfg)
+        except TuneboardError as err:
+            form.show_error(err)
+            st.error(str(err), icon=":material/error:")
+        else:
+            state.select_run(run_id)
+            st.switch_page("pages/train.py", query_params={"run": run_id})
+
+
+def config_file_section(cfg: RunConfig) -> None:
+    """Download the config as YAML, load one, or go back to the defaults."""
+    st.subheader(text.SECTION_CONFIG_FILE)
+    st.download_button(
+        text.SAVE_YAML, cfg.to_yaml(), file_name=f"{cfg.name or 'tuneboard'}.yaml", mime="application/x-yaml",
+        on_click="ignore", icon=":material/download:", width="stretch",
+    )
+    upload = st.file_uploader(text.LOAD_YAML, type=["yaml", "yml"], help=text.LOAD_YAML_HELP, key=YAML_UPLOAD_KEY)
+    if upload is not None and st.session_state.get(YAML_LOADED_KEY) != upload.file_id:
+        try:
+            loaded = RunConfig.from_yaml(upload.getvalue().decode("utf-8"))
+        except UnicodeDecodeError:
+            st.error(text.LOAD_YAML_NOT_TEXT.format(name=upload.name), icon=":material/error:")
+        except ConfigError as err:
+            st.error(str(err), icon=":material/error:")
+        else:
+            st.session_state[YAML_LOADED_KEY] = upload.file_id
+            state.load_config(loaded)
+            st.toast(text.LOAD_YAML_OK.format(name=upload.name))
+            st.rerun()
+    if st.button(text.RESET_DEFAULTS, key="tb_setup_reset"):
+        state.load_config(RunConfig())
+        st.rerun()
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+def _label(names: dict[str, str]):
+    return lambda value: names.get(value, str(value))
+
+
+def _model_kind(source: str, popular: list[dict]) -> str:
+    if source == BUNDLED_MODEL:
+        return "bundled"
+    if source in {m["id"] for m in popular}:
+        return "popular"
+    if source.startswith(("/", ".", "~")) or Path(source).expanduser().is_dir():
+        return "local"
+    return "hub"
+
+
+def _at(err: TuneboardError, field: str) -> TuneboardError:
+    """The error, attached to a widget's field when it names none."""
+    if not err.field:
+        err.field = field
+    return err
+
+
+def _check(cfg: RunConfig, data_problems: list[TuneboardError]) -> tuple[list[TuneboardError], tuple | None]:
+    """Every problem of the config (values, data, model source, task support) and the param count."""
+    problems = list(data_problems)
+    try:
+        cfg.validate()
+    except ConfigError as err:
+        if not any(p.field == err.field for p in problems):
+            problems.insert(0, err)
+    if any((p.field or "").startswith(("model.", "strategy.", "task")) for p in problems):
+        return problems, None
+    found = _model_problem(cfg.model.source)
+    if found is not None:
+        problems.insert(0, ModelError(found[0], field=found[1] or "model.source"))
+        return problems, None
+    try:
+        params = _estimate_params(cfg.task, _as_yaml(cfg.model), _as_yaml(cfg.strategy))
+    except TuneboardError as err:
+        problems.insert(0, _at(err, "model.source"))
+        return problems, None
+    return problems, params
+
+
+# ---- the page ------------------------------------------------------------------------------
+
+state.require_router()
+st.title(text.SETUP_TITLE)
+st.caption(text.SETUP_CAPTION)
+
+cfg = state.get_config()
+form = Form(state.form_generation())
+main, side = st.columns([3, 2], gap="large")
+with main:
+    with st.container(border=True):
+        cfg.task, cfg.name = task_section(form, cfg)
+    with st.container(border=True):
+        st.subheader(text.SECTION_MODEL)
+        cfg.model = model_section(form, cfg.model, cfg.task)
+    with st.container(border=True):
+        st.subheader(text.SECTION_DATA)
+        cfg.data, data_problems = data_section(form, cfg.data, cfg.task)
+    with st.container(border=True):
+        st.subheader(text.SECTION_STRATEGY)
+        cfg.strategy = strategy_section(form, cfg.strategy)
+    with st.container(border=True):
+        st.subheader(text.SECTION_TRAINING)
+        cfg.training = training_section(form, cfg.training, cfg.task)
+    with st.container(border=True):
+        st.subheader(text.SECTION_PROBES)
+        cfg.probes = probes_section(form, cfg)
+
+state.set_config(cfg)
+problems, params = _check(cfg, data_problems)
+with side:
+    with st.container(border=True):
+        summary_section(cfg, problems, params, form)
+    with st.container(border=True):
+        config_file_section(cfg)
+for problem in problems:
+    form.show_error(problem)

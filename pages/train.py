@@ -1,0 +1,168 @@
+"""Train: start, stop and resume runs; watch one live.
+
+The live panel is ONE non-nested fragment that re-runs every second while the run is active and
+reads only `jobs.snapshot(run_id)`, an immutable copy; the rest of the page does not rerun. The
+run itself lives in the JobManager's worker thread, so this page can be closed and reopened.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import TuneboardError
+from core.runs import RESUMABLE
+from core.sink import RunSnapshot
+from ui import charts, state, text
+from ui.widgets import format_count, format_duration, run_picker, run_progress, show_error, status_badge
+
+REFRESH_S = 1.0
+LOG_LINES = 15
+
+
+# ---- actions -------------------------------------------------------------------------------
+
+def start_new_run(jobs) -> None:
+    """Submit this tab's Setup config as a new run and select it."""
+    try:
+        run_id = jobs.submit(state.get_config())
+    except TuneboardError as err:
+        show_error(err)
+    else:
+        state.select_run(run_id)
+        st.toast(text.STARTED.format(run_id=run_id))
+        st.rerun()
+
+
+def controls(jobs, snap: RunSnapshot) -> None:
+    """Start / Stop / Resume buttons for the selected run."""
+    cols = st.columns([1.3, 1, 1, 3])
+    with cols[0]:
+        if st.button(text.START_NEW, icon=":material/play_arrow:", help=text.START_NEW_HELP, key="tb_train_start"):
+            start_new_run(jobs)
+    with cols[1]:
+        if st.button(text.STOP, icon=":material/stop:", help=text.STOP_HELP, disabled=not snap.is_active,
+                     key="tb_train_stop"):
+            try:
+                jobs.stop(snap.run_id)
+            except TuneboardError as err:
+                show_error(err)
+            else:
+                st.toast(text.STOP_REQUESTED)
+    with cols[2]:
+        if st.button(text.RESUME, icon=":material/resume:", help=text.RESUME_HELP,
+                     disabled=snap.status not in RESUMABLE, key="tb_train_resume"):
+            try:
+                jobs.resume(snap.run_id)
+            except TuneboardError as err:
+                show_error(err)
+            else:
+                st.toast(text.RESUMED.format(run_id=snap.run_id))
+                st.rerun()
+
+
+# ---- the live panel ------------------------------------------------------------------------
+
+def progress_row(snap: RunSnapshot) -> None:
+    """Status, step, epoch, ETA, speed and elapsed time, then the progress bar."""
+    step, max_steps, epoch = run_progress(snap)
+    cols = st.columns(6)
+    with cols[0]:
+        st.caption(text.METRIC_STATUS)
+        status_badge(snap.status)
+    cols[1].metric(text.METRIC_STEP, f"{step:,} / {max_steps:,}" if max_steps else f"{step:,}")
+    cols[2].metric(text.METRIC_EPOCH, f"{epoch:.2f}")
+    cols[3].metric(text.METRIC_ETA, format_duration(snap.eta_s) if snap.is_active else text.NOT_AVAILABLE)
+    cols[4].metric(text.METRIC_SPEED, f"{snap.samples_per_s:,.1f}" if snap.samples_per_s else text.NOT_AVAILABLE)
+    cols[5].metric(text.METRIC_ELAPSED, format_duration(snap.elapsed_s))
+    if max_steps:
+        label = text.PROGRESS_TEXT.format(step=step, max_steps=max_steps, epoch=epoch)
+    else:
+        label = text.PROGRESS_WAITING if snap.is_active else ""
+    st.progress(min(1.0, step / max_steps) if max_steps else 0.0, text=label)
+    trainable, total = snap.info.get("trainable_params"), snap.info.get("total_params")
+    if trainable and total:
+        st.caption(text.RUN_PARAMS.format(trainable=format_count(trainable), total=format_count(total)))
+
+
+def status_message(snap: RunSnapshot) -> None:
+    """Why a run ended (failed, interrupted) or is waiting (queued), as a message, never a traceback."""
+    if snap.status == "failed":
+        st.error(f"**{text.RUN_FAILED}** {snap.error or ''}", icon=":material/error:")
+    elif snap.status in ("interrupted", "stopped") and snap.error:
+        st.warning(snap.error, icon=":material/warning:")
+    elif snap.status == "queued":
+        st.info(text.QUEUED_NOTE, icon=":material/schedule:")
+
+
+def charts_grid(snap: RunSnapshot, task: str, log_y: bool, smoothing: float, logging_steps: int) -> None:
+    """Training loss, evaluation, learning rate and the log tail, two by two."""
+    metrics, events = snap.metrics, snap.events
+    top = st.columns(2)
+    with top[0]:
+        st.markdown(f"**{text.CHART_LOSS}**")
+        if charts.series(metrics, "loss")[0]:
+            st.plotly_chart(charts.loss_figure(metrics, events, log_y=log_y, smoothing=smoothing))
+        else:
+            st.caption(text.CHART_EMPTY.format(steps=logging_steps))
+    with top[1]:
+        st.markdown(f"**{text.CHART_EVAL}**")
+        eval_key = "eval_accuracy" if task == "classification" else "eval_loss"
+        if charts.series(metrics, eval_key)[0]:
+            st.plotly_chart(charts.eval_figure(metrics, task, events, log_y=log_y))
+        else:
+            st.caption(text.CHART_EMPTY.format(steps=text.NOT_AVAILABLE))
+    bottom = st.columns(2)
+    with bottom[0]:
+        st.markdown(f"**{text.CHART_LR}**")
+        if charts.series(metrics, "learning_rate")[0]:
+            st.plotly_chart(charts.lr_figure(metrics, events))
+        else:
+            st.caption(text.CHART_EMPTY.format(steps=logging_steps))
+    with bottom[1]:
+        st.markdown(f"**{text.RUN_LOG}**")
+        lines = snap.log_tail[-LOG_LINES:]
+        st.code("\n".join(lines) if lines else text.RUN_LOG_EMPTY, language=None, wrap_lines=True)
+
+
+def live_panel(run_id: str, was_active: bool, task: str, log_y: bool, smoothing: float, logging_steps: int) -> None:
+    """Everything that changes while training; reruns on its own every REFRESH_S seconds."""
+    try:
+        snap = state.get_jobs().snapshot(run_id)
+    except TuneboardError as err:
+        show_error(err)
+        return
+    if was_active and not snap.is_active:
+        st.rerun(scope="app")  # finished: redraw the buttons and stop the timer
+    progress_row(snap)
+    status_message(snap)
+    charts_grid(snap, task, log_y, smoothing, logging_steps)
+
+
+# ---- the page ------------------------------------------------------------------------------
+
+state.require_router()
+st.title(text.TRAIN_TITLE)
+st.caption(text.TRAIN_CAPTION)
+
+jobs = state.get_jobs()
+run_id = run_picker(jobs)
+if run_id is None:
+    st.info(text.NO_RUNS, icon=":material/info:")
+    if st.button(text.START_NEW, type="primary", icon=":material/play_arrow:", key="tb_train_start_first"):
+        start_new_run(jobs)
+    st.stop()
+
+try:
+    snap = jobs.snapshot(run_id)
+    cfg = jobs.config(run_id)
+except TuneboardError as err:
+    show_error(err)
+    st.stop()
+
+controls(jobs, snap)
+options = st.columns([1, 2, 4])
+log_y = options[0].toggle(text.LOG_SCALE, key="tb_train_log")
+smoothing = options[1].slider(text.SMOOTHING, 0.0, 0.99, 0.6, 0.01, help=text.SMOOTHING_HELP, key="tb_train_smooth")
+
+live = st.fragment(live_panel, run_every=REFRESH_S if snap.is_active else None, key="tb_train_live")
+live(run_id, snap.is_active, cfg.task, log_y, smoothing, cfg.training.logging_steps)

@@ -1,0 +1,118 @@
+"""AppTest: the Data page (preview, signal tree with counts, integrity checks, curate, keep)."""
+
+from __future__ import annotations
+
+from core.config import RunConfig
+from core.data.curation import list_curated
+from tests.test_app_support import (  # noqa: F401 - fixtures
+    all_text,
+    clear_streamlit_caches,
+    jobs,
+    open_page,
+    runs_root,
+    texts,
+    trainer,
+)
+from ui import text
+
+PAGE = "pages/data.py"
+
+
+def node_ids(at, suffix: str) -> list[str]:
+    """Widget keys of the signal tree ending in `suffix` (':op', ':list', ...), in page order."""
+    keys = []
+    for kind in ("selectbox", "text_input", "toggle", "button", "number_input"):
+        for widget in at.get(kind):
+            key = getattr(widget, "key", None) or ""
+            if key.startswith("sig:") and key.endswith(suffix):
+                keys.append(key)
+    return keys
+
+
+def test_preview_and_empty_tree(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[text.DATA_ROWS] == "2,000" and metrics[text.DATA_EMPTY_TEXT] == "100"
+    assert text.SIGNALS_EMPTY in texts(at.caption)
+    assert text.CURATE_FIRST in texts(at.caption)
+
+
+def test_seed_scenario_counts_curate_and_use_as_training(jobs, isolated_runs):  # noqa: F811
+    at = open_page(PAGE)
+    at.button(key="tb_data_example").click().run()
+    assert not at.exception
+    counts = [m for m in texts(at.markdown) if m.endswith("rows pass")]
+    assert len(counts) == 4  # the AND root and its three signals
+    root = int(counts[0].split(" of ")[0].replace(",", ""))
+    assert 0 < root < min(int(c.split(" of ")[0].replace(",", "")) for c in counts[1:]) + 1
+    # The tree is in the tab's config (so a run started from Setup curates the same way).
+    signal = at.session_state["tb_config"].data.curation.signal
+    assert signal["op"] == "and" and len(signal["children"]) == 3
+
+    at.button(key="tb_data_curate").click().run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    kept = int(metrics[text.ROWS_KEPT].replace(",", ""))
+    assert 0 < kept < 2000
+    report = at.dataframe[-3].value  # report table, then the kept and removed samples
+    checks = dict(zip(report[text.REPORT_CHECK], report[text.REPORT_COUNT], strict=True))
+    assert checks[text.CHECK_NAMES["null_text"]] == 100
+    assert checks[text.CHECK_NAMES["signal"]] > 0
+    kept_sample = at.dataframe[-2].value
+    assert set(kept_sample["sentiment"]) == {"positive"} and set(kept_sample["brand"]) == {"Nike"}
+
+    at.text_input(key="tb_data_name").set_value("nike-positive")
+    at.button(key="tb_data_use").click().run()
+    assert not at.exception
+    assert any("nike-positive" in s for s in texts(at.success))
+    cfg = at.session_state["tb_config"]
+    assert (cfg.data.source, cfg.data.path, cfg.data.curation.signal) == ("curated", "nike-positive", None)
+    saved = {d["name"]: d for d in list_curated()}
+    assert saved["nike-positive"]["rows"] == kept
+
+
+def test_add_negate_and_remove_signals(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    root_kind = node_ids(at, ":newkind")[0]
+    at.selectbox(key=root_kind).set_value("keywords").run()
+    at.button(key=root_kind.replace(":newkind", ":add")).click().run()
+    words = node_ids(at, ":words")[0]
+    # An empty keyword list is incomplete: it is ignored with a note, not an exception.
+    assert any("Incomplete" in c for c in texts(at.caption))
+    at.text_input(key=words).set_value("cheap, flimsy").run()
+    leaf_not = [k for k in node_ids(at, ":neg") if k.split(":")[1] == words.split(":")[1]][0]
+    at.toggle(key=leaf_not).set_value(True).run()
+    signal = at.session_state["tb_config"].data.curation.signal
+    assert signal == {"op": "and", "children": [{"op": "not", "child": {"kind": "keywords", "words": ["cheap", "flimsy"], "mode": "any"}}]}
+    at.button(key=words.replace(":words", ":rm")).click().run()
+    assert at.session_state["tb_config"].data.curation.signal is None
+    assert not at.exception
+
+
+def test_flagging_keeps_rows(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    at.radio(key="tb_data_action").set_value("flag").run()
+    at.button(key="tb_data_curate").click().run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[text.ROWS_FLAGGED] != "0"
+    assert at.session_state["tb_config"].data.curation.check_action == "flag"
+
+
+def test_a_bad_dataset_name_is_refused(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    at.button(key="tb_data_curate").click().run()
+    at.text_input(key="tb_data_name").set_value("../escape")
+    at.button(key="tb_data_save").click().run()
+    assert any("not a valid dataset name" in e for e in texts(at.error))
+    assert not at.exception
+
+
+def test_unreadable_setup_data_is_explained(jobs, isolated_runs):  # noqa: F811
+    at = open_page("pages/setup.py")
+    cfg = RunConfig()
+    cfg.data.source, cfg.data.path = "file", str(isolated_runs.parent / "missing.csv")
+    at.session_state["tb_config"] = cfg
+    at.switch_page(PAGE).run()
+    assert text.DATA_LOAD_FAILED in texts(at.error)
+    assert not at.exception

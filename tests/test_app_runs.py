@@ -1,0 +1,125 @@
+"""AppTest: the Runs page (history, overlay, open in Setup, exports, commands, delete, resume)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.test_app_support import (  # noqa: F401 - fixtures
+    all_text,
+    clear_streamlit_caches,
+    jobs,
+    make_run,
+    open_page,
+    runs_root,
+    texts,
+    trainer,
+    wait_for,
+)
+from ui import text
+
+PAGE = "pages/runs.py"
+
+
+def test_empty_history(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    assert text.NO_RUNS in texts(at.info)
+    assert not at.exception
+
+
+def test_history_table_overlay_and_commands(jobs, runs_root):  # noqa: F811
+    first = make_run(runs_root, name="alpha")
+    second = make_run(runs_root, name="beta", task="classification", status="failed", error="Out of memory.")
+    at = open_page(PAGE, {"run": first})
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert set(table[text.COL_RUN]) == {first, second}
+    row = table[table[text.COL_RUN] == first].iloc[0]
+    assert row[text.COL_STATUS] == "completed" and row[text.COL_DURATION] == "1m 15s"
+    assert "eval loss 2.1" in row[text.COL_METRICS]
+    assert at.get("plotly_chart"), "overlaid training-loss curves"
+    at.selectbox(key="tb_runs_metric").set_value("eval_accuracy").run()
+    assert at.get("plotly_chart")  # the classification run has accuracy
+    codes = texts(at.code)
+    assert any(c.startswith("python -m core train --config ") and c.endswith(f"{first}/config.yaml") for c in codes)
+    assert any(c.startswith("accelerate launch -m core train --config ") for c in codes)
+
+
+def test_failed_run_error_is_shown(jobs, runs_root):  # noqa: F811
+    run_id = make_run(runs_root, status="failed", error="The disk is full. Free space, then start again.")
+    at = open_page(PAGE, {"run": run_id})
+    assert any("The disk is full" in e for e in texts(at.error))
+    assert not at.exception
+
+
+def test_open_in_setup_loads_the_config(jobs, runs_root):  # noqa: F811
+    run_id = make_run(runs_root, name="reopen-me", task="classification", strategy="lora")
+    at = open_page(PAGE, {"run": run_id})
+    at.button(key="tb_runs_setup").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == text.SETUP_TITLE
+    assert at.text_input(key="cfg:name@1").value == "reopen-me"
+    assert at.radio(key="cfg:task@1").value == "classification"
+    assert at.selectbox(key="cfg:strategy.name@1").value == "lora"
+
+
+def test_downloads_for_a_full_model(jobs, runs_root):  # noqa: F811
+    run_id = make_run(runs_root, final_model=True)
+    at = open_page(PAGE, {"run": run_id})
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert text.DOWNLOAD_CONFIG in labels and text.DOWNLOAD_MODEL in labels
+
+
+def test_run_without_a_model_says_so(jobs, runs_root):  # noqa: F811
+    run_id = make_run(runs_root)
+    at = open_page(PAGE, {"run": run_id})
+    assert text.NO_MODEL_YET in texts(at.caption)
+
+
+def test_lora_export_merged_on_request(jobs, runs_root, monkeypatch, tmp_path):  # noqa: F811
+    import core.engine
+
+    run_id = make_run(runs_root, strategy="lora")
+    adapter = runs_root / run_id / "final"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    exported = tmp_path / "export-merged"
+    exported.mkdir()
+    (exported / "model.safetensors").write_bytes(b"\0")
+    calls = []
+
+    def fake_export(run_path, *, merge=True):
+        calls.append((Path(run_path).name, merge))
+        return exported
+
+    monkeypatch.setattr(core.engine, "export_run", fake_export)
+    at = open_page(PAGE, {"run": run_id})
+    assert at.toggle(key="tb_runs_merge").value is True
+    at.button(key="tb_runs_prepare").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert calls == [(run_id, True)]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert text.DOWNLOAD_MERGED in labels
+
+
+def test_delete_asks_first(jobs, runs_root):  # noqa: F811
+    keep = make_run(runs_root, name="keep")
+    doomed = make_run(runs_root, name="doomed")
+    at = open_page(PAGE, {"run": doomed})
+    at.button(key="tb_runs_delete").click().run()
+    assert any(doomed in w for w in texts(at.warning))
+    at.button(key="tb_runs_delete_no").click().run()
+    assert (runs_root / doomed).exists()
+    at.button(key="tb_runs_delete").click().run()
+    at.button(key="tb_runs_delete_yes").click().run()
+    assert not at.exception
+    assert not (runs_root / doomed).exists() and (runs_root / keep).exists()
+    assert [r.run_id for r in jobs.list_runs()] == [keep]
+
+
+def test_resume_from_the_history(jobs, trainer, runs_root):  # noqa: F811
+    run_id = make_run(runs_root, status="interrupted", error="The server stopped while this run was training.")
+    at = open_page(PAGE, {"run": run_id})
+    at.button(key="tb_runs_resume").click().run()
+    assert not at.exception
+    assert at.title[0].value == text.TRAIN_TITLE
+    assert wait_for(lambda: [call[0] for call in trainer.calls] == [run_id])

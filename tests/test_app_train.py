@@ -1,0 +1,135 @@
+"""AppTest: the Train page (start, stop, resume, live panel, failures, reattaching by URL)."""
+
+from __future__ import annotations
+
+from tests.test_app_support import (  # noqa: F401 - fixtures
+    FakeTrainer,
+    all_text,
+    clear_streamlit_caches,
+    jobs,
+    make_run,
+    open_page,
+    runs_root,
+    texts,
+    trainer,
+    wait_for,
+)
+from ui import text
+
+PAGE = "pages/train.py"
+
+
+def test_no_runs_offers_to_start(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    assert text.NO_RUNS in texts(at.info)
+    at.button(key="tb_train_start_first").click().run()
+    assert not at.exception
+    assert wait_for(lambda: len(jobs.list_runs()) == 1)
+    assert at.query_params.get("run") == jobs.list_runs()[0].run_id
+
+
+def test_completed_run_shows_progress_charts_events_and_log(jobs, runs_root):  # noqa: F811
+    run_id = make_run(runs_root, status="completed")
+    at = open_page(PAGE, {"run": run_id})
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[text.METRIC_STEP] == "40 / 40"
+    assert metrics[text.METRIC_EPOCH] == "1.00"
+    assert metrics[text.METRIC_ELAPSED] == "1m 15s"
+    assert at.get("progress")[0].value == 100
+    assert len(at.get("plotly_chart")) == 3  # loss, evaluation, learning rate
+    assert "Training started." in at.code[0].value
+    assert at.button(key="tb_train_stop").disabled
+    assert at.button(key="tb_train_resume").disabled
+    assert not at.error
+
+
+def test_failed_run_shows_the_message_not_a_traceback(jobs, runs_root):  # noqa: F811
+    message = "The training loss became nan at step 7. Lower the learning rate (e.g. by 10x)."
+    run_id = make_run(runs_root, status="failed", error=message)
+    at = open_page(PAGE, {"run": run_id})
+    assert not at.exception
+    assert any(message in e for e in texts(at.error))
+    assert "Traceback" not in all_text(at)
+
+
+def test_the_url_picks_the_run_and_a_bad_id_falls_back(jobs, runs_root):  # noqa: F811
+    first = make_run(runs_root, name="first")
+    second = make_run(runs_root, name="second")
+    at = open_page(PAGE, {"run": first})
+    assert at.selectbox[0].value == first
+    at = open_page(PAGE, {"run": "../../etc"})
+    assert at.selectbox[0].value in (first, second)
+    assert not at.exception
+    # Picking another run puts it in the URL, so a reloaded tab reattaches to it.
+    at.selectbox[0].set_value(first).run()
+    assert at.query_params.get("run") == first
+
+
+def test_start_then_stop_a_live_run(jobs, trainer, runs_root):  # noqa: F811
+    trainer.hold = True  # the fake trainer waits for Stop before its first step
+    make_run(runs_root, name="older")
+    at = open_page(PAGE)
+    at.button(key="tb_train_start").click().run()
+    run_id = at.query_params.get("run")
+    assert run_id and trainer.started.wait(10)
+    at.run()
+    assert jobs.snapshot(run_id).status == "running"
+    assert not at.button(key="tb_train_stop").disabled
+    at.button(key="tb_train_stop").click().run()
+    assert not at.exception
+    assert wait_for(lambda: jobs.snapshot(run_id).status == "stopped")
+    at.run()
+    assert text.STATUS_LABELS["stopped"] in all_text(at)
+
+
+def test_resume_a_stopped_run(jobs, trainer, runs_root):  # noqa: F811
+    run_id = make_run(runs_root, status="stopped", error=None)
+    at = open_page(PAGE, {"run": run_id})
+    resume = at.button(key="tb_train_resume")
+    assert not resume.disabled
+    resume.click().run()
+    assert not at.exception
+    # Without a complete checkpoint the manager restarts the run from step 0 (resume=False).
+    assert wait_for(lambda: [call[0] for call in trainer.calls] == [run_id])
+    assert wait_for(lambda: jobs.snapshot(run_id).status == "completed")
+
+
+def test_resume_refusal_is_shown_inline(jobs, runs_root, monkeypatch):  # noqa: F811
+    from core.errors import RunError
+
+    run_id = make_run(runs_root, status="interrupted", error="The server stopped while this run was training.")
+
+    def refuse(_run_id):
+        raise RunError("Run x is already running in another Tuneboard process.")
+
+    monkeypatch.setattr(jobs, "resume", refuse)
+    at = open_page(PAGE, {"run": run_id})
+    assert any("server stopped" in w for w in texts(at.warning))
+    at.button(key="tb_train_resume").click().run()
+    assert any("another Tuneboard process" in e for e in texts(at.error))
+    assert not at.exception
+
+
+def test_finished_run_without_progress_in_status_uses_its_metrics(jobs, runs_root):  # noqa: F811
+    import json
+
+    run_id = make_run(runs_root, status="completed")
+    status_path = runs_root / run_id / "status.json"
+    status = json.loads(status_path.read_text())
+    for key in ("step", "max_steps", "epoch"):
+        status.pop(key, None)
+    status_path.write_text(json.dumps(status))
+    at = open_page(PAGE, {"run": run_id})
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[text.METRIC_STEP] == "40 / 40"
+    assert at.get("progress")[-1].value == 100
+
+
+def test_a_deep_linked_page_runs_inside_the_router(jobs, runs_root):  # noqa: F811
+    # AppTest (like a fresh server) runs a switched-to page on its own first; the page reruns
+    # through app.py, so it gets the sidebar with the device.
+    run_id = make_run(runs_root)
+    at = open_page(PAGE, {"run": run_id})
+    sidebar = texts(at.sidebar.caption)
+    assert run_id in sidebar and any("CPU" in c or "GPU" in c or "NVIDIA" in c for c in sidebar)

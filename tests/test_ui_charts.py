@@ -1,0 +1,116 @@
+"""ui.charts: pure functions from run records to plotly figures."""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+import pytest
+
+from ui import charts
+
+
+def train_records(n: int) -> list[dict]:
+    return [{"step": s, "loss": 3.0 / s, "learning_rate": 1e-4 * (1 - s / (n + 1))} for s in range(1, n + 1)]
+
+
+def test_series_skips_events_missing_and_non_finite_values_and_sorts():
+    records = [
+        {"step": 3, "loss": 1.0},
+        {"step": 1, "loss": 2.0},
+        {"step": 2, "loss": None},
+        {"step": 4, "loss": float("nan")},
+        {"step": 5, "event": "checkpoint", "loss": 9.0},
+        {"step": 6, "eval_loss": 1.5},
+        {"loss": 7.0},
+        {"step": 3, "loss": 0.5},  # a resumed run logging step 3 again: the latest wins
+    ]
+    assert charts.series(records, "loss") == ([1, 3], [2.0, 0.5])
+
+
+def test_downsample_keeps_ends_and_bounds_points():
+    xs = list(range(10_000))
+    dx, dy = charts.downsample(xs, [x * 2 for x in xs], 2000)
+    assert len(dx) <= 2000 and dx[0] == 0 and dx[-1] == 9999
+    assert all(y == 2 * x for x, y in zip(dx, dy, strict=True))
+    assert charts.downsample([1, 2, 3], [4, 5, 6]) == ([1, 2, 3], [4, 5, 6])
+
+
+def test_ema_is_debiased_and_smooths():
+    assert charts.ema([], 0.9) == []
+    assert charts.ema([2.0, 2.0, 2.0], 0.9) == pytest.approx([2.0, 2.0, 2.0])
+    assert charts.ema([1.0, 3.0], 0.0) == [1.0, 3.0]
+    smoothed = charts.ema([0.0, 10.0, 0.0, 10.0], 0.8)
+    assert smoothed[0] == 0.0 and max(smoothed) < 10.0
+
+
+def test_loss_figure_raw_and_smoothed_with_event_markers():
+    events = [
+        {"step": 10, "event": "unfreeze", "message": "Unfroze layer 5"},
+        {"step": 20, "event": "checkpoint", "message": "Saved checkpoint-20"},
+        {"step": 30, "event": "phase", "message": "not drawn"},
+    ]
+    fig = charts.loss_figure(train_records(50), events, log_y=True, smoothing=0.6)
+    assert isinstance(fig, go.Figure)
+    names = [t.name for t in fig.data]
+    assert names[:2] == ["loss", "smoothed"]
+    assert "unfreeze" in names and "checkpoint" in names and "phase" not in names
+    assert len(fig.layout.shapes) == 2  # one vertical line per drawn event
+    assert fig.layout.yaxis.type == "log"
+    marker = next(t for t in fig.data if t.name == "checkpoint")
+    assert list(marker.text) == ["Saved checkpoint-20"]
+
+
+def test_loss_figure_downsamples_long_runs_and_handles_empty():
+    fig = charts.loss_figure(train_records(12_000))
+    assert all(len(t.x) <= charts.MAX_POINTS for t in fig.data)
+    empty = charts.loss_figure([])
+    assert len(empty.data) == 0
+
+
+def test_eval_figure_language_model_puts_perplexity_on_the_right_axis():
+    records = [{"step": 10, "eval_loss": 2.0, "eval_perplexity": math.exp(2.0)},
+               {"step": 20, "eval_loss": 1.5, "eval_perplexity": math.exp(1.5)}]
+    fig = charts.eval_figure(records, "mlm")
+    by_name = {t.name: t for t in fig.data}
+    assert by_name["eval loss"].yaxis == "y" and by_name["perplexity"].yaxis == "y2"
+
+
+def test_eval_figure_classification_shows_accuracy_and_f1_on_a_unit_axis():
+    records = [{"step": 10, "eval_accuracy": 0.7, "eval_f1": 0.65, "eval_precision": 0.7, "eval_recall": 0.6}]
+    fig = charts.eval_figure(records, "classification")
+    assert {"accuracy", "F1", "precision", "recall"} <= {t.name for t in fig.data}
+    assert tuple(fig.layout.yaxis.range) == (0, 1.02)
+
+
+def test_lr_and_overlay_figures():
+    fig = charts.lr_figure(train_records(10))
+    assert len(fig.data) == 1 and len(fig.data[0].x) == 10
+    overlay = charts.overlay_figure({"run a": train_records(10), "run b": [], "run c": train_records(5)}, "loss")
+    assert [t.name for t in overlay.data] == ["run a", "run c"]
+
+
+def test_token_changes_and_topk_highlighting():
+    base = [{"token": "good", "score": 0.2}, {"token": "cheap", "score": 0.1}]
+    tuned = [{"token": "comfortable", "score": 0.5}, {"token": "good", "score": 0.3}]
+    new, dropped = charts.token_changes(base, tuned)
+    assert new == ["comfortable"] and dropped == ["cheap"]
+    fig = charts.topk_figure(tuned, highlight=new)
+    bar = fig.data[0]
+    assert list(bar.y) == ["comfortable", "good"]
+    assert list(bar.marker.color) == [charts.NEW_COLOR, charts.PRIMARY]
+    assert fig.layout.yaxis.autorange == "reversed"  # best first, at the top
+
+
+def test_topk_makes_stray_whitespace_visible():
+    fig = charts.topk_figure([{"token": " Nike", "score": 0.5}])
+    assert list(fig.data[0].y) == ["' Nike'"]
+
+
+def test_label_figure_groups_before_and_after():
+    before = [{"label": "negative", "score": 0.6}, {"label": "positive", "score": 0.4}]
+    after = [{"label": "positive", "score": 0.9}, {"label": "negative", "score": 0.1}]
+    fig = charts.label_figure(before, after)
+    assert [t.name for t in fig.data] == ["base", "fine-tuned"]
+    assert list(fig.data[0].y) == ["negative", "positive"]
+    assert list(fig.data[1].x) == [0.1, 0.9]

@@ -1,0 +1,341 @@
+"""Plotly figures for the pages. Pure functions: plain records in, a Figure out.
+
+Records are the dicts of metrics.jsonl / probes.jsonl (see core/sink.py). Every series is
+downsampled to about MAX_POINTS points so a long run does not grow the browser's memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ui import text
+
+MAX_POINTS = 2000
+PRIMARY = "#4F46E5"
+PRIMARY_LIGHT = "rgba(79, 70, 229, 0.28)"
+SECONDARY = "#0EA5E9"
+TERTIARY = "#F59E0B"
+QUATERNARY = "#10B981"
+NEUTRAL = "#94A3B8"
+NEW_COLOR = "#16A34A"
+DROPPED_COLOR = "#DC2626"
+PALETTE = ("#4F46E5", "#0EA5E9", "#F59E0B", "#10B981", "#EC4899", "#8B5CF6", "#EF4444", "#14B8A6")
+EVENT_COLORS = {
+    "unfreeze": "#8B5CF6",
+    "checkpoint": "#94A3B8",
+    "oom_retry": "#DC2626",
+    "resume": "#10B981",
+    "stop": "#F59E0B",
+    "phase": "#0EA5E9",
+    "warning": "#EF4444",
+}
+# Markers drawn on the charts; "phase"/"warning" are log-only.
+CHART_EVENTS = ("unfreeze", "checkpoint", "oom_retry", "resume", "stop")
+CHART_HEIGHT = 320
+
+
+# ---- series helpers ------------------------------------------------------------------------
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def series(records: Iterable[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """Steps and values of one metric, in step order; records without a finite value are skipped."""
+    points: dict[int, float] = {}
+    for record in records:
+        if "event" in record:
+            continue
+        value = _number(record.get(key))
+        step = record.get("step")
+        if value is None or not isinstance(step, (int, float)) or isinstance(step, bool):
+            continue
+        points[int(step)] = value  # a resumed run may log a step twice: keep the latest
+    steps = sorted(points)
+    return steps, [points[s] for s in steps]
+
+
+def downsample(
+    xs: Sequence[Any], ys: Sequence[Any], max_points: int = MAX_POINTS
+) -> tuple[list[Any], list[Any]]:
+    """At most max_points evenly spaced points, always keeping the first and the last."""
+    n = len(xs)
+    if n <= max_points or max_points < 2:
+        return list(xs), list(ys)
+    stride = (n - 1) / (max_points - 1)
+    indices = sorted({round(i * stride) for i in range(max_points)})
+    return [xs[i] for i in indices], [ys[i] for i in indices]
+
+
+def ema(values: Sequence[float], weight: float) -> list[float]:
+    """Debiased exponential moving average (as TensorBoard's smoothing slider); weight in [0, 1)."""
+    if not values:
+        return []
+    weight = min(max(float(weight), 0.0), 0.999)
+    smoothed, last, correction = [], 0.0, 0.0
+    for value in values:
+        last = last * weight + (1 - weight) * value
+        correction = correction * weight + (1 - weight)
+        smoothed.append(last / correction)
+    return smoothed
+
+
+# ---- figure helpers ------------------------------------------------------------------------
+
+def _layout(fig: go.Figure, *, y_title: str, log_y: bool = False, height: int = CHART_HEIGHT) -> go.Figure:
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+        hovermode="x unified",
+        xaxis_title=text.AXIS_STEP,
+        yaxis_title=y_title,
+    )
+    fig.update_yaxes(type="log" if log_y else "linear")
+    return fig
+
+
+def add_events(fig: go.Figure, events: Iterable[Mapping[str, Any]]) -> go.Figure:
+    """Vertical dotted lines at marker events, one legend entry per kind (hover shows the message)."""
+    by_kind: dict[str, list[Mapping[str, Any]]] = {}
+    for event in events:
+        kind = event.get("event")
+        step = _number(event.get("step"))
+        if kind in CHART_EVENTS and step is not None:
+            by_kind.setdefault(str(kind), []).append(event)
+    for kind, items in by_kind.items():
+        color = EVENT_COLORS.get(kind, NEUTRAL)
+        for item in items[-200:]:  # a long run with frequent checkpoints: keep the chart readable
+            fig.add_vline(x=item["step"], line_dash="dot", line_width=1, line_color=color, opacity=0.7)
+        # A marker trace carries the legend entry and the hover text, at the chart's lowest value.
+        fig.add_trace(
+            go.Scatter(
+                x=[item["step"] for item in items],
+                y=_event_y(fig, len(items)),
+                mode="markers",
+                marker={"symbol": "triangle-up", "size": 9, "color": color},
+                name=text.EVENT_NAMES.get(kind, kind),
+                text=[str(item.get("message", "")) for item in items],
+                hovertemplate="%{text}<extra></extra>",
+                yaxis="y",
+            )
+        )
+    return fig
+
+
+def _event_y(fig: go.Figure, count: int) -> list[float]:
+    """Place event markers at the lowest plotted value so they sit on the x axis side."""
+    lows = []
+    for trace in fig.data:
+        ys = [v for v in (trace.y or ()) if isinstance(v, (int, float)) and math.isfinite(v)]
+        if ys and getattr(trace, "yaxis", None) in (None, "y"):
+            lows.append(min(ys))
+    return [min(lows) if lows else 0.0] * count
+
+
+def _empty(y_title: str, log_y: bool = False) -> go.Figure:
+    return _layout(go.Figure(), y_title=y_title, log_y=log_y)
+
+
+# ---- training charts -----------------------------------------------------------------------
+
+def loss_figure(
+    metrics: Iterable[Mapping[str, Any]],
+    events: Iterable[Mapping[str, Any]] = (),
+    *,
+    log_y: bool = False,
+    smoothing: float = 0.6,
+) -> go.Figure:
+    """Training loss: the raw series (light) and its EMA (bold), with event markers."""
+    steps, losses = series(metrics, "loss")
+    fig = _empty(text.AXIS_LOSS, log_y)
+    if not steps:
+        return fig
+    smoothed = ema(losses, smoothing) if smoothing > 0 else []
+    xs, ys = downsample(steps, losses)
+    fig.add_trace(
+        go.Scatter(x=xs, y=ys, mode="lines", name=text.SERIES_RAW, line={"color": PRIMARY_LIGHT, "width": 1.5})
+    )
+    if smoothed:
+        xs, ys = downsample(steps, smoothed)
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines", name=text.SERIES_SMOOTHED, line={"color": PRIMARY, "width": 2.5})
+        )
+    return add_events(fig, events)
+
+
+def eval_figure(
+    metrics: Iterable[Mapping[str, Any]],
+    task: str,
+    events: Iterable[Mapping[str, Any]] = (),
+    *,
+    log_y: bool = False,
+) -> go.Figure:
+    """Eval loss + perplexity (mlm/causal, perplexity on the right axis) or accuracy/F1/P/R."""
+    metrics = list(metrics)
+    if task == "classification":
+        fig = _empty(text.METRIC_NAMES["eval_accuracy"])
+        for key, name, color, dash in (
+            ("eval_accuracy", text.SERIES_ACCURACY, PRIMARY, "solid"),
+            ("eval_f1", text.SERIES_F1, SECONDARY, "solid"),
+            ("eval_precision", text.SERIES_PRECISION, TERTIARY, "dot"),
+            ("eval_recall", text.SERIES_RECALL, QUATERNARY, "dot"),
+        ):
+            steps, values = series(metrics, key)
+            if steps:
+                xs, ys = downsample(steps, values)
+                fig.add_trace(
+                    go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line={"color": color, "dash": dash})
+                )
+        fig.update_yaxes(range=[0, 1.02], title_text=text.AXIS_PROBABILITY)
+        return add_events(fig, events)
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    _layout(fig, y_title=text.METRIC_NAMES["eval_loss"], log_y=log_y)
+    steps, values = series(metrics, "eval_loss")
+    if steps:
+        xs, ys = downsample(steps, values)
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines+markers", name=text.SERIES_EVAL_LOSS, line={"color": PRIMARY}),
+            secondary_y=False,
+        )
+    steps, values = series(metrics, "eval_perplexity")
+    if steps:
+        xs, ys = downsample(steps, values)
+        fig.add_trace(
+            go.Scatter(
+                x=xs, y=ys, mode="lines+markers", name=text.SERIES_PERPLEXITY,
+                line={"color": TERTIARY, "dash": "dash"},
+            ),
+            secondary_y=True,
+        )
+    fig.update_yaxes(title_text=text.METRIC_NAMES["eval_perplexity"], secondary_y=True,
+                     type="log" if log_y else "linear", showgrid=False)
+    return add_events(fig, events)
+
+
+def lr_figure(metrics: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]] = ()) -> go.Figure:
+    """Learning rate over steps."""
+    steps, values = series(metrics, "learning_rate")
+    fig = _empty(text.AXIS_LR)
+    fig.update_yaxes(exponentformat="e")
+    if steps:
+        xs, ys = downsample(steps, values)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=text.AXIS_LR, line={"color": SECONDARY}))
+    return add_events(fig, events)
+
+
+def overlay_figure(
+    runs: Mapping[str, Iterable[Mapping[str, Any]]], metric: str, *, log_y: bool = False, smoothing: float = 0.0
+) -> go.Figure:
+    """One metric of several runs on one chart; runs are keyed by their display label."""
+    fig = _empty(text.METRIC_NAMES.get(metric, metric), log_y)
+    for i, (label, records) in enumerate(runs.items()):
+        steps, values = series(records, metric)
+        if not steps:
+            continue
+        if smoothing > 0:
+            values = ema(values, smoothing)
+        xs, ys = downsample(steps, values)
+        fig.add_trace(
+            go.Scatter(x=xs, y=ys, mode="lines", name=label, line={"color": PALETTE[i % len(PALETTE)], "width": 2})
+        )
+    return fig
+
+
+# ---- probe charts --------------------------------------------------------------------------
+
+def prediction_name(prediction: Mapping[str, Any]) -> str:
+    """The token (mlm/causal) or label (classification) of one prediction."""
+    return str(prediction.get("token", prediction.get("label", "")))
+
+
+def token_changes(
+    base: Sequence[Mapping[str, Any]], tuned: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], list[str]]:
+    """Tokens new in the tuned top-k, and tokens of the base top-k that dropped out (in rank order)."""
+    base_names = [prediction_name(p).strip() for p in base]
+    tuned_names = [prediction_name(p).strip() for p in tuned]
+    new = [t for t in tuned_names if t not in base_names]
+    dropped = [t for t in base_names if t not in tuned_names]
+    return new, dropped
+
+
+def topk_figure(
+    predictions: Sequence[Mapping[str, Any]],
+    *,
+    highlight: Iterable[str] = (),
+    highlight_color: str = NEW_COLOR,
+    color: str = PRIMARY,
+    height: int | None = None,
+) -> go.Figure:
+    """Horizontal probability bars, best first; highlighted tokens get their own colour."""
+    marked = {h.strip() for h in highlight}
+    names = [prediction_name(p) for p in predictions]
+    scores = [_number(p.get("score")) or 0.0 for p in predictions]
+    colors = [highlight_color if n.strip() in marked else color for n in names]
+    labels = [repr(n) if n != n.strip() or not n else n for n in names]  # make stray spaces visible
+    fig = go.Figure(
+        go.Bar(
+            x=scores,
+            y=labels,
+            orientation="h",
+            marker_color=colors,
+            text=[f"{s:.1%}" for s in scores],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        template="plotly_white",
+        height=height or max(140, 34 * len(names) + 50),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis={"range": [0, max([*scores, 0.05]) * 1.1], "tickformat": ".0%", "title": None},
+        yaxis={"autorange": "reversed", "title": None, "type": "category"},
+        showlegend=False,
+        bargap=0.25,
+    )
+    return fig
+
+
+def label_figure(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Label probabilities before and after fine-tuning, as grouped horizontal bars."""
+    labels: list[str] = []
+    for prediction in [*before, *after]:
+        name = prediction_name(prediction)
+        if name not in labels:
+            labels.append(name)
+    fig = go.Figure()
+    for name, records, color in ((text.SERIES_BEFORE, before, NEUTRAL), (text.SERIES_AFTER, after, PRIMARY)):
+        scores = {prediction_name(p): _number(p.get("score")) or 0.0 for p in records}
+        fig.add_trace(
+            go.Bar(
+                x=[scores.get(label, 0.0) for label in labels],
+                y=labels,
+                orientation="h",
+                name=name,
+                marker_color=color,
+                text=[f"{scores.get(label, 0.0):.1%}" for label in labels],
+                textposition="auto",
+                hovertemplate="%{y}: %{x:.2%}<extra>" + name + "</extra>",
+            )
+        )
+    fig.update_layout(
+        template="plotly_white",
+        barmode="group",
+        height=max(160, 60 * len(labels) + 60),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"range": [0, 1.05], "tickformat": ".0%", "title": None},
+        yaxis={"autorange": "reversed", "title": None, "type": "category"},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+    )
+    return fig

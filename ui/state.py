@@ -1,0 +1,163 @@
+"""App-wide state: the shared JobManager, the selected run (in the URL) and the per-tab RunConfig.
+
+- `get_jobs()` is one JobManager per server process, shared by every tab (st.cache_resource).
+  Keep it tiny and stable: editing its source creates a new cache entry and orphans the threads
+  of the old manager.
+- The selected run id lives in `st.query_params["run"]` so a reloaded tab reattaches; a copy in
+  session_state survives page switches (navigation clears query params).
+- The unsaved RunConfig of a tab lives in session_state; widgets are keyed by a "form generation"
+  so loading a config (YAML, a past run) rebuilds every widget from the new values.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from core.config import RunConfig
+from core.errors import RunError
+from core.runs import default_runs_root, validate_run_id
+
+CONFIG_KEY = "tb_config"
+FORM_GEN_KEY = "tb_form_gen"
+RUN_KEY = "tb_run"
+ROUTER_KEY = "tb_router_active"
+
+
+@st.cache_resource(show_spinner=False)
+def get_jobs():
+    """The process-wide JobManager (runs root: $TUNEBOARD_RUNS or ./runs)."""
+    from core.jobs import JobManager
+
+    return JobManager(runs_root())
+
+
+def runs_root() -> Path:
+    """Folder holding the run folders."""
+    return default_runs_root()
+
+
+def uploads_root() -> Path:
+    """Where uploaded data files are stored: $TUNEBOARD_UPLOADS or next to the runs folder."""
+    configured = os.environ.get("TUNEBOARD_UPLOADS")
+    return Path(configured).resolve() if configured else runs_root().parent / "uploads"
+
+
+def run_path(run_id: str) -> Path:
+    """The folder of one run."""
+    return runs_root() / validate_run_id(run_id)
+
+
+@st.cache_data(show_spinner=False)
+def device_label() -> str:
+    """The device runs use, e.g. 'CPU: 2 cores, AVX2, fp32' (imports torch once, lazily)."""
+    from core.devices import describe_device
+
+    return describe_device()
+
+
+# ---- the router ----------------------------------------------------------------------------
+
+def run_page(page) -> None:
+    """Run the chosen st.Page inside the router (app.py), marking that the router is active."""
+    st.session_state[ROUTER_KEY] = True
+    try:
+        page.run()
+    finally:
+        st.session_state[ROUTER_KEY] = False
+
+
+def pages() -> list:
+    """The app's pages, in navigation order (paths relative to app.py)."""
+    from ui import text
+
+    return [
+        st.Page("pages/setup.py", title=text.PAGE_SETUP, icon=text.ICON_SETUP, default=True),
+        st.Page("pages/data.py", title=text.PAGE_DATA, icon=text.ICON_DATA),
+        st.Page("pages/train.py", title=text.PAGE_TRAIN, icon=text.ICON_TRAIN),
+        st.Page("pages/compare.py", title=text.PAGE_COMPARE, icon=text.ICON_COMPARE),
+        st.Page("pages/runs.py", title=text.PAGE_RUNS, icon=text.ICON_RUNS),
+    ]
+
+
+def require_router() -> None:
+    """Make sure a page runs inside the router's frame (page config, navigation, sidebar).
+
+    Until some run calls st.navigation, Streamlit treats a folder named pages/ as a v1 multipage
+    app and runs a deep-linked page (a reloaded /train?run=... tab after a server restart) on its
+    own, without app.py; AppTest does the same after switch_page. Then this does what app.py does
+    (st.navigation also switches the server to the router for good), runs the page inside it, and
+    stops the outer run. No rerun, so a click that started this run is not lost.
+    """
+    if not st.session_state.get(ROUTER_KEY):
+        from ui import layout
+
+        layout.page_config()
+        page = st.navigation(pages())
+        layout.sidebar()
+        run_page(page)
+        st.stop()
+
+
+# ---- the selected run ----------------------------------------------------------------------
+
+def selected_run_id() -> str | None:
+    """The run this tab looks at: from the URL, else from this tab's session."""
+    from_url = st.query_params.get("run")
+    for candidate in (from_url, st.session_state.get(RUN_KEY)):
+        if candidate:
+            try:
+                run_id = validate_run_id(str(candidate))
+            except RunError:
+                continue
+            if from_url != run_id:
+                st.query_params["run"] = run_id  # put it back in the address after a page switch
+            st.session_state[RUN_KEY] = run_id
+            return run_id
+    return None
+
+
+def select_run(run_id: str | None) -> None:
+    """Remember the run in the URL and in the session."""
+    if run_id:
+        st.session_state[RUN_KEY] = run_id
+        st.query_params["run"] = run_id
+    else:
+        st.session_state.pop(RUN_KEY, None)
+        st.query_params.pop("run", None)
+
+
+# ---- the per-tab config --------------------------------------------------------------------
+
+def get_config() -> RunConfig:
+    """A copy of this tab's unsaved RunConfig (the defaults run the seed demo)."""
+    if CONFIG_KEY not in st.session_state:
+        st.session_state[CONFIG_KEY] = RunConfig()
+    return copy.deepcopy(st.session_state[CONFIG_KEY])
+
+
+def set_config(cfg: RunConfig) -> None:
+    """Store the tab's RunConfig (widgets keep their own values)."""
+    st.session_state[CONFIG_KEY] = copy.deepcopy(cfg)
+
+
+def load_config(cfg: RunConfig) -> None:
+    """Replace the tab's config and rebuild every Setup widget from it."""
+    set_config(cfg)
+    st.session_state[FORM_GEN_KEY] = form_generation() + 1
+
+
+def form_generation() -> int:
+    """Suffix of widget keys; bumped when a whole config is loaded."""
+    return int(st.session_state.get(FORM_GEN_KEY, 0))
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def curated_datasets() -> list[dict]:
+    """Saved curated datasets (name, rows, ...), newest first; cleared when the Data page saves one."""
+    from core.data.curation import list_curated
+
+    return list_curated()
