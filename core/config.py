@@ -168,7 +168,7 @@ class StrategyConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: float = field(default=1.0, metadata=_help("Passes over the training data."))
+    epochs: float = field(default=2.0, metadata=_help("Passes over the training data."))
     max_steps: int = field(
         default=0, metadata=_help("Stop after this many optimizer steps (0: use epochs).")
     )
@@ -176,10 +176,13 @@ class TrainingConfig:
     gradient_accumulation_steps: int = field(
         default=1, metadata=_help("Steps whose gradients add up before one optimizer update.")
     )
-    learning_rate: float = field(default=5e-5, metadata=_help("Peak learning rate."))
+    learning_rate: float = field(
+        # High for BERT fine-tuning, but the bundled model's MLM head starts untrained and must learn fast.
+        default=5e-4, metadata=_help("Peak learning rate (try 2e-5 to 5e-5 for large pretrained models).")
+    )
     lr_scheduler: str = field(default="linear", metadata=_help("How the learning rate decays."))
     warmup_ratio: float = field(
-        default=0.0, metadata=_help("Share of steps spent warming the learning rate up.")
+        default=0.06, metadata=_help("Share of steps spent warming the learning rate up.")
     )
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
     logging_steps: int = field(default=5, metadata=_help("Log the training loss every N steps."))

@@ -191,6 +191,9 @@ def train(
             elapsed_s=round(elapsed, 2),
             final_metrics=final_metrics,
             samples_per_s=summary.get("train_samples_per_second"),
+            step=summary.get("step", 0),
+            max_steps=summary.get("max_steps", 0),
+            epoch=summary.get("epoch", 0.0),
         )
         sink.log(f"Run {status} after {elapsed:.0f} s.")
     return status
@@ -240,6 +243,8 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
     trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
+    state = trainer.state
+    sink_callback.summary.update(step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4))
     if sink_callback.stopped_by_user:
         return "stopped", sink_callback.last_eval, sink_callback.summary
 

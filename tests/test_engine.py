@@ -161,3 +161,27 @@ def test_preflight_refuses_missing_data_file(tmp_path):
     cfg.data.path = str(tmp_path / "missing.csv")
     with pytest.raises(DataError, match="does not exist"):
         engine.preflight(cfg)
+
+
+@pytest.mark.slow
+def test_mlm_on_synthetic_reviews_raises_positive_adjectives(tmp_path):
+    """The seed demo's promise: after fine-tuning, the probes predict positive adjectives."""
+    from core.data.synthetic import POSITIVE_ADJECTIVES
+
+    cfg = RunConfig(task="mlm")
+    cfg.data.synthetic.rows = 1200
+    cfg.training.max_steps = 30
+    cfg.training.eval_steps = 30
+    cfg.training.save_steps = 30
+    cfg.probes.top_k = 10
+    status, folder = run(cfg.validate(), tmp_path)
+    assert status == "completed"
+    positive = {word.lower() for word in POSITIVE_ADJECTIVES}
+
+    def positive_mass(phase: str, text: str) -> float:
+        scored = [p for p in folder.probes() if p["phase"] == phase and p["text"] == text][-1]
+        return sum(p["score"] for p in scored["predictions"] if p["token"].lower() in positive)
+
+    for text in ("Nike shoes are very [MASK]", "Nike tshirts are famous for being [MASK]"):
+        before, after = positive_mass("base", text), positive_mass("final", text)
+        assert after > before + 0.15, (text, before, after)
