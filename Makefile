@@ -17,8 +17,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+STREAMLIT_ARGS ?=
 run: $(STAMP)
-	$(BIN)/streamlit run app.py
+	$(BIN)/streamlit run app.py $(STREAMLIT_ARGS)
 
 browser-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \

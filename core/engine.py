@@ -28,7 +28,7 @@ from core import devices
 from core.callbacks import GradualUnfreezeCallback, SinkCallback
 from core.config import RunConfig
 from core.errors import DataError, TrainingError, TuneboardError
-from core.fast_mlm import masked_only_loss, masked_only_parts
+from core.fast_mlm import masked_only_loss, masked_only_parts, unwrap_model
 from core.runs import RunFolder, atomic_write_json, now_iso
 
 # Our run log says what happens; per-map progress bars would only clutter CLI output and logs.
@@ -140,6 +140,7 @@ def train(
             status="running",
             started_at=now_iso(),
             elapsed_before_s=elapsed_before,
+            world_size=_world_size(),
             device=devices.describe_device() if device != "cpu" else f"cpu ({devices.describe_device()})",
             error=None,
         )
@@ -283,6 +284,7 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
             sink.event("warning", 0, warning)
 
     model, plan = apply_strategy(model, cfg.strategy, cfg.task)
+    _declare_loss_kwargs(model)
     unfreezer = GradualUnfreezer(model, plan) if cfg.strategy.name == "gradual-unfreeze" else None
     if is_main:
         sink.set_status(
@@ -439,6 +441,24 @@ class _TuneboardTrainer(Trainer):
         finally:
             for parameter in frozen:
                 parameter.requires_grad_(False)
+
+
+def _declare_loss_kwargs(model: Any) -> None:
+    """Tell Trainer whether the model really normalises its loss by `num_items_in_batch`.
+
+    Trainer assumes it does whenever forward() takes **kwargs, and then skips dividing by the
+    gradient-accumulation steps and multiplies by the number of processes. BERT-family heads take
+    **kwargs but average the loss themselves, so losses and gradients came out world_size times
+    (or accumulation-steps times) too large. Models that use `self.loss_function` do normalise.
+    """
+    import inspect
+
+    inner = unwrap_model(model)
+    try:
+        source = inspect.getsource(type(inner).forward)
+    except (OSError, TypeError):
+        return
+    inner.accepts_loss_kwargs = "loss_function" in source or "num_items_in_batch" in source
 
 
 def _set_threads(device: str) -> None:

@@ -18,7 +18,7 @@ HEAD_ATTRIBUTES = ("cls", "lm_head")
 IGNORE_INDEX = -100
 
 
-def _unwrap(model: Any) -> Any:
+def unwrap_model(model: Any) -> Any:
     """The transformers model inside a peft / DDP / compiled wrapper."""
     while True:
         if hasattr(model, "get_base_model"):
@@ -31,7 +31,7 @@ def _unwrap(model: Any) -> Any:
 
 def masked_only_parts(model: Any) -> tuple[Any, Any] | None:
     """(encoder, head) when this MLM can be run masked-only, else None."""
-    inner = _unwrap(model)
+    inner = unwrap_model(model)
     encoder = getattr(inner, "base_model", None)
     if encoder is None or encoder is inner:
         return None
