@@ -1,0 +1,847 @@
+"""JobManager: the one owner of run lifecycles inside a server process.
+
+One manager per process (the dashboard holds it in `st.cache_resource`; the CLI calls the engine
+directly). `submit` validates synchronously, creates the run folder and queues the job; a single
+daemon worker thread trains one job at a time (one device) and is the only place where training
+failures are caught: every run ends in a final status with a message a user can act on.
+
+Readers call `snapshot(run_id)`, which returns the live `RunSink`'s immutable snapshot for runs of
+this manager and a cached, folder-built one for everything else, so polling every second from
+several tabs costs a dict lookup and a few `stat` calls, never a re-read of whole files.
+
+Ownership of a run across threads and processes is an exclusive `flock` on `<run>/.lock`, held
+from `submit`/`resume` until the job ends. The kernel drops it when a process dies (even on
+`kill -9`), so at start-up a run whose status says `running` or `queued` but whose lock is free
+has no owner and becomes `interrupted`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import errno
+import logging
+import os
+import threading
+import time
+import traceback
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from core.config import RunConfig
+from core.errors import RunError, TuneboardError
+from core.runs import (
+    FINISHED,
+    RESUMABLE,
+    RUN_ID_PATTERN,
+    STATUSES,
+    RunFolder,
+    default_runs_root,
+    elapsed_seconds,
+    new_run_id,
+    now_iso,
+    validate_run_id,
+)
+from core.sink import RunSink, RunSnapshot
+
+try:  # POSIX only; elsewhere ownership falls back to this process's registry of managers
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
+
+TrainFn = Callable[..., Any]
+PreflightFn = Callable[[RunConfig], None]
+
+LOCK_NAME = ".lock"
+ACTIVE = ("queued", "running")
+INTERRUPTED_RUNNING = "The server stopped while this run was training; resume it from its last checkpoint."
+INTERRUPTED_QUEUED = "The server stopped before this run started; resume it to start it."
+NO_RESULT = (
+    "Training ended without reporting a result (the run was still marked {status!r}). "
+    "The log is in run.log; resume the run or start it again."
+)
+SINK_CACHE_SIZE = 32          # finished runs whose snapshots stay in memory
+ACTIVE_DISK_TTL_S = 10.0      # how often list_runs re-walks the folder of a run that is training
+SHUTDOWN_TIMEOUT_S = 60.0     # time a stopping run gets to save its checkpoint at exit
+
+
+# ---- public data ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of the run history, read from a run folder."""
+
+    run_id: str
+    status: str
+    name: str = ""
+    task: str = ""
+    model: str = ""
+    strategy: str = ""
+    summary: str = ""
+    created_at: str | None = None
+    duration_s: float | None = None
+    final_metrics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    disk_bytes: int = 0
+    resumable: bool = False
+    error: str | None = None
+    step: int = 0
+    max_steps: int = 0
+
+
+def describe_failure(err: BaseException) -> str:
+    """A sentence with a next step for an unexpected exception from training."""
+    for cause in _causes(err):
+        name = type(cause).__name__
+        text = str(cause)
+        if name == "OutOfMemoryError" or (isinstance(cause, RuntimeError) and "out of memory" in text.lower()):
+            return (
+                "The GPU ran out of memory. Lower training.batch_size (raise "
+                "training.gradient_accumulation_steps to keep the effective batch), lower "
+                "model.max_length, or use the lora strategy; then start a new run from this config."
+            )
+        if isinstance(cause, MemoryError) or "can't allocate memory" in text:
+            return (
+                "The machine ran out of memory (RAM). Lower training.batch_size or model.max_length, "
+                "or close other programs; then start a new run from this config."
+            )
+        if (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) or "No space left on device" in text:
+            where = f" while writing {cause.filename}" if getattr(cause, "filename", None) else ""
+            return (
+                f"The disk is full{where}. Free space (delete old runs on the Runs page) or lower "
+                "training.save_total_limit, then start a new run from this config."
+            )
+    message = " ".join(str(err).split()).rstrip(".") or "no message"
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return f"Training crashed: {type(err).__name__}: {message}. The traceback is in run.log."
+
+
+@contextmanager
+def run_lock(folder: RunFolder) -> Iterator[None]:
+    """Hold a run's ownership lock (for the CLI); RunError if another process is training it."""
+    handle = _try_lock(folder)
+    if handle is None:
+        raise RunError(f"Run {folder.run_id} is being trained by another Tuneboard process; stop it there first.")
+    try:
+        yield
+    finally:
+        _unlock(handle)
+
+
+# ---- the manager ------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class _Job:
+    """A queued or running job; lives in the manager until it ends."""
+
+    run_id: str
+    folder: RunFolder
+    cfg: RunConfig
+    sink: RunSink
+    resume: bool
+    lock: Any
+    previous: dict[str, Any] = field(default_factory=dict)  # status.json before a resume was queued
+    from_checkpoint: bool = False  # what train_fn gets as `resume`
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+
+class JobManager:
+    """Background training with a FIFO queue, cooperative stop, resume and crash recovery."""
+
+    def __init__(
+        self,
+        runs_root: Path | None = None,
+        *,
+        train_fn: TrainFn | None = None,
+        preflight_fn: PreflightFn | None = None,
+    ):
+        self.runs_root = Path(runs_root).resolve() if runs_root is not None else default_runs_root()
+        self.runs_root.mkdir(parents=True, exist_ok=True)
+        self._train_fn = train_fn or _engine_train
+        self._preflight_fn = preflight_fn or _engine_preflight
+        self._lock = threading.Lock()
+        self._queue: deque[_Job] = deque()
+        self._live: dict[str, _Job] = {}          # queued + active jobs by run id
+        self._active: _Job | None = None
+        self._pending: set[str] = set()           # resumes / deletes being prepared
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self._sinks: OrderedDict[str, tuple[Any, RunSink]] = OrderedDict()  # finished runs
+        self._overrides: dict[str, dict[str, Any]] = {}  # final status we could not write to disk
+        self._summaries: dict[str, tuple[Any, RunSummary, int]] = {}
+        self._disk: dict[str, tuple[Any, float, int]] = {}
+        self._configs: dict[str, tuple[Any, RunConfig]] = {}
+        self._recover()
+        _register(self)
+
+    # ---- starting runs ----------------------------------------------------------------------
+    def submit(self, cfg: RunConfig) -> str:
+        """Validate, create the run folder and queue the run; returns its id."""
+        self._check_open()
+        cfg.validate()
+        self._preflight_fn(cfg)
+        cfg = copy.deepcopy(cfg)  # the caller's object may keep changing in the UI
+        folder = RunFolder.create(self.runs_root, new_run_id(cfg), cfg)
+        handle = _try_lock(folder)
+        job = _Job(folder.run_id, folder, cfg, RunSink(folder, load_existing=False), False, handle)
+        job.sink.log(f"Queued: {cfg.summary()}")
+        self._enqueue(job)
+        return job.run_id
+
+    def resume(self, run_id: str) -> str:
+        """Queue a stopped or interrupted run to continue from its last checkpoint."""
+        self._check_open()
+        validate_run_id(run_id)
+        self._reserve(run_id, "resume")
+        handle = None
+        try:
+            folder = RunFolder.open(self.runs_root, run_id)
+            previous = folder.status()
+            status = previous.get("status")
+            if status not in RESUMABLE:
+                raise RunError(_not_resumable(run_id, status))
+            cfg = _load_config(folder)
+            self._preflight_fn(cfg)
+            handle = _try_lock(folder)
+            if handle is None:
+                raise RunError(f"Run {run_id} is already running in another Tuneboard process.")
+            checkpoint = folder.last_complete_checkpoint()
+            sink = RunSink(folder)
+            sink.set_status(status="queued", error=None)
+            if checkpoint is not None:
+                sink.log(f"Queued to resume from {checkpoint.name}.")
+            else:  # stopped or cut off before its first save: the engine needs a fresh start
+                sink.log("Queued to resume; no complete checkpoint was saved, so training starts again from step 0.")
+            job = _Job(run_id, folder, cfg, sink, True, handle, previous=previous, from_checkpoint=checkpoint is not None)
+        except BaseException:
+            _unlock(handle)
+            with self._lock:
+                self._pending.discard(run_id)
+            raise
+        with self._lock:
+            self._pending.discard(run_id)
+            self._overrides.pop(run_id, None)
+            self._sinks.pop(run_id, None)
+        self._enqueue(job)
+        return run_id
+
+    # ---- controlling runs -------------------------------------------------------------------
+    def stop(self, run_id: str) -> bool:
+        """Ask a run to stop after its current step (saving a checkpoint); a queued run is cancelled.
+
+        Returns False when the run was neither queued nor running.
+        """
+        validate_run_id(run_id)
+        job, running = self._take_queued(run_id)
+        if job is not None and not running:
+            self._cancelled(job)
+            return True
+        if job is None:
+            other = _owner_of(self, run_id)
+            if other is not None:
+                return other.stop(run_id)
+            RunFolder.open(self.runs_root, run_id)  # RunError when there is no such run
+            return False
+        if not job.stop_event.is_set():
+            job.stop_event.set()
+            _safe(job.sink.log, "Stop requested: the run stops and saves a checkpoint after this step.")
+        return True
+
+    def cancel(self, run_id: str) -> None:
+        """Remove a queued run from the queue (status cancelled, or back to stopped for a resume)."""
+        validate_run_id(run_id)
+        job, running = self._take_queued(run_id)
+        if running:
+            raise RunError(f"Run {run_id} is already running; use Stop to end it with a checkpoint.")
+        if job is not None:
+            self._cancelled(job)
+            return
+        other = _owner_of(self, run_id)
+        if other is not None:
+            other.cancel(run_id)
+            return
+        status = RunFolder.open(self.runs_root, run_id).status().get("status")
+        if status != "cancelled":
+            raise RunError(f"Run {run_id} is {status}, not queued; only queued runs can be cancelled.")
+
+    def _take_queued(self, run_id: str) -> tuple[_Job | None, bool]:
+        """Atomically take a queued job out of the queue; (job, True) when it is running instead.
+
+        The job stays in `_live` (seen as queued) until `_retire` has released its folder lock.
+        """
+        with self._lock:
+            job = self._live.get(run_id)
+            if job is not None and job is self._active:
+                return job, True
+            if job is None or job not in self._queue:
+                return None, False  # unknown here, or already being retired
+            self._queue.remove(job)
+            return job, False
+
+    def _cancelled(self, job: _Job) -> None:
+        if job.resume:  # cancelling a resume must not cost the run its resumability
+            restored = job.previous.get("status", "stopped")
+            self._set_status(job, status=restored, error=job.previous.get("error"))
+            _safe(job.sink.log, f"Resume cancelled; the run is {restored} again.")
+        else:
+            self._set_status(job, status="cancelled", finished_at=now_iso())
+            _safe(job.sink.log, "Cancelled before it started.")
+        self._retire(job)
+
+    def delete(self, run_id: str) -> None:
+        """Remove a finished run's folder; refuses queued or running runs."""
+        validate_run_id(run_id)
+        self._reserve(run_id, "delete")
+        try:
+            folder = RunFolder(self.runs_root / run_id)
+            if not folder.path.is_dir():
+                raise RunError(f"There is no run {run_id} in {self.runs_root}: check the id on the Runs page.")
+            handle = _try_lock(folder)
+            if handle is None:
+                raise RunError(f"Run {run_id} is running in another Tuneboard process; stop it before deleting it.")
+            try:
+                folder.delete()
+            finally:
+                _unlock(handle)
+            if folder.path.exists():
+                raise RunError(f"Run {run_id} could not be deleted completely; check the permissions of {folder.path}.")
+        finally:
+            with self._lock:
+                self._pending.discard(run_id)
+                for cache in (self._sinks, self._summaries, self._disk, self._overrides, self._configs):
+                    cache.pop(run_id, None)
+
+    def shutdown(self, timeout: float | None = SHUTDOWN_TIMEOUT_S) -> None:
+        """Stop the running run (it saves a checkpoint), hand queued runs back as resumable, join."""
+        with self._lock:
+            self._closed = True
+            queued = list(self._queue)
+            self._queue.clear()
+            active, worker = self._active, self._worker
+        for job in queued:
+            self._hand_back(job)
+        if active is not None:
+            active.stop_event.set()
+            _safe(active.sink.log, "The server is shutting down: stopping the run with a checkpoint.")
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
+        _unregister(self)
+
+    # ---- reading ----------------------------------------------------------------------------
+    def snapshot(self, run_id: str) -> RunSnapshot:
+        """An immutable view of a run; cheap enough to poll every second from many tabs."""
+        validate_run_id(run_id)
+        with self._lock:
+            job = self._live.get(run_id)
+            cached = self._sinks.get(run_id)
+            override = self._overrides.get(run_id)
+        if job is not None:
+            sink = job.sink
+        else:
+            other = _owner_of(self, run_id)
+            sink = other._live_sink(run_id) if other is not None else None
+            if sink is None:
+                sink = self._folder_sink(run_id, cached)
+        snap = sink.snapshot()
+        if override:
+            snap = replace(snap, **override)
+        return snap
+
+    def active_run_id(self) -> str | None:
+        """The run training now, if any."""
+        with self._lock:
+            return self._active.run_id if self._active is not None else None
+
+    def queued(self) -> list[str]:
+        """Queued run ids, next first."""
+        with self._lock:
+            return [job.run_id for job in self._queue]
+
+    def config(self, run_id: str) -> RunConfig:
+        """The RunConfig saved in a run folder (a copy: callers may edit it)."""
+        folder = RunFolder.open(self.runs_root, run_id)
+        key = _stat_key(folder.config_path)
+        with self._lock:
+            cached = self._configs.get(run_id)
+        if cached is None or cached[0] != key:  # pages ask every refresh; parse the YAML once
+            cached = (key, _load_config(folder))
+            with self._lock:
+                self._configs[run_id] = cached
+        return copy.deepcopy(cached[1])
+
+    def list_runs(self) -> list[RunSummary]:
+        """Every run folder, newest first; unreadable folders are listed as failed with a reason."""
+        rows: list[tuple[int, str, RunSummary]] = []
+        try:
+            children = list(self.runs_root.iterdir())
+        except OSError:
+            return []
+        for path in children:
+            if not RUN_ID_PATTERN.match(path.name) or ".." in path.name or not path.is_dir():
+                continue
+            if not (path / "config.yaml").exists() and not (path / "status.json").exists():
+                continue  # not a run folder
+            try:
+                summary, order = self._summary(RunFolder(path))
+            except Exception as err:  # one broken folder must not break the history page
+                logger.warning("Cannot read run folder %s: %s", path, err)
+                summary = RunSummary(
+                    run_id=path.name,
+                    status="failed",
+                    error=f"This run folder cannot be read ({type(err).__name__}: {err}); delete it.",
+                )
+                order = _mtime_ns(path)
+            rows.append((order, path.name, summary))
+        rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
+        return [row[2] for row in rows]
+
+    # ---- the worker -------------------------------------------------------------------------
+    def _enqueue(self, job: _Job) -> None:
+        with self._lock:
+            if self._closed:
+                closed = True
+            else:
+                closed = False
+                self._queue.append(job)
+                self._live[job.run_id] = job
+                if self._worker is None or not self._worker.is_alive():
+                    self._worker = threading.Thread(target=self._work, name="tuneboard-jobs", daemon=True)
+                    self._worker.start()
+        if closed:
+            self._hand_back(job)
+            raise RunError("Tuneboard is shutting down; start the run again after the restart.")
+
+    def _hand_back(self, job: _Job) -> None:
+        """A queued job that will not run in this process stays resumable for the next one."""
+        if job.resume:
+            self._set_status(job, status=job.previous.get("status", "stopped"), error=job.previous.get("error"))
+        else:
+            self._set_status(job, status="interrupted", error=INTERRUPTED_QUEUED)
+        _safe(job.sink.log, "The server stopped before this run started; it can be resumed.")
+        self._retire(job)
+
+    def _work(self) -> None:
+        """Worker loop: run queued jobs one at a time; exit when the queue is empty."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    if self._worker is threading.current_thread():
+                        self._worker = None
+                    return
+                job = self._queue.popleft()
+                self._active = job
+            try:
+                self._execute(job)
+            except Exception:  # _execute catches training errors; this is a bug here, keep serving the queue
+                logger.exception("Job manager failed around run %s", job.run_id)
+            finally:
+                self._retire(job)
+
+    def _execute(self, job: _Job) -> None:
+        """Run one job; the only place where training exceptions are caught."""
+        sink = job.sink
+        before = float(job.previous.get("elapsed_s") or 0.0) if job.from_checkpoint else 0.0
+        t0 = time.monotonic()
+        engine_elapsed = job.previous.get("elapsed_s")
+        try:
+            self._set_status(
+                job, status="running", started_at=now_iso(), finished_at=None, error=None,
+                elapsed_before_s=before, pid=os.getpid(),
+            )
+            engine_elapsed = sink.snapshot().info.get("elapsed_s")
+            if job.stop_event.is_set():
+                raise _StoppedBeforeStart()
+            self._train_fn(job.cfg, job.folder, sink, job.stop_event, resume=job.from_checkpoint)
+        except _StoppedBeforeStart:
+            self._set_status(job, status=job.previous.get("status", "stopped") if job.resume else "cancelled")
+        except TuneboardError as err:
+            self._fail(job, str(err), field=err.field)
+        except Exception as err:
+            self._fail(job, describe_failure(err))
+        finally:
+            info = sink.snapshot().info
+            with self._lock:
+                override = dict(self._overrides.get(job.run_id, {}))
+            status = override.get("status", info.get("status"))
+            changes: dict[str, Any] = {"finished_at": now_iso()}
+            if status in ACTIVE:
+                changes.update(status="failed", error=NO_RESULT.format(status=status))
+                _safe(sink.log, changes["error"])
+            if info.get("elapsed_s") == engine_elapsed:  # the engine did not record its own
+                changes["elapsed_s"] = round(before + time.monotonic() - t0, 3)
+            self._set_status(job, **changes)
+
+    def _fail(self, job: _Job, message: str, *, field: str | None = None) -> None:
+        _safe(job.sink.log, f"Run failed: {message}\n{traceback.format_exc().rstrip()}")
+        self._set_status(job, status="failed", error=message, error_field=field)
+
+    def _set_status(self, job: _Job, **changes: Any) -> None:
+        """Write status.json; if the disk refuses (full), keep the final word in memory."""
+        with self._lock:
+            pending = dict(self._overrides.get(job.run_id, {}))
+        try:
+            job.sink.set_status(**{**pending, **changes})  # a write that failed earlier goes along
+        except OSError as err:
+            logger.error("Cannot write status of run %s: %s", job.run_id, err)
+            keep = {k: changes[k] for k in ("status", "error") if k in changes}
+            with self._lock:
+                self._overrides.setdefault(job.run_id, {}).update(keep)
+        else:
+            with self._lock:
+                self._overrides.pop(job.run_id, None)
+
+    def _retire(self, job: _Job) -> None:
+        """A job left the manager: release its folder lock, then forget it, keeping its sink cached."""
+        _unlock(job.lock)
+        job.lock = None
+        key = _folder_key(job.folder)
+        with self._lock:
+            if self._active is job:
+                self._active = None
+            if self._live.get(job.run_id) is job:
+                del self._live[job.run_id]
+            self._remember(job.run_id, key, job.sink)
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunError("Tuneboard is shutting down; start the run again after the restart.")
+
+    def _reserve(self, run_id: str, action: str) -> None:
+        """Mark a run as being resumed/deleted; RunError when this process is already handling it."""
+        other = _owner_of(self, run_id)  # asked outside our lock: managers never nest their locks
+        state = other._state(run_id) if other is not None else None
+        with self._lock:
+            state = state or self._state_locked(run_id)
+            if state is None:
+                self._pending.add(run_id)
+                return
+        if state == "busy":
+            raise RunError(f"Run {run_id} is already being changed by another request; wait a moment.")
+        if state == "finishing":
+            raise RunError(f"Run {run_id} is still saving its final state; try again in a moment.")
+        if action == "delete":
+            raise RunError(f"Run {run_id} is {state}; stop or cancel it before deleting it.")
+        raise RunError(f"Run {run_id} is already {state}.")
+
+    def _state_locked(self, run_id: str) -> str | None:
+        """Under the lock: 'running', 'queued', 'busy' (being resumed/deleted) or None."""
+        job = self._live.get(run_id)
+        if job is None:
+            return "busy" if run_id in self._pending else None
+        if job is not self._active:
+            return "queued"
+        # The trainer already reported its end; the worker is writing the last status fields.
+        return "finishing" if job.sink.snapshot().status in FINISHED else "running"
+
+    def _state(self, run_id: str) -> str | None:
+        with self._lock:
+            return self._state_locked(run_id)
+
+    def _live_sink(self, run_id: str) -> RunSink | None:
+        with self._lock:
+            job = self._live.get(run_id)
+            return job.sink if job is not None else None
+
+    def _folder_sink(self, run_id: str, cached: tuple[Any, RunSink] | None) -> RunSink:
+        """A sink read from the folder once, rebuilt only when the folder's files change."""
+        folder = RunFolder(self.runs_root / run_id)
+        key = _folder_key(folder)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        folder = RunFolder.open(self.runs_root, run_id)  # RunError when it does not exist
+        sink = RunSink(folder)
+        with self._lock:
+            self._remember(run_id, key, sink)
+        return sink
+
+    def _remember(self, run_id: str, key: Any, sink: RunSink) -> None:
+        """Under the lock: cache a finished run's sink, least recently used out first."""
+        self._sinks[run_id] = (key, sink)
+        self._sinks.move_to_end(run_id)
+        while len(self._sinks) > SINK_CACHE_SIZE:
+            self._sinks.popitem(last=False)
+
+    def _summary(self, folder: RunFolder) -> tuple[RunSummary, int]:
+        run_id = folder.run_id
+        key = (_stat_key(folder.status_path), _stat_key(folder.config_path))
+        with self._lock:
+            cached = self._summaries.get(run_id)
+            job = self._live.get(run_id)
+            busy = job is not None or run_id in self._pending
+            override = self._overrides.get(run_id)
+        if cached is not None and cached[0] == key:
+            summary, order = cached[1], cached[2]
+        else:
+            summary, order = _read_summary(folder)
+            with self._lock:
+                self._summaries[run_id] = (key, summary, order)
+        changes: dict[str, Any] = {"disk_bytes": self._disk_bytes(folder, summary.status)}
+        if override:
+            changes.update(override)
+        if job is not None:  # training here: the live sink is fresher than status.json
+            snap = job.sink.snapshot()
+            changes.update(status=snap.status, step=snap.step, max_steps=snap.max_steps or summary.max_steps, duration_s=snap.elapsed_s)
+        elif summary.status == "running":  # e.g. the CLI in another process
+            info = folder.status()
+            if info.get("started_at"):
+                changes["duration_s"] = float(info.get("elapsed_before_s") or 0.0) + elapsed_seconds(info["started_at"])
+        status = changes.get("status", summary.status)
+        changes["resumable"] = status in RESUMABLE and not busy
+        return replace(summary, **changes), order
+
+    def _disk_bytes(self, folder: RunFolder, status: str) -> int:
+        """Disk use of a run folder, re-walked only when the folder changed (or every few s while active)."""
+        key = (_mtime_ns(folder.path), _stat_key(folder.status_path))
+        now = time.monotonic()
+        with self._lock:
+            cached = self._disk.get(folder.run_id)
+        if cached is not None and cached[0] == key and (status not in ACTIVE or now - cached[1] < ACTIVE_DISK_TTL_S):
+            return cached[2]
+        total = folder.disk_usage_bytes()
+        with self._lock:
+            self._disk[folder.run_id] = (key, now, total)
+        return total
+
+    def _recover(self) -> None:
+        """Runs marked running/queued that nobody owns were cut off by a crash: mark them interrupted."""
+        try:
+            children = list(self.runs_root.iterdir())
+        except OSError as err:
+            logger.warning("Cannot scan %s: %s", self.runs_root, err)
+            return
+        for path in children:
+            if not RUN_ID_PATTERN.match(path.name) or not (path / "status.json").exists():
+                continue
+            folder = RunFolder(path)
+            try:
+                info = folder.status()
+                status = info.get("status")
+                if status not in ACTIVE or _owner_of(self, folder.run_id) is not None:
+                    continue
+                handle = _try_lock(folder)
+                if handle is None:
+                    continue  # another process is training it right now
+                try:
+                    # Re-read under the lock: the owner may have finished between the two reads.
+                    info = folder.status()
+                    status = info.get("status")
+                    if status not in ACTIVE:
+                        continue
+                    message = INTERRUPTED_RUNNING if status == "running" else INTERRUPTED_QUEUED
+                    changes: dict[str, Any] = {"status": "interrupted", "error": message, "finished_at": now_iso()}
+                    if status == "running" and info.get("started_at"):
+                        changes["elapsed_s"] = round(
+                            float(info.get("elapsed_before_s") or 0.0) + _seconds_between(info["started_at"], info.get("updated_at")), 3
+                        )
+                    folder.update_status(**changes)
+                    folder.log(f"Marked interrupted at start-up: {message}")
+                finally:
+                    _unlock(handle)
+            except OSError as err:
+                logger.warning("Cannot recover run %s: %s", path.name, err)
+
+
+class _StoppedBeforeStart(Exception):
+    """Stop was pressed between the queue and the start of training."""
+
+
+# ---- module helpers ---------------------------------------------------------------------------
+
+def _engine_train(cfg: RunConfig, folder: RunFolder, sink: RunSink, stop_event: threading.Event, *, resume: bool = False):
+    from core import engine  # lazy: keeps torch out of imports of this module
+
+    return engine.train(cfg, folder, sink, stop_event, resume=resume)
+
+
+def _engine_preflight(cfg: RunConfig) -> None:
+    from core import engine
+
+    engine.preflight(cfg)
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """The exception and what it was raised from (OOM often arrives wrapped)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _not_resumable(run_id: str, status: Any) -> str:
+    if status == "completed":
+        return f"Run {run_id} is completed; start a new run from its config instead."
+    if status in ACTIVE:
+        return f"Run {run_id} is already {status}."
+    if status == "failed":
+        return f"Run {run_id} failed; fix the cause shown in its error, then start a new run from its config."
+    if status == "cancelled":
+        return f"Run {run_id} was cancelled before it started; start a new run from its config instead."
+    return f"Run {run_id} has status {status!r} and cannot be resumed; start a new run from its config."
+
+
+def _load_config(folder: RunFolder) -> RunConfig:
+    try:
+        return folder.config()
+    except TuneboardError as err:
+        raise RunError(f"The config of run {folder.run_id} cannot be read: {err}") from None
+
+
+def _read_summary(folder: RunFolder) -> tuple[RunSummary, int]:
+    """Build a summary from status.json and config.yaml (the slow part; cached by file stats)."""
+    info = folder.status()
+    status = info.get("status")
+    error = info.get("error")
+    if status not in STATUSES:
+        error = error or f"status.json holds an unknown status {status!r}."
+        status = "failed"
+    try:
+        cfg = folder.config()
+        config_fields = {
+            "name": cfg.name or "",
+            "task": cfg.task,
+            "model": cfg.model.source,
+            "strategy": cfg.strategy.name,
+            "summary": cfg.summary(),
+        }
+    except TuneboardError as err:
+        config_fields = {}
+        status, error = "failed", f"config.yaml cannot be read: {err}"
+    metrics = info.get("final_metrics")
+    elapsed = info.get("elapsed_s")
+    summary = RunSummary(
+        run_id=folder.run_id,
+        status=status,
+        created_at=info.get("created_at"),
+        duration_s=float(elapsed) if isinstance(elapsed, (int, float)) else None,
+        final_metrics=MappingProxyType(dict(metrics) if isinstance(metrics, dict) else {}),
+        error=error,
+        step=_as_int(info.get("step")),
+        max_steps=_as_int(info.get("max_steps")),
+        **config_fields,
+    )
+    order = _mtime_ns(folder.config_path) or _mtime_ns(folder.path)  # config.yaml is written once
+    return summary, order
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _seconds_between(start: str, end: str | None) -> float:
+    from datetime import datetime
+
+    try:
+        stop = datetime.fromisoformat(end).timestamp() if end else time.time()
+        return max(0.0, stop - datetime.fromisoformat(start).timestamp())
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _stat_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _folder_key(folder: RunFolder) -> tuple[Any, ...]:
+    """Changes whenever anything a snapshot shows changes on disk."""
+    return tuple(
+        _stat_key(p) for p in (folder.status_path, folder.metrics_path, folder.probes_path, folder.log_path)
+    )
+
+
+def _safe(fn: Callable[..., Any], *args: Any) -> None:
+    """Best-effort logging at the thread boundary: a full disk must not hide the real error."""
+    try:
+        fn(*args)
+    except OSError as err:
+        logger.error("Cannot write to a run log: %s", err)
+
+
+def _try_lock(folder: RunFolder) -> Any:
+    """Take the run's exclusive lock without waiting; None when someone else holds it."""
+    if fcntl is None:  # pragma: no cover - Windows
+        return True
+    try:
+        handle = open(folder.path / LOCK_NAME, "a")  # noqa: SIM115 - held open for the job's life
+    except OSError:
+        return True  # a read-only folder cannot be locked; ownership falls back to the registry
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _unlock(handle: Any) -> None:
+    if handle is None or handle is True:
+        return
+    try:
+        handle.close()  # closing drops the flock
+    except OSError:
+        pass
+
+
+# ---- managers alive in this process ------------------------------------------------------------
+# Streamlit can create a second manager (e.g. after the cached factory's source changed) while the
+# first one still trains. They find each other here so the newcomer neither marks the other's runs
+# interrupted nor shows stale snapshots of them.
+
+_REGISTRY_LOCK = threading.Lock()
+_MANAGERS: weakref.WeakSet[JobManager] = weakref.WeakSet()
+
+
+def _register(manager: JobManager) -> None:
+    with _REGISTRY_LOCK:
+        _MANAGERS.add(manager)
+
+
+def _unregister(manager: JobManager) -> None:
+    with _REGISTRY_LOCK:
+        _MANAGERS.discard(manager)
+
+
+def _owner_of(me: JobManager, run_id: str) -> JobManager | None:
+    """Another live manager of the same runs folder that holds this run."""
+    with _REGISTRY_LOCK:
+        others = [m for m in _MANAGERS if m is not me and m.runs_root == me.runs_root]
+    for other in others:
+        if other._state(run_id) is not None:
+            return other
+    return None
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    """At interpreter exit, stop running runs so they end `stopped` with a checkpoint."""
+    with _REGISTRY_LOCK:
+        managers = list(_MANAGERS)
+    for manager in managers:
+        try:
+            manager.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
+        except Exception as err:  # exit must go on
+            logger.error("Job manager shutdown failed: %s", err)
