@@ -144,8 +144,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     if is_main:
         print(f"Run folder: {folder.path}", flush=True)
+    from contextlib import nullcontext
+
+    from core.jobs import run_lock
+
+    # The lock tells a dashboard started meanwhile that this run is alive, not interrupted.
+    ownership = run_lock(folder) if is_main else nullcontext()
     try:
-        status = engine.train(cfg, folder, sink, stop_event, resume=resume)
+        with ownership:
+            status = engine.train(cfg, folder, sink, stop_event, resume=resume)
     except BaseException as err:
         if is_main:
             _record_failure(folder, sink, err)

@@ -178,8 +178,8 @@ def train(
         except OSError as err:
             if err.errno == errno.ENOSPC:
                 raise TrainingError(
-                    f"The disk is full while writing {folder.path}: free space (delete old runs on the "
-                    "Runs page) and resume the run."
+                    f"The disk filled up while writing {folder.path}. Free space (delete old runs on the "
+                    "Runs page), then start the run again from its config."
                 ) from None
             raise
 

@@ -49,7 +49,9 @@ def new_run_id(cfg: RunConfig | None = None) -> str:
     """A sortable, unique id: time first so folders list in order."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     task = cfg.task if cfg is not None else "run"
-    return f"{stamp}-{task}-{secrets.token_hex(2)}"
+    # 32 random bits: with 16 a burst of submissions in one second (several tabs, two users) collided
+    # once in ~100 bursts of 40, and a collision refuses the second submission.
+    return f"{stamp}-{task}-{secrets.token_hex(4)}"
 
 
 def validate_run_id(run_id: str) -> str:
@@ -86,8 +88,14 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line; one write call so a crash tears at most this line."""
-    line = json.dumps(_finite(record), default=_json_default, allow_nan=False) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
+    line = (json.dumps(_finite(record), default=_json_default, allow_nan=False) + "\n").encode("utf-8")
+    with open(path, "a+b") as handle:
+        # A process killed mid-write leaves a torn last line without its newline; the first record
+        # appended after a restart (e.g. the resume event) would be glued to it and lost with it.
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = b"\n" + line
         handle.write(line)
         handle.flush()
 
@@ -291,7 +299,8 @@ def list_runs(root: Path) -> list[RunFolder]:
     if not root.exists():
         return []
     folders = [RunFolder(p) for p in root.iterdir() if p.is_dir() and (p / "config.yaml").exists()]
-    return sorted(folders, key=lambda f: (f.path.stat().st_mtime_ns, f.run_id), reverse=True)
+    # config.yaml is written once at creation; the folder's own mtime moves with every status write.
+    return sorted(folders, key=lambda f: (f.config_path.stat().st_mtime_ns, f.run_id), reverse=True)
 
 
 def elapsed_seconds(started_at: str | None) -> float:

@@ -61,7 +61,7 @@ def test_list_runs_newest_first(tmp_path):
     a = RunFolder.create(tmp_path, "a", RunConfig())
     RunFolder.create(tmp_path, "b", RunConfig())
     now = time.time()
-    os.utime(a.path, (now - 100, now - 100))
+    os.utime(a.config_path, (now - 100, now - 100))
     assert [f.run_id for f in list_runs(tmp_path)] == ["b", "a"]
 
 

@@ -1,0 +1,29 @@
+"""Run every benchmark, then rebuild BENCHMARKS.md from their markdown tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import bench_curation, bench_latency, bench_memory, bench_polling, bench_throughput
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ORDER = ("throughput", "latency", "polling", "memory", "curation")
+
+
+def main() -> None:
+    for module in (bench_throughput, bench_latency, bench_polling, bench_memory, bench_curation):
+        module.main([])
+    write_summary()
+
+
+def write_summary() -> None:
+    """BENCHMARKS.md = the intro plus each benchmark's latest table."""
+    path = RESULTS.parents[1] / "BENCHMARKS.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    intro = text.split("<!-- results -->")[0].rstrip() + "\n\n<!-- results -->\n"
+    tables = [(RESULTS / f"{name}.md").read_text(encoding="utf-8") for name in ORDER if (RESULTS / f"{name}.md").exists()]
+    path.write_text(intro + "\n" + "\n".join(tables), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
