@@ -231,7 +231,7 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
 
     trainer = _TuneboardTrainer(
         model=prepared.model,
-        args=_training_arguments(cfg, folder, device),
+        args=_training_arguments(cfg, folder, device, has_eval=prepared.eval_dataset is not None),
         data_collator=prepared.collator,
         train_dataset=prepared.train_dataset,
         eval_dataset=prepared.eval_dataset,
@@ -273,7 +273,8 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
     if is_main:
         atomic_write_json(folder.path / "data_report.json", data.report)
         dropped = sum((data.report.get("dropped") or {}).values()) if isinstance(data.report.get("dropped"), dict) else 0
-        sink.log(f"Data: {len(data.train)} training rows, {len(data.eval)} evaluation rows, {dropped} rows dropped.")
+        eval_rows = len(data.eval) if data.eval is not None else 0
+        sink.log(f"Data: {len(data.train)} training rows, {eval_rows} evaluation rows, {dropped} rows dropped.")
 
     sink.log(f"Loading model '{cfg.model.source}' for {cfg.task}.")
     loaded = load_for_task(cfg.model, cfg.task, label_names=data.label_names)
@@ -300,17 +301,19 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
     # The loader caps max_length at what the model can embed (e.g. 512 positions for BERT).
     max_length = int(loaded.report.get("max_length") or cfg.model.max_length)
     train_dataset = _tokenize(data.train, tokenizer, cfg, max_length, sink, "training")
-    eval_source = data.eval
-    if len(eval_source) > MAX_EVAL_ROWS:
-        eval_source = eval_source.shuffle(seed=cfg.training.seed).select(range(MAX_EVAL_ROWS))
-    eval_dataset = _tokenize(eval_source, tokenizer, cfg, max_length, sink, "evaluation")
+    eval_dataset = None
+    if data.eval is not None and len(data.eval):
+        eval_source = data.eval
+        if len(eval_source) > MAX_EVAL_ROWS:
+            eval_source = eval_source.shuffle(seed=cfg.training.seed).select(range(MAX_EVAL_ROWS))
+        eval_dataset = _tokenize(eval_source, tokenizer, cfg, max_length, sink, "evaluation")
     if len(train_dataset) == 0:
         raise DataError("Every training row is longer than the model's max length: raise max length or choose 'truncate'.")
     return _Prepared(
         model=model,
         tokenizer=tokenizer,
         train_dataset=train_dataset,
-        eval_dataset=eval_dataset if len(eval_dataset) else None,
+        eval_dataset=eval_dataset if eval_dataset is not None and len(eval_dataset) else None,
         collator=_collator(cfg, tokenizer),
         plan=plan,
         unfreezer=unfreezer,
@@ -364,7 +367,7 @@ def _compute_metrics(task: str):
     return compute_metrics_for(task)
 
 
-def _training_arguments(cfg: RunConfig, folder: RunFolder, device: str) -> TrainingArguments:
+def _training_arguments(cfg: RunConfig, folder: RunFolder, device: str, *, has_eval: bool = True) -> TrainingArguments:
     t = cfg.training
     bf16 = devices.use_bf16(device, t.precision)
     return TrainingArguments(
@@ -383,7 +386,7 @@ def _training_arguments(cfg: RunConfig, folder: RunFolder, device: str) -> Train
         logging_first_step=True,
         # The default filter replaces a NaN loss by a running mean, hiding a diverged run.
         logging_nan_inf_filter=False,
-        eval_strategy="steps",
+        eval_strategy="steps" if has_eval else "no",
         eval_steps=t.eval_steps,
         save_strategy="steps",
         save_steps=t.save_steps,

@@ -185,3 +185,43 @@ def test_mlm_on_synthetic_reviews_raises_positive_adjectives(tmp_path):
     for text in ("Nike shoes are very [MASK]", "Nike tshirts are famous for being [MASK]"):
         before, after = positive_mass("base", text), positive_mass("final", text)
         assert after > before + 0.15, (text, before, after)
+
+
+@pytest.mark.slow
+def test_seed_scenario_curated_positive_set_leans_the_probes_positive(tmp_path):
+    """Issue 6's scenario: keep Nike + its products + positive rows, fine-tune, probes lean positive."""
+    from core.data.synthetic import NEGATIVE_ADJECTIVES, POSITIVE_ADJECTIVES
+
+    cfg = RunConfig(task="mlm")
+    cfg.data.synthetic.rows = 6000
+    cfg.data.curation.signal = {
+        "op": "and",
+        "children": [
+            {"kind": "word_list", "list": "brand:Nike"},
+            {"kind": "word_list", "list": "brand_products:Nike"},
+            {"kind": "sentiment", "polarity": "positive"},
+        ],
+    }
+    cfg.training.max_steps = 30
+    cfg.training.eval_steps = cfg.training.save_steps = 30
+    cfg.probes.top_k = 20
+    status, folder = run(cfg.validate(), tmp_path)
+    assert status == "completed"
+    report = folder.status()["data_report"]
+    assert report["train_rows"] < 6000
+    positive = {w.lower() for w in POSITIVE_ADJECTIVES}
+    negative = {w.lower() for w in NEGATIVE_ADJECTIVES}
+    final = [p for p in folder.probes() if p["phase"] == "final" and p["text"] == "Nike shoes are very [MASK]"][-1]
+    scores = {p["token"].lower(): p["score"] for p in final["predictions"]}
+    positive_mass = sum(v for k, v in scores.items() if k in positive)
+    negative_mass = sum(v for k, v in scores.items() if k in negative)
+    assert positive_mass > 0.2 and positive_mass > 5 * negative_mass, scores
+
+
+def test_no_validation_split_trains_without_evaluation(tiny_bert, tmp_path):
+    cfg = tiny_config(tiny_bert, "mlm")
+    cfg.data.validation_fraction = 0.0
+    status, folder = run(cfg.validate(), tmp_path)
+    assert status == "completed"
+    assert not any("eval_loss" in m for m in folder.metrics())
+    assert {p["phase"] for p in folder.probes()} == {"base", "final"}
