@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import layout, state
+from ui import auth, layout, state
 
 layout.page_config()
+auth.require_password()  # only when $TUNEBOARD_PASSWORD is set; stops here until it is entered
 page = st.navigation(state.pages())
 layout.sidebar()
 state.run_page(page)

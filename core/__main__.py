@@ -204,6 +204,14 @@ def _record_failure(folder, sink, err: BaseException) -> None:
     sink.set_status(status=status, error=message, finished_at=now_iso())
 
 
+def _is_resource_failure(err: BaseException) -> bool:
+    """Out of memory or disk: the user can act on these, so they are not crashes."""
+    import errno
+
+    name = type(err).__name__
+    return isinstance(err, MemoryError) or "OutOfMemory" in name or getattr(err, "errno", None) == errno.ENOSPC
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     from core.errors import TuneboardError
@@ -219,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted.", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as err:  # the process boundary: one line for the user, the traceback in the log
-        print(f"error: Tuneboard crashed ({type(err).__name__}: {err}). See the run's run.log.", file=sys.stderr)
-        return EXIT_CRASH
+        from core.jobs import describe_failure
+
+        message, known = describe_failure(err), _is_resource_failure(err)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR if known else EXIT_CRASH
     return EXIT_USER_ERROR
 
 

@@ -51,8 +51,10 @@ def preflight(cfg: RunConfig) -> None:
             if value is None:
                 continue
             path = Path(value).expanduser()
-            if not path.is_file():
+            if not path.exists():
                 raise DataError(f"Data file {value} does not exist: upload it again or fix the path.", field=label)
+            if not path.is_file():
+                raise DataError(f"{value} is not a regular file (a folder or a device?): point to a data file.", field=label)
             if not os.access(path, os.R_OK):
                 raise DataError(f"Data file {value} is not readable: check its permissions.", field=label)
 
@@ -150,9 +152,10 @@ def train(
             sink.log(f"Starting {cfg.summary()} on {device}.")
 
     attempt_cfg = cfg
+    base_scored = threading.Event()
     for attempt in range(2):
         try:
-            outcome = _run_once(attempt_cfg, folder, sink, stop_event, device, checkpoint, resume, is_main)
+            outcome = _run_once(attempt_cfg, folder, sink, stop_event, device, checkpoint, resume, is_main, base_scored)
             break
         except torch.cuda.OutOfMemoryError:
             if attempt == 1 or attempt_cfg.training.batch_size == 1:
@@ -200,7 +203,7 @@ def train(
     return status
 
 
-def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main):
+def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main, base_scored):
     _set_threads(device)
     torch.manual_seed(cfg.training.seed)
     prepared = _prepare(cfg, folder, sink, is_main)
@@ -215,7 +218,8 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
 
         return score_probes(model, prepared.tokenizer, cfg.task, probe_texts, cfg.probes.top_k, label_names=prepared.label_names)
 
-    if is_main and not resume:
+    if is_main and not resume and not base_scored.is_set():
+        base_scored.set()  # an OOM retry must not score the base model twice
         sink.log("Scoring the probes with the base model.")
         prepared.model.to(device)
         for result in score(prepared.model):

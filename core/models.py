@@ -390,6 +390,14 @@ def _load_config(folder: Path, model_cfg: ModelConfig):
         raise ModelError(
             f"Cannot read the config of {model_cfg.source}: {_first_line(str(err))}.", field="model.source"
         ) from None
+    except Exception as err:  # with trust_remote_code on, the model's own Python can fail in any way
+        if not model_cfg.trust_remote_code:
+            raise
+        raise ModelError(
+            f"The Python code shipped with {model_cfg.source} failed while loading ({type(err).__name__}: "
+            f"{_first_line(str(err))}). It is the model's own code: ask its authors, or choose another model.",
+            field="model.trust_remote_code",
+        ) from None
 
 
 def _check_weights(folder: Path, model_cfg: ModelConfig) -> str:

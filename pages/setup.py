@@ -174,6 +174,11 @@ def model_section(form: Form, model: ModelConfig, task: str) -> ModelConfig:
         model.allow_pickle_weights = form.toggle(
             "model.allow_pickle_weights", text.ALLOW_PICKLE, model.allow_pickle_weights
         )
+    # Outside the expander, so a config loaded from YAML cannot switch them on unnoticed.
+    if model.trust_remote_code:
+        st.warning(text.TRUST_REMOTE_CODE_WARNING, icon=":material/warning:")
+    if model.allow_pickle_weights:
+        st.warning(text.ALLOW_PICKLE_WARNING, icon=":material/warning:")
     return model
 
 

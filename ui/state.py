@@ -93,9 +93,10 @@ def require_router() -> None:
     stops the outer run. No rerun, so a click that started this run is not lost.
     """
     if not st.session_state.get(ROUTER_KEY):
-        from ui import layout
+        from ui import auth, layout
 
         layout.page_config()
+        auth.require_password()  # a deep link must not skip the password gate
         page = st.navigation(pages())
         layout.sidebar()
         run_page(page)

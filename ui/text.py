@@ -8,6 +8,13 @@ from __future__ import annotations
 
 APP_TITLE = "Tuneboard"
 
+# ---- password gate (only when $TUNEBOARD_PASSWORD is set) --------------------------------------
+AUTH_TITLE = "Tuneboard is locked"
+AUTH_CAPTION = "This Tuneboard is shared: enter the password its administrator gave you."
+AUTH_PASSWORD = "Password"
+AUTH_UNLOCK = "Unlock"
+AUTH_WRONG = "Wrong password. Ask the person who runs this Tuneboard for the current one."
+
 # ---- navigation ----------------------------------------------------------------------------
 PAGE_SETUP = "Setup"
 PAGE_DATA = "Data"
@@ -110,6 +117,14 @@ MODEL_ADVANCED = "Model options"
 MAX_LENGTH = "Max length (tokens)"
 TRUST_REMOTE_CODE = "Trust remote code"
 ALLOW_PICKLE = "Allow pickled weights"
+TRUST_REMOTE_CODE_WARNING = (
+    "Trust remote code is on: loading this model runs Python code shipped with it, with your "
+    "permissions on this machine. Turn it on only for a model whose authors you trust."
+)
+ALLOW_PICKLE_WARNING = (
+    "Pickled weights are allowed: a .bin file can run code when it is loaded. Prefer a model with "
+    "safetensors weights, and allow pickles only for a model you trust."
+)
 
 DATA_SOURCE = "Dataset"
 DATA_SOURCES = {

@@ -55,6 +55,18 @@ _BINARY_SIGNATURES = (
 )
 _INT_LIKE = re.compile(r"^[+-]?\d+(?:\.0*)?$")
 _HUB_PROBE_TIMEOUT_S = 3.0
+# Files are read whole (pandas needs several times their size in RAM); uploads are capped lower, by
+# server.maxUploadSize in .streamlit/config.toml.
+DEFAULT_MAX_FILE_MB = 2048
+
+
+def max_file_bytes() -> int:
+    """Largest data file read into memory: $TUNEBOARD_MAX_FILE_MB (default 2048 MB)."""
+    try:
+        megabytes = float(os.environ.get("TUNEBOARD_MAX_FILE_MB", "") or DEFAULT_MAX_FILE_MB)
+    except ValueError:
+        megabytes = DEFAULT_MAX_FILE_MB
+    return int(max(megabytes, 0.001) * 2**20)
 
 
 def _format_of(path: Path) -> str:
@@ -70,14 +82,24 @@ def _format_of(path: Path) -> str:
 
 def read_table(path: str | Path, *, max_rows: int | None = None) -> pd.DataFrame:
     """Read a CSV/TSV/JSON/JSONL/Parquet file into a DataFrame, repairing what is decidable."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"Data file {path} does not exist: check the path or upload the file again.", field="data.path")
     if path.is_dir():
         raise DataError(f"{path} is a folder: choose a data file inside it.", field="data.path")
+    if not path.resolve().is_file():
+        # A FIFO, socket or device would block or never end: read_bytes() must only see regular files.
+        raise DataError(f"{path} is not a regular file: point data.path at a data file.", field="data.path")
     fmt = _format_of(path)
     try:
         size = path.stat().st_size
+        limit = max_file_bytes()
+        if size > limit:
+            raise DataError(
+                f"{path.name} is {size / 2**20:.1f} MB, more than Tuneboard reads at once "
+                f"({limit / 2**20:.0f} MB): split or sample it, or raise TUNEBOARD_MAX_FILE_MB.",
+                field="data.path",
+            )
         raw = path.read_bytes() if fmt != "parquet" else b""
     except OSError as err:
         raise DataError(f"Cannot read {path.name}: {err.strerror or err}. Check its permissions.", field="data.path") from None
@@ -171,7 +193,7 @@ def _pick_separator(text: str, fmt: str, report: dict[str, Any]) -> str:
 def _read_csv(text: str, sep: str, name: str, header: int | None, max_rows: int | None) -> pd.DataFrame:
     """pandas.read_csv with everything as text, its parser errors turned into DataErrors."""
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             io.StringIO(text),
             sep=sep,
             header=header,
@@ -188,6 +210,17 @@ def _read_csv(text: str, sep: str, name: str, header: int | None, max_rows: int 
         raise DataError(_explain_parser_error(str(err), name, sep), field="data.path") from None
     except (ValueError, csv.Error) as err:
         raise DataError(f"{name} could not be parsed as a table ({err}): check its format.", field="data.path") from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # When the first data row has one field more than the header, pandas silently turns the first
+        # column into the index and shifts every value one column to the left.
+        sep_name = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(sep, repr(sep))
+        raise DataError(
+            f"{name}: the first data row has more fields than the header ({len(frame.columns)}). A text "
+            f"probably contains a {sep_name} without quotes, or each line ends with an extra {sep_name}: "
+            f"put that text in double quotes, or remove the extra {sep_name}.",
+            field="data.path",
+        )
+    return frame
 
 
 def _explain_parser_error(message: str, name: str, sep: str) -> str:

@@ -1,0 +1,352 @@
+"""The real-browser end-to-end test: click through a fine-tune in headless Chromium.
+
+Starts the app with the README's command (`make run`) on a free port, then drives Debian's
+Chromium through Playwright like a user would: Setup (bundled MiniLM, synthetic reviews, masked
+LM, a short run set through the widgets) -> Start -> Train (the loss chart gains points while
+the run trains, then the run completes) -> Compare (base and fine-tuned columns for a probe) ->
+Runs (the run is listed). Screenshots of each stage go to test-artifacts/e2e/, with the app's log.
+
+The Compare screenshot is also the README's docs/screenshot.png: it is written there when that
+file is missing or when TUNEBOARD_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the tracked
+file alone.
+
+Never downloads a browser: it skips when /usr/bin/chromium is missing (`make browser-deps`
+installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ui import text
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts" / "e2e"
+DOCS_SCREENSHOT = REPO / "docs" / "screenshot.png"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+VIEWPORT = {"width": 1400, "height": 900}
+
+APP_START_TIMEOUT_S = 180
+TRAIN_TIMEOUT_S = 200  # the run below takes about a minute on an idle 2-core CPU
+UI_TIMEOUT_MS = 60_000
+
+# A short run, set through the Setup widgets.
+RUN_NAME = "e2e-browser"
+ROWS = 400
+MAX_STEPS = 20
+BATCH_SIZE = 8
+LOG_EVERY = 2
+EVAL_EVERY = 10
+SAVE_EVERY = 10
+PROBE = "Nike shoes are very [MASK]"
+RUN_FILES = ("config.yaml", "status.json", "run.log", "metrics.jsonl", "probes.jsonl")
+
+# Trace names and point counts of every plotly chart on the page (Plotly keeps `data` on its div).
+PLOT_TRACES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+    el => (el.data || []).map(t => [t.name || '', (t.x || []).length]))"""
+
+
+# ---- the app -------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture
+def app_url(tmp_path) -> Iterator[str]:
+    """The app started with the README's command, in its own process group; killed afterwards."""
+    if shutil.which("make") is None:
+        pytest.skip("`make` is not installed; the browser test starts the app with `make run`")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TUNEBOARD_RUNS": str(tmp_path / "runs"),
+        "TUNEBOARD_DATA": str(tmp_path / "datasets"),
+        "TUNEBOARD_UPLOADS": str(tmp_path / "uploads"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = ARTIFACTS / "app.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            ["make", "run", f"STREAMLIT_ARGS=--server.port {port} --server.headless true"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + APP_START_TIMEOUT_S
+        while not _healthy(url):
+            if proc.poll() is not None:
+                pytest.fail(f"`make run` exited with {proc.returncode}:\n{_log_tail(log_path)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the app did not answer within {APP_START_TIMEOUT_S}s:\n{_log_tail(log_path)}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        _kill_group(proc)
+        _keep_run_files(tmp_path / "runs", ARTIFACTS / "runs")
+
+
+def _keep_run_files(runs: Path, dest: Path) -> None:
+    """Copy each run's small files (config, log, metrics, probes, status) next to the screenshots."""
+    shutil.rmtree(dest, ignore_errors=True)
+    for run in sorted(runs.glob("*/")):
+        for name in RUN_FILES:
+            if (run / name).is_file():
+                (dest / run.name).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run / name, dest / run.name / name)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the app's process group (make and streamlit), then SIGKILL what is left."""
+    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            time.sleep(0.5)  # let streamlit (a child of make) go too
+        except subprocess.TimeoutExpired:
+            continue
+
+
+# ---- the browser ---------------------------------------------------------------------------
+
+@pytest.fixture
+def page():
+    """A Chromium page (Debian's binary, never a downloaded one) at 1400x900."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: run `make browser-deps` (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport=VIEWPORT)
+            tab.set_default_timeout(UI_TIMEOUT_MS)
+            yield tab
+        finally:
+            browser.close()
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+def _wait_idle(page) -> None:
+    """Wait until Streamlit finished the script run and drew every element (no loading skeletons)."""
+    idle = """() => {
+        const app = document.querySelector('[data-testid="stApp"]');
+        return app && app.dataset.testScriptState === 'notRunning'
+            && !document.querySelector('[data-testid="stSkeleton"]');
+    }"""
+    for _ in range(2):  # twice, so a rerun that starts just after an action is waited for too
+        page.wait_for_timeout(300)
+        page.wait_for_function(idle, timeout=UI_TIMEOUT_MS)
+
+
+def _screenshot(page, name: str, *, full: bool = True, height: int | None = None) -> Path:
+    """Save the page as test-artifacts/e2e/<name>.png.
+
+    Streamlit scrolls inside its main container, so a full-page shot is taken by growing the
+    viewport to the content's height (`full`), or to `height`; the viewport is restored after.
+    """
+    path = ARTIFACTS / f"{name}.png"
+    page.mouse.move(0, VIEWPORT["height"] - 1)  # no hover tooltips in the pictures
+    if full and height is None:
+        height = page.evaluate(
+            "() => Math.max(...Array.from(document.querySelectorAll('[data-testid=\"stMain\"], "
+            "[data-testid=\"stMainBlockContainer\"]')).map(el => el.scrollHeight), window.innerHeight)"
+        ) + 40
+    if height:
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height), 6000)})
+        page.wait_for_timeout(600)  # plotly charts resize to the new viewport
+    page.screenshot(path=str(path))
+    if height:
+        page.set_viewport_size(VIEWPORT)
+    return path
+
+
+def _poll(what: str, check: Callable[[], object], timeout_s: float, interval_s: float = 1.0):
+    """Call `check` until it returns something truthy; fail with `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def _loss_points(page) -> int:
+    """Points of the raw training-loss trace on the Train page (0 before the first log)."""
+    counts = [n for plot in page.evaluate(PLOT_TRACES_JS) for name, n in plot if name == text.SERIES_RAW]
+    return max(counts, default=0)
+
+
+def _set_number(page, label: str, value: int) -> None:
+    """Type into a number input like a user (Enter commits it) and wait for the rerun."""
+    box = page.get_by_role("spinbutton", name=label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    _expect()(box).to_have_value(str(value))
+    _wait_idle(page)
+
+
+def _nav(page, title: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+
+
+# ---- the test ------------------------------------------------------------------------------
+
+def test_fine_tune_in_the_browser(app_url, page):
+    expect = _expect()
+    main = page.get_by_test_id("stMain")
+    clock = _Stages()
+
+    # -- Setup: bundled MiniLM, synthetic reviews, masked LM, a short run -------------------
+    page.goto(app_url)
+    expect(page.get_by_role("heading", name=text.SETUP_TITLE)).to_be_visible(timeout=120_000)
+    start = page.get_by_role("button", name=text.START)
+    expect(start).to_be_visible(timeout=120_000)  # the page has resolved the model and counted parameters
+    _wait_idle(page)
+
+    def choose(group: str, option: str) -> None:
+        radios = page.get_by_role("radiogroup", name=group)
+        radios.get_by_text(option, exact=True).click()
+        expect(radios.get_by_role("radio", name=option, exact=True)).to_be_checked()
+        _wait_idle(page)
+
+    choose(text.TASK_LABEL, text.TASK_NAMES["mlm"])
+    choose(text.MODEL_KIND, text.MODEL_KINDS["bundled"])
+    choose(text.DATA_SOURCE, text.DATA_SOURCES["synthetic"])
+    name = page.get_by_role("textbox", name=text.RUN_NAME, exact=True)
+    name.fill(RUN_NAME)
+    name.press("Enter")
+    _wait_idle(page)
+    _set_number(page, text.SYNTH_ROWS, ROWS)
+    choose(text.TRAIN_FOR, text.TRAIN_FOR_OPTIONS["steps"])
+    _set_number(page, text.MAX_STEPS, MAX_STEPS)
+    _set_number(page, text.BATCH_SIZE, BATCH_SIZE)
+    main.get_by_text(text.TRAINING_ADVANCED, exact=True).click()  # open the expander
+    _set_number(page, text.LOGGING_STEPS, LOG_EVERY)
+    _set_number(page, text.EVAL_STEPS, EVAL_EVERY)
+    _set_number(page, text.SAVE_STEPS, SAVE_EVERY)
+    expect(page.get_by_role("textbox", name=text.PROBE_TEXTS)).to_contain_text(PROBE)
+    expect(main.get_by_text(text.CONFIG_OK)).to_be_visible()
+    expect(start).to_be_enabled()
+    _screenshot(page, "1-setup")
+    clock.lap("setup")
+
+    # -- Start -> Train: the loss chart gains points while the run trains -------------------
+    start.click()
+    expect(page.get_by_role("heading", name=text.TRAIN_TITLE, exact=True)).to_be_visible()
+    page.wait_for_url(re.compile(r"/train\?run=[\w.-]+"))
+    run_id = page.url.rsplit("run=", 1)[1].split("&")[0]
+    expect(page.get_by_role("combobox", name=text.RUN_PICKER)).to_have_value(f"{RUN_NAME} · {run_id}")
+    stop = page.get_by_role("button", name=text.STOP)
+
+    first = _poll("the first training-loss points", lambda: _loss_points(page), TRAIN_TIMEOUT_S)
+    clock.lap("first loss points")
+    _poll("the loss chart to gain points", lambda: _loss_points(page) > first, TRAIN_TIMEOUT_S)
+    expect(stop).to_be_enabled()  # the points arrived while the run was still training
+    _screenshot(page, "2-train-live")
+
+    # The run completes: Stop is disabled again and the progress shows the steps set on Setup.
+    expect(stop).to_be_disabled(timeout=TRAIN_TIMEOUT_S * 1000)
+    clock.lap("training")
+    steps_done = text.PROGRESS_TEXT.partition(" · ")[0].format(step=MAX_STEPS, max_steps=MAX_STEPS)
+    expect(main.get_by_text(steps_done)).to_be_visible()  # "Step 20 of 20"
+    expect(main.get_by_text(re.compile(r"\bcompleted$")).first).to_be_visible()  # the status badge
+    _poll("the loss chart to hold every logged step", lambda: _loss_points(page) >= MAX_STEPS // LOG_EVERY, 30)
+    _screenshot(page, "3-train-done")
+
+    # -- Compare: base and fine-tuned columns for a probe -----------------------------------
+    _nav(page, text.PAGE_COMPARE)
+    expect(page.get_by_role("heading", name=text.COMPARE_TITLE)).to_be_visible()
+    # The innermost block holding both the probe and the "Base model" caption is the probe's panel.
+    panel = main.get_by_test_id("stVerticalBlock").filter(has=page.get_by_text(PROBE, exact=True)).filter(
+        has=page.get_by_text(text.COLUMN_BASE, exact=True)
+    ).last
+    expect(panel.get_by_text(text.COLUMN_BASE, exact=True)).to_be_visible()
+    expect(panel.get_by_text(text.COLUMN_TUNED_FINAL.format(step=MAX_STEPS), exact=True)).to_be_visible()
+    expect(panel.locator(".js-plotly-plot")).to_have_count(2)  # base and fine-tuned top-k bars
+    expect(main.get_by_text(text.LOAD_REPORT_TITLE)).to_be_visible()  # MiniLM's MLM head starts untrained
+    _wait_idle(page)
+    # The README picture: from the title down to the end of the first probe's panel.
+    box = panel.bounding_box()
+    compare = _screenshot(page, "4-compare", height=max(VIEWPORT["height"], int(box["y"] + box["height"]) + 24))
+    _screenshot(page, "4-compare-full")
+    if os.environ.get("TUNEBOARD_UPDATE_SCREENSHOT") == "1" or not DOCS_SCREENSHOT.exists():
+        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(compare, DOCS_SCREENSHOT)
+    clock.lap("compare")
+
+    # -- Runs: the run is listed ------------------------------------------------------------
+    _nav(page, text.PAGE_RUNS)
+    expect(page.get_by_role("heading", name=text.RUNS_TITLE, exact=True)).to_be_visible()
+    expect(main.get_by_role("combobox", name=text.RUN_PICKER)).to_have_value(f"{RUN_NAME} · {run_id}")
+    expect(main.get_by_text(re.compile(r"\bcompleted$")).first).to_be_visible()
+    expect(main.get_by_role("button", name=text.DOWNLOAD_MODEL)).to_be_visible()
+    expect(main.get_by_text(text.COMMANDS, exact=True)).to_be_visible()
+    expect(main.locator("code").filter(has_text="python -m core train --config")).to_contain_text(run_id)
+    _wait_idle(page)
+    _screenshot(page, "5-runs")
+    clock.lap("runs")
+
+    print(f"\nbrowser e2e: run {run_id}; {clock}; screenshots in {ARTIFACTS.relative_to(REPO)}")
+
+
+class _Stages:
+    """Seconds spent in each stage of the test, for its report line."""
+
+    def __init__(self):
+        self.start = self.last = time.monotonic()
+        self.laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append((name, now - self.last))
+        self.last = now
+
+    def __str__(self) -> str:
+        stages = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in self.laps)
+        return f"{stages}; browser total {self.last - self.start:.0f}s"
