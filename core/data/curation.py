@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,22 +217,22 @@ class Batch:
         return self.cache[("labels", name)]
 
 
-class Signal:
+class Signal(ABC):
     """A serialisable predicate on rows; combine with & (and), | (or), ~ (not)."""
 
     kind: ClassVar[str] = ""
 
+    @abstractmethod
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML / JSON; `signal_from_dict(s.to_dict())` rebuilds an equal signal."""
-        raise NotImplementedError
 
     def to_yaml(self) -> str:
         """The signal tree as YAML."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
+    @abstractmethod
     def describe(self) -> str:
         """A short human-readable label for lists and the node counts."""
-        raise NotImplementedError
 
     def children(self) -> tuple[Signal, ...]:
         """Child nodes (combinators only)."""
@@ -243,11 +244,11 @@ class Signal:
 
     def evaluate(self, batch: Batch) -> np.ndarray:
         """Boolean mask over the batch's rows (leaves only; combinators use combine)."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} combines other signals: evaluate its children, then combine().")
 
     def combine(self, masks: list[np.ndarray]) -> np.ndarray:
         """A combinator's mask from its children's masks (combinators only)."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} is a leaf signal: it has no children to combine.")
 
     def __and__(self, other: Signal) -> Signal:
         _require_signal(other, "&")
