@@ -139,7 +139,7 @@ def run_once(manager: JobManager, cfg: RunConfig, polled: bool, timeout_s: float
     if pollers is not None:
         pollers.__enter__()
     try:
-        while manager.active_run_id() == run_id or run_id in manager.queued():
+        while manager.is_busy(run_id):
             if time.monotonic() > deadline:
                 manager.stop(run_id)
                 raise RuntimeError(f"Run {run_id} took longer than {timeout_s:.0f} s.")
@@ -207,7 +207,7 @@ def run_interleaved(manager: JobManager, cfg: RunConfig, pairs: int, timeout_s: 
                 windows.append(("polled" if polled else "headless", start, time.time()))
     finally:
         manager.stop(run_id)
-        while manager.active_run_id() == run_id:
+        while manager.is_busy(run_id):
             time.sleep(0.2)
 
     records = train_times()

@@ -360,6 +360,18 @@ class JobManager:
         with self._lock:
             return self._active.run_id if self._active is not None else None
 
+    def is_busy(self, run_id: str | None = None) -> bool:
+        """Whether a run (or any run) is queued or training, asked under one lock.
+
+        Asking `active_run_id()` and then `queued()` can miss a job that moves from the queue to
+        the worker between the two calls.
+        """
+        with self._lock:
+            if run_id is None:
+                return self._active is not None or bool(self._queue)
+            active = self._active is not None and self._active.run_id == run_id
+            return active or any(job.run_id == run_id for job in self._queue)
+
     def queued(self) -> list[str]:
         """Queued run ids, next first."""
         with self._lock:

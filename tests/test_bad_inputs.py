@@ -527,7 +527,7 @@ def _tiny_cfg(model: str, **training) -> RunConfig:
 def _wait_finished(manager, run_id: str, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if manager.active_run_id() is None and not manager.queued() and manager.snapshot(run_id).status not in ("queued", "running"):
+        if not manager.is_busy() and manager.snapshot(run_id).status not in ("queued", "running"):
             return manager.snapshot(run_id)
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} did not finish")

@@ -83,7 +83,7 @@ def _wait(predicate, timeout: float, what: str, process: subprocess.Popen | None
 
 
 def _settled(manager: JobManager, run_id: str, timeout: float = 120.0):
-    _wait(lambda: manager.active_run_id() is None and not manager.queued()
+    _wait(lambda: not manager.is_busy()
           and manager.snapshot(run_id).status not in ("queued", "running"), timeout, f"run {run_id} to end")
     return manager.snapshot(run_id)
 
@@ -227,7 +227,7 @@ def test_many_threads_and_two_managers_submitting_lose_and_duplicate_nothing(tmp
         total = len(managers) * threads_per_manager * per_thread
         assert not failures, failures
         assert len(submitted) == total and len({run_id for run_id, _ in submitted}) == total
-        _wait(lambda: len(trained) == total and all(m.active_run_id() is None and not m.queued() for m in managers),
+        _wait(lambda: len(trained) == total and not any(m.is_busy() for m in managers),
               60, "every run to train")
     finally:
         for manager in managers:

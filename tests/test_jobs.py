@@ -95,14 +95,13 @@ def _wait_status(manager: JobManager, run_id: str, *statuses: str, timeout: floa
     """Wait until the run reached one of these statuses and the worker has let go of it."""
 
     def settled() -> bool:
-        busy = manager.active_run_id() == run_id or run_id in manager.queued()
-        return not busy and manager.snapshot(run_id).status in statuses
+        return not manager.is_busy(run_id) and manager.snapshot(run_id).status in statuses
 
     _wait(settled, timeout)
 
 
 def _wait_idle(manager: JobManager) -> None:
-    _wait(lambda: manager.active_run_id() is None and not manager.queued())
+    _wait(lambda: not manager.is_busy())
 
 
 @pytest.fixture
@@ -663,3 +662,15 @@ def test_list_runs_shows_live_progress_of_the_running_run(manager, trainer):
     _wait_status(manager, run_id, "completed")
     row = manager.list_runs()[0]
     assert row.status == "completed" and row.step == STEPS
+
+
+def test_is_busy_sees_a_job_moving_from_the_queue_to_the_worker(manager, trainer):
+    trainer.gate = threading.Event()
+    run_id = manager.submit(_cfg())
+    assert manager.is_busy() and manager.is_busy(run_id)  # queued or already training: busy either way
+    assert not manager.is_busy("20990101-000000-mlm-00000000")
+    _wait(trainer.started.is_set)
+    assert manager.is_busy(run_id)
+    trainer.gate.set()
+    _wait(lambda: not manager.is_busy())
+    assert manager.snapshot(run_id).status == "completed"
