@@ -16,7 +16,7 @@ from core.errors import TuneboardError
 from core.runs import RunFolder
 from core.sink import RunSnapshot
 from ui import charts, state, text
-from ui.widgets import run_picker, show_error
+from ui.widgets import run_picker, show_error, summarise_weight_names
 
 FREE_PROBE_KEY = "tb_compare_free"
 
@@ -70,16 +70,20 @@ def load_report_panel(report: Mapping[str, Any]) -> None:
     """A prominent warning when the base model's head was freshly initialised."""
     if report.get("head_is_untrained"):
         names = [str(n) for n in report.get("newly_initialized") or []]
-        shown = ", ".join(names[:6]) + (" …" if len(names) > 6 else "")
+        shown = summarise_weight_names(names) or text.NOT_AVAILABLE
         st.warning(
-            f"**{text.LOAD_REPORT_TITLE}**\n\n{text.LOAD_REPORT_UNTRAINED.format(names=shown or '—')}",
+            f"**{text.LOAD_REPORT_TITLE}**\n\n{text.LOAD_REPORT_UNTRAINED.format(names=shown)}",
             icon=":material/warning:",
         )
     warnings = [str(w) for w in report.get("warnings") or []]
-    if warnings:
+    new_weights = [str(n) for n in report.get("newly_initialized") or []]
+    if warnings or new_weights:
         with st.expander(text.LOAD_REPORT_WARNINGS):
             for warning in warnings:
                 st.markdown(f"- {warning}")
+            if new_weights:
+                st.caption(text.LOAD_REPORT_ALL_NEW)
+                st.code("\n".join(new_weights), language=None)
 
 
 def step_choice(steps: list[int], final_steps: set[int]) -> int:
@@ -100,18 +104,19 @@ def probe_panel(probe: str, base: list, tuned: list | None, task: str, top_k: in
             st.plotly_chart(charts.label_figure(base, tuned or []), key=f"{key}_labels")
             return
         new, dropped = charts.token_changes(base, tuned or []) if tuned is not None else ([], [])
+        x_max = charts.shared_x_max([p.get("score") for p in base], [p.get("score") for p in tuned or []])
         left, right = st.columns(2)
         with left:
             st.caption(text.COLUMN_BASE)
             if base:
                 st.plotly_chart(charts.topk_figure(base, highlight=dropped, highlight_color=charts.DROPPED_COLOR,
-                                                   color=charts.NEUTRAL), key=f"{key}_base")
+                                                   color=charts.NEUTRAL, x_max=x_max), key=f"{key}_base")
             else:
                 st.caption(text.NOT_AVAILABLE)
         with right:
             st.caption(tuned_title)
             if tuned:
-                st.plotly_chart(charts.topk_figure(tuned, highlight=new),
+                st.plotly_chart(charts.topk_figure(tuned, highlight=new, x_max=x_max),
                                 key=f"{key}_tuned")
             else:
                 st.caption(text.NO_TUNED_PROBES)
@@ -187,9 +192,10 @@ if not base and not tuned:
 else:
     steps = sorted(tuned)
     step = step_choice(steps, final_steps) if steps else None
-    if step is None:
-        st.info(text.NO_TUNED_PROBES, icon=":material/info:")
-    title = (text.COLUMN_TUNED_FINAL if step in final_steps else text.COLUMN_TUNED).format(step=step)
+    if step is None:  # each panel says why its fine-tuned column is empty
+        title = text.COLUMN_TUNED_PENDING
+    else:
+        title = (text.COLUMN_TUNED_FINAL if step in final_steps else text.COLUMN_TUNED).format(step=step)
     texts = list(dict.fromkeys([*base, *(tuned.get(step, {}) if step is not None else {})]))
     for i, probe in enumerate(texts):
         probe_panel(probe, base.get(probe, []), tuned.get(step, {}).get(probe) if step is not None else None,

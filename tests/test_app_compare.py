@@ -30,7 +30,8 @@ def test_mlm_probes_side_by_side_with_changes_and_load_report(jobs, runs_root): 
     at = open_page(PAGE, {"run": run_id})
     assert not at.exception, [e.value for e in at.exception]
     warning = texts(at.warning)[0]
-    assert text.LOAD_REPORT_TITLE in warning and "cls.predictions.bias" in warning
+    assert text.LOAD_REPORT_TITLE in warning and "cls.predictions.* (2 tensors)" in warning
+    assert "cls.predictions.bias" in at.code[0].value  # the full list, in the expander
     assert len(at.get("plotly_chart")) == 4  # two probes x (base, fine-tuned)
     page = all_text(at)
     assert "stylish" in page and "nice" in page  # new and dropped tokens are named
@@ -64,6 +65,20 @@ def test_run_without_probes_says_so(jobs, runs_root):  # noqa: F811
     at = open_page(PAGE, {"run": run_id})
     assert text.NO_PROBES in texts(at.info)
     assert not at.exception
+
+
+def test_only_base_scored_yet_shows_a_pending_column_not_a_step(jobs, runs_root):  # noqa: F811
+    from core.runs import RunFolder
+    from core.sink import RunSink
+
+    run_id = make_run(runs_root, probes=False, status="running")
+    RunSink(RunFolder(runs_root / run_id)).probe(0, "base", "Nike shoes are very [MASK].", BASE_MLM)
+    at = open_page(PAGE, {"run": run_id})
+    assert not at.exception
+    page = all_text(at)
+    assert text.COLUMN_TUNED_PENDING in page and "None" not in page
+    assert texts(at.caption).count(text.NO_TUNED_PROBES) == 1  # said once, in the panel
+    assert text.NO_TUNED_PROBES not in texts(at.info)
 
 
 def test_free_text_probe_against_base_and_fine_tuned(jobs, runs_root, monkeypatch):  # noqa: F811

@@ -102,6 +102,16 @@ def test_token_changes_and_topk_highlighting():
     assert fig.layout.yaxis.autorange == "reversed"  # best first, at the top
 
 
+def test_side_by_side_topk_figures_share_one_x_scale():
+    base = [{"token": "good", "score": 0.02}]
+    tuned = [{"token": "comfortable", "score": 0.6}, {"token": None, "score": None}]
+    x_max = charts.shared_x_max([p["score"] for p in base], [p["score"] for p in tuned])
+    assert x_max == pytest.approx(0.66)
+    ranges = [tuple(charts.topk_figure(p, x_max=x_max).layout.xaxis.range) for p in (base, tuned)]
+    assert ranges[0] == ranges[1] == (0, x_max)
+    assert charts.shared_x_max([0.99]) == 1.05 and charts.shared_x_max([]) == pytest.approx(0.055)
+
+
 def test_topk_makes_stray_whitespace_visible():
     fig = charts.topk_figure([{"token": " Nike", "score": 0.5}])
     assert list(fig.data[0].y) == ["' Nike'"]
@@ -114,3 +124,14 @@ def test_label_figure_groups_before_and_after():
     assert [t.name for t in fig.data] == ["base", "fine-tuned"]
     assert list(fig.data[0].y) == ["negative", "positive"]
     assert list(fig.data[1].x) == [0.1, 0.9]
+
+
+def test_weight_names_are_summarised_by_module():
+    from ui.widgets import summarise_weight_names
+
+    names = ["cls.predictions.bias", "cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias",
+             "cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias",
+             "cls.predictions.decoder.weight", "score.weight"]
+    assert summarise_weight_names(names) == "cls.predictions.* (6 tensors), score.weight"
+    assert summarise_weight_names(["classifier.weight", "classifier.bias"]) == "classifier.* (2 tensors)"
+    assert summarise_weight_names([]) == ""

@@ -270,6 +270,12 @@ def token_changes(
     return new, dropped
 
 
+def shared_x_max(*score_lists: Iterable[Any]) -> float:
+    """An x-axis end that fits every bar of several top-k figures, with room for the labels."""
+    scores = [_number(score) or 0.0 for scores in score_lists for score in scores]
+    return min(1.05, max([*scores, 0.05]) * 1.1)
+
+
 def topk_figure(
     predictions: Sequence[Mapping[str, Any]],
     *,
@@ -277,8 +283,12 @@ def topk_figure(
     highlight_color: str = NEW_COLOR,
     color: str = PRIMARY,
     height: int | None = None,
+    x_max: float | None = None,
 ) -> go.Figure:
-    """Horizontal probability bars, best first; highlighted tokens get their own colour."""
+    """Horizontal probability bars, best first; highlighted tokens get their own colour.
+
+    Figures shown side by side pass the same `x_max`, so equal bars have equal lengths.
+    """
     marked = {h.strip() for h in highlight}
     names = [prediction_name(p) for p in predictions]
     scores = [_number(p.get("score")) or 0.0 for p in predictions]
@@ -299,7 +309,7 @@ def topk_figure(
         template="plotly_white",
         height=height or max(140, 34 * len(names) + 50),
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"range": [0, max([*scores, 0.05]) * 1.1], "tickformat": ".0%", "title": None},
+        xaxis={"range": [0, shared_x_max(scores) if x_max is None else x_max], "tickformat": ".0%", "title": None},
         yaxis={"autorange": "reversed", "title": None, "type": "category"},
         showlegend=False,
         bargap=0.25,

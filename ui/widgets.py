@@ -148,6 +148,18 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
+def summarise_weight_names(names: Sequence[str]) -> str:
+    """Weight names grouped by module, e.g. `cls.predictions.* (6 tensors)`; a lone tensor keeps its name."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        parts = str(name).split(".")
+        prefix = ".".join(parts[:2]) if len(parts) > 2 else parts[0]
+        groups.setdefault(prefix, []).append(str(name))
+    return ", ".join(
+        members[0] if len(members) == 1 else f"{prefix}.* ({len(members)} tensors)" for prefix, members in groups.items()
+    )
+
+
 def status_badge(status: str) -> None:
     """A coloured badge for a run status."""
     from ui import text
