@@ -94,7 +94,8 @@ def status_message(snap: RunSnapshot) -> None:
         st.info(text.QUEUED_NOTE, icon=":material/schedule:")
 
 
-def charts_grid(snap: RunSnapshot, task: str, log_y: bool, smoothing: float, logging_steps: int) -> None:
+def charts_grid(snap: RunSnapshot, task: str, log_y: bool, smoothing: float, logging_steps: int,
+                eval_steps: int | None) -> None:
     """Training loss, evaluation, learning rate and the log tail, two by two."""
     metrics, events = snap.metrics, snap.events
     top = st.columns(2)
@@ -110,7 +111,7 @@ def charts_grid(snap: RunSnapshot, task: str, log_y: bool, smoothing: float, log
         if charts.series(metrics, eval_key)[0]:
             st.plotly_chart(charts.eval_figure(metrics, task, events, log_y=log_y))
         else:
-            st.caption(text.CHART_EMPTY.format(steps=text.NOT_AVAILABLE))
+            st.caption(text.CHART_EMPTY.format(steps=eval_steps) if eval_steps else text.CHART_NO_EVAL)
     bottom = st.columns(2)
     with bottom[0]:
         st.markdown(f"**{text.CHART_LR}**")
@@ -124,7 +125,8 @@ def charts_grid(snap: RunSnapshot, task: str, log_y: bool, smoothing: float, log
         st.code("\n".join(lines) if lines else text.RUN_LOG_EMPTY, language=None, wrap_lines=True)
 
 
-def live_panel(run_id: str, was_active: bool, task: str, log_y: bool, smoothing: float, logging_steps: int) -> None:
+def live_panel(run_id: str, was_active: bool, task: str, log_y: bool, smoothing: float, logging_steps: int,
+               eval_steps: int | None) -> None:
     """Everything that changes while training; reruns on its own every REFRESH_S seconds."""
     try:
         snap = state.get_jobs().snapshot(run_id)
@@ -135,7 +137,7 @@ def live_panel(run_id: str, was_active: bool, task: str, log_y: bool, smoothing:
         st.rerun(scope="app")  # finished: redraw the buttons and stop the timer
     progress_row(snap)
     status_message(snap)
-    charts_grid(snap, task, log_y, smoothing, logging_steps)
+    charts_grid(snap, task, log_y, smoothing, logging_steps, eval_steps)
 
 
 # ---- the page ------------------------------------------------------------------------------
@@ -165,4 +167,5 @@ log_y = options[0].toggle(text.LOG_SCALE, key="tb_train_log")
 smoothing = options[1].slider(text.SMOOTHING, 0.0, 0.99, 0.6, 0.01, help=text.SMOOTHING_HELP, key="tb_train_smooth")
 
 live = st.fragment(live_panel, run_every=REFRESH_S if snap.is_active else None, key="tb_train_live")
-live(run_id, snap.is_active, cfg.task, log_y, smoothing, cfg.training.logging_steps)
+eval_steps = cfg.training.eval_steps if cfg.data.validation_fraction > 0 else None
+live(run_id, snap.is_active, cfg.task, log_y, smoothing, cfg.training.logging_steps, eval_steps)

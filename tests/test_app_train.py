@@ -133,3 +133,31 @@ def test_a_deep_linked_page_runs_inside_the_router(jobs, runs_root):  # noqa: F8
     at = open_page(PAGE, {"run": run_id})
     sidebar = texts(at.sidebar.caption)
     assert run_id in sidebar and any("CPU" in c or "GPU" in c or "NVIDIA" in c for c in sidebar)
+
+
+def _empty_running_run(root, validation_fraction: float) -> str:
+    from core.config import RunConfig
+    from core.runs import RunFolder, new_run_id
+    from core.sink import RunSink
+
+    cfg = RunConfig(name="empty")
+    cfg.data.validation_fraction = validation_fraction
+    cfg.training.eval_steps, cfg.training.logging_steps = 25, 5
+    folder = RunFolder.create(root, new_run_id(cfg), cfg)
+    RunSink(folder, load_existing=False).set_status(status="running", max_steps=100)
+    return folder.run_id
+
+
+def test_empty_charts_say_when_their_first_points_come(jobs, runs_root):  # noqa: F811
+    at = open_page(PAGE, {"run": _empty_running_run(runs_root, 0.1)})
+    assert not at.exception
+    captions = texts(at.caption)
+    assert text.CHART_EMPTY.format(steps=5) in captions  # loss and learning rate: the logging interval
+    assert text.CHART_EMPTY.format(steps=25) in captions  # evaluation: the eval interval
+    assert text.NOT_AVAILABLE not in " ".join(c for c in captions if "steps" in c)
+
+
+def test_a_run_without_validation_says_it_is_not_evaluated(jobs, runs_root):  # noqa: F811
+    at = open_page(PAGE, {"run": _empty_running_run(runs_root, 0.0)})
+    assert not at.exception
+    assert text.CHART_NO_EVAL in texts(at.caption)
