@@ -70,6 +70,7 @@ def history_table(runs: list) -> None:
         {
             text.COL_STATUS: r.status,
             text.COL_NAME: r.name or text.NOT_AVAILABLE,
+            text.COL_RUN: r.run_id,
             text.COL_TASK: r.task,
             text.COL_MODEL: r.model,
             text.COL_STRATEGY: r.strategy,
@@ -77,11 +78,16 @@ def history_table(runs: list) -> None:
             text.COL_DURATION: format_duration(r.duration_s),
             text.COL_METRICS: format_metrics(dict(r.final_metrics or {})),
             text.COL_DISK: format_bytes(r.disk_bytes),
-            text.COL_RUN: r.run_id,
         }
         for r in runs
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(rows), hide_index=True, width="stretch",
+        column_config={  # the run id is what every command and folder uses: never cut it off
+            text.COL_RUN: st.column_config.TextColumn(text.COL_RUN, width="large", pinned=True),
+            text.COL_METRICS: st.column_config.TextColumn(text.COL_METRICS, width="large"),
+        },
+    )
 
 
 def overlay_section(jobs, runs: list) -> None:

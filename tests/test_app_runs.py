@@ -33,6 +33,7 @@ def test_history_table_overlay_and_commands(jobs, runs_root):  # noqa: F811
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert set(table[text.COL_RUN]) == {first, second}
+    assert list(table.columns)[:3] == [text.COL_STATUS, text.COL_NAME, text.COL_RUN]  # the id is never cut off
     row = table[table[text.COL_RUN] == first].iloc[0]
     assert row[text.COL_STATUS] == "completed" and row[text.COL_DURATION] == "1m 15s"
     assert "eval loss 2.1" in row[text.COL_METRICS]
