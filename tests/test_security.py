@@ -45,6 +45,7 @@ def test_streamlit_server_config_is_locked_down():
     assert server["enableXsrfProtection"] is True
     assert server["enableCORS"] is True  # Streamlit turns XSRF protection off when CORS is off
     assert isinstance(server["maxUploadSize"], int) and 1 <= server["maxUploadSize"] <= 1024  # MB
+    assert server["fileWatcherType"] == "none"  # no restarts under a running fine-tune, no inotify storm
     assert server.get("runOnSave", False) is False
     assert config["browser"]["gatherUsageStats"] is False
     assert config["client"]["showErrorDetails"] == "none"  # no tracebacks in the browser
