@@ -153,6 +153,22 @@ def test_estimate_seconds_is_positive_for_the_default_config():
     assert seconds is not None and 5 < seconds < 3600
 
 
+def test_estimate_for_the_seed_demo_matches_what_the_benchmark_measured(monkeypatch):
+    # bench/: the default seed demo trains in ~77 s on the 2-core CI CPU; Setup must not say 9 min.
+    from core import devices
+
+    monkeypatch.setattr(devices, "physical_cores", lambda: 2)
+    cfg = RunConfig()
+    cfg.training.device = "cpu"
+    seconds = engine.estimate_seconds(cfg)
+    assert 50 < seconds < 150
+    cfg.task = "causal"
+    assert engine.estimate_seconds(cfg) > seconds  # full-vocabulary logits at every position
+    cfg.data.validation_fraction = 0.0
+    cfg.task = "mlm"
+    assert engine.estimate_seconds(cfg) < seconds  # no evaluations
+
+
 def test_preflight_refuses_missing_data_file(tmp_path):
     from core.errors import DataError
 
