@@ -3,8 +3,11 @@
 Starts the app with the README's command (`make run`) on a free port, then drives Debian's
 Chromium through Playwright like a user would: Setup (bundled MiniLM, synthetic reviews, masked
 LM, a short run set through the widgets) -> Start -> Train (the loss chart gains points while
-the run trains, then the run completes) -> Compare (base and fine-tuned columns for a probe) ->
-Runs (the run is listed). Screenshots of each stage go to test-artifacts/e2e/, with the app's log.
+the run trains) -> Compare while it trains (no live fragment there, so the browser leaves the CPU
+to the run until status.json says it ended) -> Train (completed, every step) -> Compare (base and
+fine-tuned columns for a probe) -> Runs (the run is listed). Every page is checked for raw output
+(tracebacks, `None`, dict reprs). Screenshots of each stage go to test-artifacts/e2e/, with the
+app's log and the run's small files.
 
 The Compare screenshot is also the README's docs/screenshot.png: it is written there when that
 file is missing or when TUNEBOARD_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the tracked
@@ -42,7 +45,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 VIEWPORT = {"width": 1400, "height": 900}
 
 APP_START_TIMEOUT_S = 180
-TRAIN_TIMEOUT_S = 200  # the run below takes about a minute on an idle 2-core CPU
+TRAIN_TIMEOUT_S = 300  # a bound: the run takes ~40 s on an idle 2-core CPU, ~4 min on a busy one
 UI_TIMEOUT_MS = 60_000
 
 # A short run, set through the Setup widgets.
@@ -162,6 +165,7 @@ def page():
         try:
             tab = browser.new_page(viewport=VIEWPORT)
             tab.set_default_timeout(UI_TIMEOUT_MS)
+            sync_api.expect.set_options(timeout=UI_TIMEOUT_MS)  # expect() waits 5 s by default: too short here
             yield tab
         finally:
             browser.close()
@@ -223,6 +227,19 @@ def _loss_points(page) -> int:
     """Points of the raw training-loss trace on the Train page (0 before the first log)."""
     counts = [n for plot in page.evaluate(PLOT_TRACES_JS) for name, n in plot if name == text.SERIES_RAW]
     return max(counts, default=0)
+
+
+# What must never reach the screen: tracebacks, Python reprs of None or of a dict.
+RAW_OUTPUT = re.compile(r"Traceback \(most recent call last\)|\bNone\b|\{'\w+': ")
+
+
+def _assert_clean(page, where: str) -> None:
+    """The page shows sentences, not tracebacks or raw Python values."""
+    shown = page.get_by_test_id("stMain").inner_text()
+    found = RAW_OUTPUT.search(shown)
+    if found:
+        context = shown[max(0, found.start() - 80):found.end() + 80].replace("\n", " | ")
+        pytest.fail(f"{where} shows raw output {found.group()!r}: ...{context}...")
 
 
 def _finished(run: Path) -> str | None:
@@ -287,6 +304,7 @@ def test_fine_tune_in_the_browser(app_url, page, tmp_path):
     expect(main.get_by_text(text.CONFIG_OK)).to_be_visible()
     expect(start).to_be_enabled()
     _screenshot(page, "1-setup")
+    _assert_clean(page, "Setup")
     clock.lap("setup")
 
     # -- Start -> Train: the loss chart gains points while the run trains -------------------
@@ -302,14 +320,25 @@ def test_fine_tune_in_the_browser(app_url, page, tmp_path):
     _poll("the loss chart to gain points", lambda: _loss_points(page) > first, TRAIN_TIMEOUT_S)
     expect(stop).to_be_enabled()  # the points arrived while the run was still training
     _screenshot(page, "2-train-live")
+    _assert_clean(page, "Train while training")
 
     # Wait for the end on the Compare page: it has no live fragment, so the browser and the app's
-    # script thread leave the two CPU cores to the training thread (a watched Train page costs it
-    # a good share of its speed). The first evaluation is there already.
+    # script thread do not compete with the training thread for the two CPU cores every second.
     _nav(page, text.PAGE_COMPARE)
     expect(page.get_by_role("heading", name=text.COMPARE_TITLE)).to_be_visible()
     _wait_idle(page)
     _screenshot(page, "3-compare-while-training", full=False)
+    _assert_clean(page, "Compare while training")
+    sidebar_step = re.compile(r"Step (\d+) of " + str(MAX_STEPS))
+    sidebar = page.get_by_test_id("stSidebar")
+
+    def sidebar_steps() -> int:
+        found = sidebar_step.search(sidebar.inner_text())
+        return int(found.group(1)) if found else -1
+
+    seen = sidebar_steps()  # the sidebar follows the run on a page without a live panel of its own
+    if seen < MAX_STEPS:
+        _poll("the sidebar to follow the run", lambda: sidebar_steps() > seen, TRAIN_TIMEOUT_S)
     status = _poll("the run to finish", lambda: _finished(runs / run_id), TRAIN_TIMEOUT_S, interval_s=2)
     assert status == "completed", f"the run ended {status}:\n{_log_tail(runs / run_id / 'run.log')}"
     clock.lap("training")
@@ -324,6 +353,7 @@ def test_fine_tune_in_the_browser(app_url, page, tmp_path):
     _poll("the loss chart to hold every logged step", lambda: _loss_points(page) >= MAX_STEPS // LOG_EVERY, 30)
     _wait_idle(page)
     _screenshot(page, "4-train-done")
+    _assert_clean(page, "Train after the run")
 
     # -- Compare: base and fine-tuned columns for a probe -----------------------------------
     _nav(page, text.PAGE_COMPARE)
@@ -341,6 +371,7 @@ def test_fine_tune_in_the_browser(app_url, page, tmp_path):
     box = panel.bounding_box()
     compare = _screenshot(page, "5-compare", height=max(VIEWPORT["height"], int(box["y"] + box["height"]) + 24))
     _screenshot(page, "5-compare-full")
+    _assert_clean(page, "Compare after the run")
     if os.environ.get("TUNEBOARD_UPDATE_SCREENSHOT") == "1" or not DOCS_SCREENSHOT.exists():
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(compare, DOCS_SCREENSHOT)
@@ -358,6 +389,7 @@ def test_fine_tune_in_the_browser(app_url, page, tmp_path):
     expect(main.locator("code").filter(has_text="python -m core train --config")).to_contain_text(run_id)
     _wait_idle(page)
     _screenshot(page, "6-runs")
+    _assert_clean(page, "Runs")
     clock.lap("runs")
 
     print(f"\nbrowser e2e: run {run_id}; {clock}; screenshots in {ARTIFACTS.relative_to(REPO)}")
