@@ -471,6 +471,10 @@ class JobManager:
             engine_elapsed = sink.snapshot().info.get("elapsed_s")
             if job.stop_event.is_set():
                 raise _StoppedBeforeStart()
+            if job.resume and not job.from_checkpoint:
+                kept = sink.start_over()
+                if kept is not None:
+                    sink.log(f"Training starts again from step 0; the earlier curves are kept in {kept.relative_to(job.folder.path)}.")
             self._train_fn(job.cfg, job.folder, sink, job.stop_event, resume=job.from_checkpoint)
         except _StoppedBeforeStart:
             self._set_status(job, status=job.previous.get("status", "stopped") if job.resume else "cancelled")

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -139,6 +140,27 @@ class RunSink:
             self._log.append(message)
             del self._log[:-LOG_TAIL_LINES]
             self._version += 1
+
+    def start_over(self) -> Path | None:
+        """Set aside the curves of an attempt that left no checkpoint, before training from step 0.
+
+        The files move to `previous-attempts/<time>/` (kept, not deleted), so the charts show one
+        attempt rather than two overlapping step ranges. Returns that folder, or None if empty.
+        """
+        moving = [p for p in (self.folder.metrics_path, self.folder.probes_path) if p.exists()]
+        if not moving:
+            return None
+        target = self.folder.path / "previous-attempts" / time.strftime("%Y%m%d-%H%M%S")
+        target.mkdir(parents=True, exist_ok=True)
+        for path in moving:
+            path.replace(target / path.name)
+        with self._lock:
+            self._metrics, self._probes, self._events = [], [], []
+            self._progress.update(step=0, epoch=0.0, samples_per_s=None)
+            self._progress.pop("steps_per_s", None)
+            self._progress_started = None
+            self._version += 1
+        return target
 
     # ---- readers (UI side) ----------------------------------------------------------------
     def snapshot(self) -> RunSnapshot:

@@ -328,6 +328,23 @@ def test_crash_leaves_running_status_new_manager_marks_interrupted_then_resume(m
     assert manager.snapshot(run_id).error is None
 
 
+def test_resume_without_a_checkpoint_sets_the_first_attempt_aside(make_manager, tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    run_id = _crashed_run(root)
+    shutil.rmtree(root / run_id / "checkpoint-4")  # cut off before its first save
+    manager = make_manager(FakeTrainer(), root=root)
+    manager.resume(run_id)
+    _wait_status(manager, run_id, "completed")
+    steps = [m["step"] for m in manager.snapshot(run_id).metrics]
+    assert steps == list(range(1, STEPS + 1))  # one attempt on the chart, not two overlapping ones
+    assert [m["step"] for m in RunFolder(root / run_id).metrics()] == steps  # same on disk
+    kept = list((root / run_id / "previous-attempts").glob("*/metrics.jsonl"))
+    assert len(kept) == 1 and kept[0].read_text().count('"step"') == 5  # kept, torn line and all
+    assert any("starts again from step 0" in line for line in manager.snapshot(run_id).log_tail)
+
+
 def test_queued_run_left_by_a_crash_becomes_interrupted_and_starts_on_resume(make_manager, tmp_path):
     root = tmp_path / "runs"
     folder = RunFolder.create(root, "20240101-000000-mlm-cafe", _cfg())  # status queued, never ran
