@@ -16,7 +16,7 @@ from core.errors import TuneboardError
 from core.runs import RunFolder
 from core.sink import RunSnapshot
 from ui import charts, state, text
-from ui.widgets import run_picker, show_error, summarise_weight_names
+from ui.widgets import picked_run, show_error, summarise_weight_names
 
 FREE_PROBE_KEY = "tb_compare_free"
 
@@ -169,16 +169,7 @@ st.title(text.COMPARE_TITLE)
 st.caption(text.COMPARE_CAPTION)
 
 jobs = state.get_jobs()
-run_id = run_picker(jobs)
-if run_id is None:
-    st.info(text.NO_RUNS, icon=":material/info:")
-    st.stop()
-try:
-    snap = jobs.snapshot(run_id)
-    cfg = jobs.config(run_id)
-except TuneboardError as err:
-    show_error(err)
-    st.stop()
+run_id, snap, cfg = picked_run(jobs)
 
 load_report_panel(load_report(snap, run_id))
 if snap.is_active:

@@ -13,7 +13,14 @@ from core.errors import TuneboardError
 from core.runs import RESUMABLE
 from core.sink import RunSnapshot
 from ui import charts, state, text
-from ui.widgets import format_count, format_duration, run_picker, run_progress, show_error, status_badge
+from ui.widgets import (
+    format_count,
+    format_duration,
+    picked_run,
+    run_progress,
+    show_error,
+    status_badge,
+)
 
 REFRESH_S = 1.0
 LOG_LINES = 15
@@ -147,19 +154,14 @@ st.title(text.TRAIN_TITLE)
 st.caption(text.TRAIN_CAPTION)
 
 jobs = state.get_jobs()
-run_id = run_picker(jobs)
-if run_id is None:
-    st.info(text.NO_RUNS, icon=":material/info:")
+
+
+def offer_first_start() -> None:
     if st.button(text.START_NEW, type="primary", icon=":material/play_arrow:", key="tb_train_start_first"):
         start_new_run(jobs)
-    st.stop()
 
-try:
-    snap = jobs.snapshot(run_id)
-    cfg = jobs.config(run_id)
-except TuneboardError as err:
-    show_error(err)
-    st.stop()
+
+run_id, snap, cfg = picked_run(jobs, when_none=offer_first_start)
 
 controls(jobs, snap)
 options = st.columns([1, 2, 4])

@@ -215,6 +215,25 @@ def run_picker(jobs: Any, *, label: str | None = None) -> str | None:
     return choice
 
 
+def picked_run(jobs: Any, *, when_none: Callable[[], None] | None = None) -> tuple[str, Any, Any]:
+    """The run picker, then the picked run's (id, snapshot, config); stops the page when there is
+    no run (after `when_none` offers a way out) or the run cannot be read (with the reason)."""
+    from ui import text
+
+    run_id = run_picker(jobs)
+    if run_id is None:
+        st.info(text.NO_RUNS, icon=":material/info:")
+        if when_none is not None:
+            when_none()
+        st.stop()
+    try:
+        return run_id, jobs.snapshot(run_id), jobs.config(run_id)
+    except TuneboardError as err:
+        show_error(err)
+        st.stop()
+    raise AssertionError("unreachable: st.stop() ends the script")
+
+
 def run_progress(snap: Any) -> tuple[int, int, float]:
     """(step, max_steps, epoch) of a snapshot; a finished run whose status.json lacks them falls back
     to its last logged metric (and a completed run counts as done)."""
