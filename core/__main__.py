@@ -101,7 +101,7 @@ def _wait_for(path: Path, seconds: float = 120.0) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from core import engine
-    from core.runs import RESUMABLE, RunFolder, default_runs_root, new_run_id
+    from core.runs import RunFolder, default_runs_root, new_run_id
 
     is_main = int(os.environ.get("RANK", "0")) == 0
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -109,10 +109,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_path = Path(args.resume).expanduser().resolve()
         folder = RunFolder.open(run_path.parent, run_path.name)
         status = folder.status().get("status")
-        if status not in RESUMABLE:
+        if not folder.is_resumable(status):
             from core.errors import RunError
 
-            raise RunError(f"Run {folder.run_id} is {status}; only stopped or interrupted runs can be resumed.")
+            raise RunError(
+                f"Run {folder.run_id} is {status}; only stopped or interrupted runs, or failed runs with a "
+                "complete checkpoint, can be resumed."
+            )
         cfg = folder.config()
         resume = True
     else:

@@ -196,7 +196,7 @@ def train(
             if err.errno == errno.ENOSPC:
                 raise TrainingError(
                     f"The disk filled up while writing {folder.path}. Free space (delete old runs on the "
-                    "Runs page), then start the run again from its config."
+                    "Runs page), then resume the run if it saved a checkpoint, or start it again from its config."
                 ) from None
             raise
 

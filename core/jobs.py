@@ -116,7 +116,8 @@ def describe_failure(err: BaseException) -> str:
             where = f" while writing {cause.filename}" if getattr(cause, "filename", None) else ""
             return (
                 f"The disk is full{where}. Free space (delete old runs on the Runs page) or lower "
-                "training.save_total_limit, then start a new run from this config."
+                "training.save_total_limit, then resume this run if it saved a checkpoint, or start a "
+                "new run from its config."
             )
     message = " ".join(str(err).split()).rstrip(".") or "no message"
     if len(message) > 300:
@@ -206,7 +207,7 @@ class JobManager:
             folder = RunFolder.open(self.runs_root, run_id)
             previous = folder.status()
             status = previous.get("status")
-            if status not in RESUMABLE:
+            if not folder.is_resumable(status):
                 raise RunError(_not_resumable(run_id, status))
             cfg = _load_config(folder)
             self._preflight_fn(cfg)
@@ -371,6 +372,19 @@ class JobManager:
                 return self._active is not None or bool(self._queue)
             active = self._active is not None and self._active.run_id == run_id
             return active or any(job.run_id == run_id for job in self._queue)
+
+    def is_resumable(self, run_id: str) -> bool:
+        """Whether Resume can continue this run now (not while it is queued or training)."""
+        validate_run_id(run_id)
+        if self.is_busy(run_id):
+            return False
+        status = self.snapshot(run_id).status
+        if status in RESUMABLE:
+            return True
+        try:
+            return status == "failed" and RunFolder.open(self.runs_root, run_id).is_resumable(status)
+        except TuneboardError:
+            return False
 
     def queued(self) -> list[str]:
         """Queued run ids, next first."""
@@ -611,7 +625,7 @@ class JobManager:
             if info.get("started_at"):
                 changes["duration_s"] = float(info.get("elapsed_before_s") or 0.0) + elapsed_seconds(info["started_at"])
         status = changes.get("status", summary.status)
-        changes["resumable"] = status in RESUMABLE and not busy
+        changes["resumable"] = not busy and (status in RESUMABLE or (status == "failed" and folder.is_resumable(status)))
         return replace(summary, **changes), order
 
     def _disk_bytes(self, folder: RunFolder, status: str) -> int:
@@ -700,7 +714,8 @@ def _not_resumable(run_id: str, status: Any) -> str:
     if status in ACTIVE:
         return f"Run {run_id} is already {status}."
     if status == "failed":
-        return f"Run {run_id} failed; fix the cause shown in its error, then start a new run from its config."
+        return (f"Run {run_id} failed before its first complete checkpoint; fix the cause shown in its error, "
+                "then start a new run from its config.")
     if status == "cancelled":
         return f"Run {run_id} was cancelled before it started; start a new run from its config instead."
     return f"Run {run_id} has status {status!r} and cannot be resumed; start a new run from its config."

@@ -267,6 +267,12 @@ class RunFolder:
                 return checkpoint
         return None
 
+    def is_resumable(self, status: str | None = None) -> bool:
+        """Stopped and interrupted runs resume; a failed one too when it left a complete checkpoint
+        (e.g. the disk filled up after a save: free space, then continue instead of starting over)."""
+        status = self.status().get("status") if status is None else status
+        return status in RESUMABLE or (status == "failed" and self.last_complete_checkpoint() is not None)
+
     def disk_usage_bytes(self) -> int:
         total = 0
         for root, _dirs, files in os.walk(self.path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import TuneboardError
-from core.runs import RESUMABLE
 from core.sink import RunSnapshot
 from ui import charts, state, text
 from ui.widgets import (
@@ -57,7 +56,7 @@ def controls(jobs, snap: RunSnapshot) -> None:
                 st.toast(text.STOP_REQUESTED)
     with cols[2]:
         if st.button(text.RESUME, icon=":material/resume:", help=text.RESUME_HELP,
-                     disabled=snap.status not in RESUMABLE, key="tb_train_resume"):
+                     disabled=not jobs.is_resumable(snap.run_id), key="tb_train_resume"):
             try:
                 jobs.resume(snap.run_id)
             except TuneboardError as err:

@@ -161,3 +161,16 @@ def test_a_run_without_validation_says_it_is_not_evaluated(jobs, runs_root):  # 
     at = open_page(PAGE, {"run": _empty_running_run(runs_root, 0.0)})
     assert not at.exception
     assert text.CHART_NO_EVAL in texts(at.caption)
+
+
+def test_a_failed_run_resumes_only_from_a_complete_checkpoint(jobs, runs_root):  # noqa: F811
+    run_id = make_run(runs_root, status="failed", error="The disk is full.")
+    at = open_page(PAGE, {"run": run_id})
+    assert at.button(key="tb_train_resume").disabled  # nothing to continue from
+    checkpoint = runs_root / run_id / "checkpoint-20"
+    checkpoint.mkdir()
+    for name in ("optimizer.pt", "scheduler.pt", "model.safetensors"):
+        (checkpoint / name).write_bytes(b"x")
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 20}')
+    at.run()
+    assert not at.button(key="tb_train_resume").disabled

@@ -428,7 +428,7 @@ def _finished_run(root: Path, status: str, name: str) -> str:
 @pytest.mark.parametrize(
     ("status", "needle"),
     [pytest.param("completed", "is completed; start a new run from its config", id="completed"),
-     pytest.param("failed", "failed; fix the cause", id="failed"),
+     pytest.param("failed", "failed before its first complete checkpoint; fix the cause", id="failed"),
      pytest.param("cancelled", "cancelled before it started", id="cancelled")],
 )
 def test_resume_of_a_finished_run_is_refused(status, needle, isolated_runs, capsys):

@@ -345,6 +345,33 @@ def test_resume_without_a_checkpoint_sets_the_first_attempt_aside(make_manager, 
     assert any("starts again from step 0" in line for line in manager.snapshot(run_id).log_tail)
 
 
+def test_a_failed_run_with_a_complete_checkpoint_resumes(make_manager, tmp_path):
+    root = tmp_path / "runs"
+    run_id = _crashed_run(root, status="failed")  # e.g. the disk filled up after checkpoint-4
+    RunFolder(root / run_id).update_status(error="The disk is full.")
+    trainer = FakeTrainer()
+    manager = make_manager(trainer, root=root)
+    assert manager.is_resumable(run_id) and manager.list_runs()[0].resumable
+    manager.resume(run_id)
+    _wait_status(manager, run_id, "completed")
+    assert trainer.calls == [(run_id, True)]  # from the checkpoint, not from step 0
+    assert [m["step"] for m in manager.snapshot(run_id).metrics] == list(range(1, STEPS + 1))
+    assert manager.snapshot(run_id).error is None
+    assert not manager.is_resumable(run_id)  # completed now
+
+
+def test_a_failed_run_without_a_checkpoint_is_not_resumable(make_manager, tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    run_id = _crashed_run(root, status="failed")
+    shutil.rmtree(root / run_id / "checkpoint-4")
+    manager = make_manager(FakeTrainer(), root=root)
+    assert not manager.is_resumable(run_id) and not manager.list_runs()[0].resumable
+    with pytest.raises(RunError, match="before its first complete checkpoint"):
+        manager.resume(run_id)
+
+
 def test_queued_run_left_by_a_crash_becomes_interrupted_and_starts_on_resume(make_manager, tmp_path):
     root = tmp_path / "runs"
     folder = RunFolder.create(root, "20240101-000000-mlm-cafe", _cfg())  # status queued, never ran
