@@ -76,6 +76,7 @@ class Pollers:
         self.manager, self.run_id, self.period = manager, run_id, 1.0 / hz
         self.done = threading.Event()
         self.latencies: list[float] = []
+        self.cpu_s = 0.0  # CPU time the poller threads used, summed
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self.threads = [threading.Thread(target=self._poll, daemon=True) for _ in range(count)]
@@ -94,6 +95,7 @@ class Pollers:
 
     def _poll(self) -> None:
         latencies = []
+        cpu_start = time.thread_time()
         next_at = time.monotonic()
         while not self.done.is_set():
             t0 = time.perf_counter()
@@ -109,6 +111,7 @@ class Pollers:
             self.done.wait(max(0.0, next_at - time.monotonic()))
         with self._lock:
             self.latencies.extend(latencies)
+            self.cpu_s += time.thread_time() - cpu_start
 
 
 def measure(folder: RunFolder, samples_per_step: int) -> dict[str, Any]:
@@ -193,6 +196,7 @@ def run_interleaved(manager: JobManager, cfg: RunConfig, pairs: int, timeout_s: 
         window_s = max(4.0, 6 * step_s)
         windows: list[tuple[str, float, float]] = []
         latencies: list[float] = []
+        poller_cpu_s = polled_wall_s = 0.0
         for pair in range(pairs):
             for polled in (False, True) if pair % 2 == 0 else (True, False):
                 if time.monotonic() + window_s > deadline:
@@ -202,6 +206,8 @@ def run_interleaved(manager: JobManager, cfg: RunConfig, pairs: int, timeout_s: 
                     with Pollers(manager, run_id) as pollers:
                         time.sleep(window_s)
                     latencies += pollers.latencies
+                    poller_cpu_s += pollers.cpu_s
+                    polled_wall_s += pollers.seconds
                 else:
                     time.sleep(window_s)
                 windows.append(("polled" if polled else "headless", start, time.time()))
@@ -241,6 +247,9 @@ def run_interleaved(manager: JobManager, cfg: RunConfig, pairs: int, timeout_s: 
         "polled_samples_per_s_median": round(samples_per_step / statistics.median(polled_s), 3),
         "poll_latency_us_median": round(statistics.median(lat) * 1e6, 1) if lat else None,
         "poll_latency_us_p99": round(lat[int(0.99 * (len(lat) - 1))] * 1e6, 1) if lat else None,
+        # Pollers are pure Python: while they run they hold the GIL and a core. Their CPU share is
+        # therefore the most they can take from training, measured without the window-to-window noise.
+        "poller_cpu_percent_of_one_core": round(100 * poller_cpu_s / polled_wall_s, 3) if polled_wall_s else None,
     }
 
 
@@ -355,6 +364,10 @@ def _markdown(doc: dict[str, Any]) -> str:
         f"Median samples/s: headless {iv['headless_samples_per_s_median']:.2f}, polled "
         f"{iv['polled_samples_per_s_median']:.2f}. A `snapshot()` call took {iv['poll_latency_us_median']:.0f} µs "
         f"at the median (p99 {iv['poll_latency_us_p99']:.0f} µs).",
+        "",
+        f"Upper bound without the noise: the poller threads used **{iv['poller_cpu_percent_of_one_core']:.2f}% "
+        "of one core** (thread CPU time over the polled windows). They are pure Python, so that is also the "
+        "share of time they hold the GIL: the most 4 polling tabs can take from training.",
         "",
         "## Whole runs",
         "",

@@ -202,6 +202,14 @@ def _markdown(doc: dict[str, Any]) -> str:
     for task, row in doc["summary"].items():
         t = row["real_tokens_per_s"]
         lines.append(f"| {task} | {t['seed']:.0f} | {t['tuned']:.0f} | {t['engine']:.0f} |")
+    lines += ["", "Each repeat's own ratios (conditions interleaved within a repeat, so these are the "
+              "same-moment comparisons the medians summarise):", "",
+              "| task | engine / seed per repeat | engine / tuned per repeat |", "|---|---|---|"]
+    for task, runs in doc["raw"].items():
+        per_repeat = list(zip(runs["seed"], runs["tuned"], runs["engine"], strict=False))
+        vs_seed = ", ".join(f"{e['samples_per_s'] / s['samples_per_s']:.2f}x" for s, _, e in per_repeat)
+        vs_tuned = ", ".join(f"{e['samples_per_s'] / t['samples_per_s']:.2f}x" for _, t, e in per_repeat)
+        lines.append(f"| {task} | {vs_seed} | {vs_tuned} |")
     return "\n".join(lines) + "\n"
 
 

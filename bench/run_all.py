@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import bench_curation, bench_latency, bench_memory, bench_polling, bench_throughput
+from bench import bench_curation, bench_latency, bench_levers, bench_memory, bench_polling, bench_throughput
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ("throughput", "latency", "polling", "memory", "curation")
+ORDER = ("throughput", "levers", "latency", "polling", "memory", "curation")
 
 
 def main() -> None:
-    for module in (bench_throughput, bench_latency, bench_polling, bench_memory, bench_curation):
+    for module in (bench_throughput, bench_levers, bench_latency, bench_polling, bench_memory, bench_curation):
         module.main([])
     write_summary()
 
