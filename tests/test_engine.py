@@ -164,9 +164,11 @@ def test_estimate_for_the_seed_demo_matches_what_the_benchmark_measured(monkeypa
     assert 50 < seconds < 150
     cfg.task = "causal"
     assert engine.estimate_seconds(cfg) > seconds  # full-vocabulary logits at every position
-    cfg.data.validation_fraction = 0.0
     cfg.task = "mlm"
-    assert engine.estimate_seconds(cfg) < seconds  # no evaluations
+    cfg.training.max_steps = 100  # same steps either way: a validation split would also shrink training
+    with_evaluation = engine.estimate_seconds(cfg)
+    cfg.data.validation_fraction = 0.0
+    assert engine.estimate_seconds(cfg) < with_evaluation  # no evaluations
 
 
 def test_preflight_refuses_missing_data_file(tmp_path):
