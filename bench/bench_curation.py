@@ -17,7 +17,6 @@ Writes bench/results/curation.json and bench/results/curation.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -33,6 +32,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pandas as pd  # noqa: E402
 
+from bench import write_results  # noqa: E402
 from core.config import DataConfig  # noqa: E402
 from core.data import curation  # noqa: E402
 from core.data.synthetic import generate_reviews  # noqa: E402
@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "signal_counts": result.report["signal_counts"],
         "same_rows_as_baseline": bool(agree),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "curation.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    (args.out / "curation.md").write_text(_markdown(document), encoding="utf-8")
+    write_results(args.out, "curation", document, _markdown(document))
     print(
         f"curate: {curate_s:.3f} s ({document['curate_rows_per_s']:,} rows/s); baseline {baseline_s:.3f} s; "
         f"speedup {document['speedup_vs_baseline']:.1f}x; same rows: {agree}"

@@ -8,7 +8,6 @@ Writes bench/results/latency.json and latency.md. Run: python -m bench.bench_lat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -18,6 +17,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench import write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"first_point_s": 15.0, "seed_demo_s": 180.0}
@@ -75,9 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "targets": TARGETS,
         "first_run_log": list(log)[:12],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    (args.out / "latency.md").write_text(_markdown(document), encoding="utf-8")
+    write_results(args.out, "latency", document, _markdown(document))
     print(_markdown(document))
     return document
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import statistics
 import time
@@ -27,6 +26,8 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench import write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -231,9 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "levers": results,
         "compile_note": compile_note,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "levers.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    (args.out / "levers.md").write_text(_markdown(document), encoding="utf-8")
+    write_results(args.out, "levers", document, _markdown(document))
     print(_markdown(document))
     return document
 

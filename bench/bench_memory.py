@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench import write_results  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [
@@ -66,9 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows.append({"task": task, "strategy": strategy, **result})
         print(f"{task:<15} {strategy:<19} {result['peak_rss_mib']:7.0f} MiB", flush=True)
     document = {"benchmark": "memory", "model": "bundled MiniLM-L6", "batch_size": 32, "steps": 6, "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "memory.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    (args.out / "memory.md").write_text(_markdown(document), encoding="utf-8")
+    write_results(args.out, "memory", document, _markdown(document))
     print(_markdown(document))
     return document
 

@@ -22,7 +22,6 @@ Writes bench/results/polling.json and bench/results/polling.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -40,6 +39,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench import write_results  # noqa: E402
 from core.config import RunConfig  # noqa: E402
 from core.jobs import JobManager  # noqa: E402
 from core.runs import RunFolder  # noqa: E402
@@ -324,9 +324,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "runs": runs,
         },
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "polling.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    (args.out / "polling.md").write_text(_markdown(document), encoding="utf-8")
+    write_results(args.out, "polling", document, _markdown(document))
     print(f"median ratio polled/headless (interleaved): {median_ratio:.3f} "
           f"({document['overhead_percent']:+.1f}% overhead); whole runs: "
           f"{document['whole_runs']['median_ratio']:.3f}")

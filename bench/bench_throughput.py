@@ -14,7 +14,6 @@ Writes bench/results/throughput.json and throughput.md. Run: python -m bench.ben
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,6 +25,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench import write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = ("mlm", "classification", "causal")
@@ -177,9 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "summary": summary,
         "raw": raw,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "throughput.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    (args.out / "throughput.md").write_text(_markdown(document), encoding="utf-8")
+    write_results(args.out, "throughput", document, _markdown(document))
     print(_markdown(document))
     return document
 
