@@ -13,5 +13,5 @@ from ui import auth, layout, state
 layout.page_config()
 auth.require_password()  # only when $TUNEBOARD_PASSWORD is set; stops here until it is entered
 page = st.navigation(state.pages())
-layout.sidebar()
+layout.sidebar(page)
 state.run_page(page)

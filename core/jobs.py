@@ -166,7 +166,7 @@ class JobManager:
     ):
         self.runs_root = Path(runs_root).resolve() if runs_root is not None else default_runs_root()
         self.runs_root.mkdir(parents=True, exist_ok=True)
-        self._train_fn = train_fn or _engine_train
+        self._train_fn = train_fn or _default_train_fn()
         self._preflight_fn = preflight_fn or _engine_preflight
         self._lock = threading.Lock()
         self._queue: deque[_Job] = deque()
@@ -686,10 +686,22 @@ class _StoppedBeforeStart(Exception):
 
 # ---- module helpers ---------------------------------------------------------------------------
 
-def _engine_train(cfg: RunConfig, folder: RunFolder, sink: RunSink, stop_event: threading.Event, *, resume: bool = False):
+def train_in_this_process(cfg: RunConfig, folder: RunFolder, sink: RunSink, stop_event: threading.Event, *,
+                          resume: bool = False):
+    """engine.train on the worker thread itself: for tests that patch the engine in this process."""
     from core import engine  # lazy: keeps torch out of imports of this module
 
     return engine.train(cfg, folder, sink, stop_event, resume=resume)
+
+
+def _default_train_fn() -> TrainFn:
+    """Training in a child process (core.child_process): the server's page work and the training
+    never share a GIL. $TUNEBOARD_TRAIN_IN_PROCESS=1 keeps it on the worker thread instead."""
+    if os.environ.get("TUNEBOARD_TRAIN_IN_PROCESS") == "1":
+        return train_in_this_process
+    from core.child_process import train_in_child_process
+
+    return train_in_child_process
 
 
 def _engine_preflight(cfg: RunConfig) -> None:
@@ -812,6 +824,10 @@ def _safe(fn: Callable[..., Any], *args: Any) -> None:
         logger.error("Cannot write to a run log: %s", err)
 
 
+_HELD_LOCKS: dict[Path, Any] = {}  # run folder -> the open handle that holds its flock
+_HELD_LOCKS_GUARD = threading.Lock()
+
+
 def _try_lock(folder: RunFolder) -> Any:
     """Take the run's exclusive lock without waiting; None when someone else holds it."""
     if fcntl is None:  # pragma: no cover - Windows
@@ -825,16 +841,33 @@ def _try_lock(folder: RunFolder) -> Any:
     except OSError:
         handle.close()
         return None
+    with _HELD_LOCKS_GUARD:
+        _HELD_LOCKS[folder.path.resolve()] = handle
     return handle
 
 
 def _unlock(handle: Any) -> None:
     if handle is None or handle is True:
         return
+    with _HELD_LOCKS_GUARD:
+        for path, held in list(_HELD_LOCKS.items()):
+            if held is handle:
+                del _HELD_LOCKS[path]
     try:
-        handle.close()  # closing drops the flock
+        handle.close()  # closing drops the flock (once no child process holds a copy of it)
     except OSError:
         pass
+
+
+def held_lock_fd(folder: RunFolder) -> int | None:
+    """The file descriptor of this process's lock on a run folder, for a child process to inherit.
+
+    A flock belongs to the open file, not to a process: a child that inherits the descriptor keeps
+    the run owned for as long as it lives, even if this process dies first.
+    """
+    with _HELD_LOCKS_GUARD:
+        handle = _HELD_LOCKS.get(folder.path.resolve())
+    return handle.fileno() if handle is not None else None
 
 
 # ---- managers alive in this process ------------------------------------------------------------

@@ -18,7 +18,6 @@ from typing import Any
 
 from core.runs import RunFolder, append_jsonl, clean_number, elapsed_seconds
 
-EVENT_KINDS = ("unfreeze", "checkpoint", "oom_retry", "resume", "stop", "phase", "warning")
 LOG_TAIL_LINES = 200
 
 
@@ -84,58 +83,108 @@ class RunSink:
             self._log = folder.log_tail(LOG_TAIL_LINES)
 
     # ---- writers (training side) ---------------------------------------------------------
+    # Each writer persists to the run folder, then updates the in-memory copy. A sink that mirrors
+    # a run trained in another process (core.child_process) gets the same updates through `mirror`,
+    # which only touches memory: the other process already wrote the files.
     def metric(self, record: dict[str, Any]) -> None:
         """One log or eval event; must carry `step`."""
         clean = {k: clean_number(v) for k, v in record.items()}
         clean.setdefault("time", round(time.time(), 3))
         append_jsonl(self.folder.metrics_path, clean)
-        with self._lock:
-            self._metrics.append(_freeze(clean))
-            self._version += 1
+        self._remember_metric(clean)
+        self._relay("metric", clean)
 
     def event(self, kind: str, step: int, message: str) -> None:
         """A marker on the charts: unfreezing, checkpoint, OOM retry, resume, stop."""
         record = {"step": int(step), "event": kind, "message": message, "time": round(time.time(), 3)}
         append_jsonl(self.folder.metrics_path, record)
         self.log(message)
-        with self._lock:
-            self._events.append(_freeze(record))
-            self._version += 1
+        self._remember_event(record)
+        self._relay("event", record)
 
     def probe(self, step: int, phase: str, text: str, predictions: list[dict[str, Any]]) -> None:
         """One probe scoring: phase is 'base' (before training), 'eval' or 'final'."""
         record = {"step": int(step), "phase": phase, "text": text, "predictions": predictions}
         append_jsonl(self.folder.probes_path, record)
+        self._remember_probe(record)
+        self._relay("probe", record)
+
+    def progress(self, step: int, max_steps: int, epoch: float) -> None:
+        """Cheap, in-memory only: called at every optimizer step."""
+        self._remember_progress(int(step), int(max_steps), float(epoch))
+        self._relay("progress", {"step": int(step), "max_steps": int(max_steps), "epoch": float(epoch)})
+
+    def set_samples_per_step(self, samples: int) -> None:
+        with self._lock:
+            self._progress["samples_per_step"] = samples
+        self._relay("samples_per_step", {"samples": samples})
+
+    def set_status(self, **changes: Any) -> None:
+        """Update status.json atomically and the in-memory copy."""
+        data = self.folder.update_status(**changes)
+        self._remember_status(data)
+        self._relay("status", data)
+
+    def log(self, message: str) -> None:
+        self.folder.log(message)
+        self._remember_log(message)
+        self._relay("log", {"message": message})
+
+    def _relay(self, kind: str, payload: dict[str, Any]) -> None:
+        """Hook for a sink that forwards what it publishes to another process; nothing here."""
+
+    # ---- the in-memory copy -----------------------------------------------------------------
+    def mirror(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """Apply one update published by a sink in another process (memory only, files untouched)."""
+        if kind == "metric":
+            self._remember_metric(dict(payload))
+        elif kind == "event":
+            self._remember_event(dict(payload))
+        elif kind == "probe":
+            self._remember_probe(dict(payload))
+        elif kind == "progress":
+            self._remember_progress(int(payload["step"]), int(payload["max_steps"]), float(payload["epoch"]))
+        elif kind == "samples_per_step":
+            with self._lock:
+                self._progress["samples_per_step"] = payload["samples"]
+        elif kind == "status":
+            self._remember_status(dict(payload))
+        elif kind == "log":
+            self._remember_log(str(payload["message"]))
+
+    def _remember_metric(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._metrics.append(_freeze(record))
+            self._version += 1
+
+    def _remember_event(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._events.append(_freeze(record))
+            self._version += 1
+
+    def _remember_probe(self, record: dict[str, Any]) -> None:
         with self._lock:
             self._probes.append(_freeze(record))
             self._version += 1
 
-    def progress(self, step: int, max_steps: int, epoch: float) -> None:
-        """Cheap, in-memory only: called at every optimizer step."""
+    def _remember_progress(self, step: int, max_steps: int, epoch: float) -> None:
         now = time.monotonic()
         with self._lock:
             if self._progress_started is None or step < self._progress_started[1]:
                 self._progress_started = (now, step)
             start_time, start_step = self._progress_started
             rate = (step - start_step) / (now - start_time) if now > start_time and step > start_step else None
-            self._progress.update(step=int(step), max_steps=int(max_steps), epoch=float(epoch))
+            self._progress.update(step=step, max_steps=max_steps, epoch=epoch)
             if rate:
                 self._progress["steps_per_s"] = rate
             self._version += 1
 
-    def set_samples_per_step(self, samples: int) -> None:
+    def _remember_status(self, data: dict[str, Any]) -> None:
         with self._lock:
-            self._progress["samples_per_step"] = samples
-
-    def set_status(self, **changes: Any) -> None:
-        """Update status.json atomically and the in-memory copy."""
-        data = self.folder.update_status(**changes)
-        with self._lock:
-            self._status = dict(data)
+            self._status = data
             self._version += 1
 
-    def log(self, message: str) -> None:
-        self.folder.log(message)
+    def _remember_log(self, message: str) -> None:
         with self._lock:
             self._log.append(message)
             del self._log[:-LOG_TAIL_LINES]

@@ -170,12 +170,11 @@ st.caption(text.COMPARE_CAPTION)
 
 jobs = state.get_jobs()
 run_id, snap, cfg = picked_run(jobs)
+state.watch(snap, probes=True)  # new probe scores (each evaluation) and the run's end redraw the page
 
 load_report_panel(load_report(snap, run_id))
 if snap.is_active:
-    cols = st.columns([5, 1], vertical_alignment="center")
-    cols[0].caption(text.STILL_TRAINING)
-    cols[1].button(text.REFRESH, icon=":material/refresh:", key="tb_compare_refresh", width="stretch")
+    st.caption(text.STILL_TRAINING)
 
 base, tuned, final_steps = group_probes(snap.probes)
 if not base and not tuned:

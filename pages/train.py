@@ -1,11 +1,18 @@
 """Train: start, stop and resume runs; watch one live.
 
-The live panel is ONE non-nested fragment that re-runs every second while the run is active and
-reads only `jobs.snapshot(run_id)`, an immutable copy; the rest of the page does not rerun. The
-run itself lives in the JobManager's worker thread, so this page can be closed and reopened.
+The live panel is ONE non-nested fragment that re-runs every REFRESH_S seconds while the run is
+active and reads only `jobs.snapshot(run_id)`, an immutable copy; the rest of the page does not
+rerun. The run itself trains in a child process supervised by the JobManager, so this page can be
+closed and reopened, and watching it costs the training CPU only, never its GIL.
+
+Watching must stay cheap: the figures are built once per new data point and shared by every tab
+(`training_figures`), not once per tab per refresh, and a state change made in another tab (Stop,
+Resume) reaches this one through the sidebar's fragment (`state.watch`).
 """
 
 from __future__ import annotations
+
+import time
 
 import streamlit as st
 
@@ -21,8 +28,11 @@ from ui.widgets import (
     status_badge,
 )
 
-REFRESH_S = 1.0
+REFRESH_S = 2.0          # progress, ETA, status and log
+CHART_REFRESH_S = 8.0    # new points on the charts, at most this often while the run trains
 LOG_LINES = 15
+FIGURE_CACHE_ENTRIES = 64
+FIGURES_KEY = "tb_train_figures"
 
 
 # ---- actions -------------------------------------------------------------------------------
@@ -68,9 +78,31 @@ def controls(jobs, snap: RunSnapshot) -> None:
 
 # ---- the live panel ------------------------------------------------------------------------
 
+def live_progress_line(snap: RunSnapshot, step: int, max_steps: int, epoch: float) -> None:
+    """While training: the same figures as `progress_row`, in two elements instead of a dozen.
+
+    This part redraws every REFRESH_S in every watching tab, and Chromium's cost of a refresh
+    grows with the number of elements it re-renders; the CPU it takes is the training's.
+    """
+    figures = [
+        f"**{text.METRIC_STEP}** {step:,} / {max_steps:,}" if max_steps else f"**{text.METRIC_STEP}** {step:,}",
+        f"**{text.METRIC_EPOCH}** {epoch:.2f}",
+        f"**{text.METRIC_ETA}** {format_duration(snap.eta_s)}",
+        f"**{text.METRIC_SPEED}** {snap.samples_per_s:,.1f}" if snap.samples_per_s else "",
+        f"**{text.METRIC_ELAPSED}** {format_duration(snap.elapsed_s)}",
+    ]
+    badge = f":{text.STATUS_COLORS.get(snap.status, 'gray')}-badge[{text.STATUS_LABELS.get(snap.status, snap.status)}]"
+    st.markdown("  ·  ".join([badge, *(f for f in figures if f)]))
+    label = text.PROGRESS_TEXT.format(step=step, max_steps=max_steps, epoch=epoch) if max_steps else text.PROGRESS_WAITING
+    st.progress(min(1.0, step / max_steps) if max_steps else 0.0, text=label)
+
+
 def progress_row(snap: RunSnapshot) -> None:
     """Status, step, epoch, ETA, speed and elapsed time, then the progress bar."""
     step, max_steps, epoch = run_progress(snap)
+    if snap.is_active:
+        live_progress_line(snap, step, max_steps, epoch)
+        return
     cols = st.columns(6)
     with cols[0]:
         st.caption(text.METRIC_STATUS)
@@ -100,29 +132,74 @@ def status_message(snap: RunSnapshot) -> None:
         st.info(text.QUEUED_NOTE, icon=":material/schedule:")
 
 
+def chart_data_key(snap: RunSnapshot) -> tuple:
+    """Changes exactly when the charts' data does: records are only ever appended (or all reset)."""
+    last = snap.metrics[-1].get("time") if snap.metrics else None
+    return snap.run_id, len(snap.metrics), len(snap.events), last
+
+
+@st.cache_resource(max_entries=FIGURE_CACHE_ENTRIES, show_spinner=False)
+def training_figures(data_key: tuple, task: str, log_y: bool, smoothing: float, _snap: RunSnapshot) -> dict:
+    """The three charts of a run at one data point, shared by every tab that shows it.
+
+    Building a plotly figure (layout templates, validation) is the costly part of a refresh; a
+    tab that refreshes without new data, or a second tab on the same run, gets the built ones.
+    """
+    metrics, events = _snap.metrics, _snap.events
+    eval_key = "eval_accuracy" if task == "classification" else "eval_loss"
+    return {
+        "loss": charts.loss_figure(metrics, events, log_y=log_y, smoothing=smoothing)
+        if charts.series(metrics, "loss")[0] else None,
+        "eval": charts.eval_figure(metrics, task, events, log_y=log_y) if charts.series(metrics, eval_key)[0] else None,
+        "lr": charts.lr_figure(metrics, events) if charts.series(metrics, "learning_rate")[0] else None,
+    }
+
+
+def shown_figures(snap: RunSnapshot, task: str, log_y: bool, smoothing: float) -> dict:
+    """This tab's figures: new data reaches them at most every CHART_REFRESH_S while the run trains.
+
+    Re-sending an unchanged figure costs the browser almost nothing (Streamlit sends a cached
+    reference), but redrawing a changed one costs Chromium about a tenth of a core-second per
+    chart: on a fast run whose loss is logged every second or two, redrawing at every refresh took
+    a third of a core away from the training it showed. Options, another run and the run's end
+    redraw at once.
+    """
+    options = (snap.run_id, task, log_y, smoothing)
+    held = st.session_state.get(FIGURES_KEY)
+    now = time.monotonic()
+    if held is not None:
+        held_options, held_key, figures, drawn_at = held
+        if held_key == chart_data_key(snap) and held_options == options:
+            return figures
+        if held_options == options and snap.is_active and now - drawn_at < CHART_REFRESH_S:
+            return figures
+    figures = training_figures(chart_data_key(snap), task, log_y, smoothing, snap)
+    st.session_state[FIGURES_KEY] = (options, chart_data_key(snap), figures, now)
+    return figures
+
+
 def charts_grid(snap: RunSnapshot, task: str, log_y: bool, smoothing: float, logging_steps: int,
                 eval_steps: int | None) -> None:
     """Training loss, evaluation, learning rate and the log tail, two by two."""
-    metrics, events = snap.metrics, snap.events
+    figures = shown_figures(snap, task, log_y, smoothing)
     top = st.columns(2)
     with top[0]:
         st.markdown(f"**{text.CHART_LOSS}**")
-        if charts.series(metrics, "loss")[0]:
-            st.plotly_chart(charts.loss_figure(metrics, events, log_y=log_y, smoothing=smoothing))
+        if figures["loss"] is not None:
+            st.plotly_chart(figures["loss"], key="tb_train_chart_loss")
         else:
             st.caption(text.CHART_EMPTY.format(steps=logging_steps))
     with top[1]:
         st.markdown(f"**{text.CHART_EVAL}**")
-        eval_key = "eval_accuracy" if task == "classification" else "eval_loss"
-        if charts.series(metrics, eval_key)[0]:
-            st.plotly_chart(charts.eval_figure(metrics, task, events, log_y=log_y))
+        if figures["eval"] is not None:
+            st.plotly_chart(figures["eval"], key="tb_train_chart_eval")
         else:
             st.caption(text.CHART_EMPTY.format(steps=eval_steps) if eval_steps else text.CHART_NO_EVAL)
     bottom = st.columns(2)
     with bottom[0]:
         st.markdown(f"**{text.CHART_LR}**")
-        if charts.series(metrics, "learning_rate")[0]:
-            st.plotly_chart(charts.lr_figure(metrics, events))
+        if figures["lr"] is not None:
+            st.plotly_chart(figures["lr"], key="tb_train_chart_lr")
         else:
             st.caption(text.CHART_EMPTY.format(steps=logging_steps))
     with bottom[1]:
@@ -161,6 +238,7 @@ def offer_first_start() -> None:
 
 
 run_id, snap, cfg = picked_run(jobs, when_none=offer_first_start)
+state.watch(snap)
 
 controls(jobs, snap)
 options = st.columns([1, 2, 4])

@@ -536,13 +536,13 @@ def _wait_finished(manager, run_id: str, timeout: float = 60.0):
 def test_disk_full_while_saving_fails_the_run_and_keeps_its_metrics(tiny_bert, isolated_runs, monkeypatch):
     from transformers import Trainer
 
-    from core.jobs import JobManager
+    from core.jobs import JobManager, train_in_this_process
 
     def full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(isolated_runs / "checkpoint-2"))
 
     monkeypatch.setattr(Trainer, "_save_checkpoint", full)
-    manager = JobManager(isolated_runs)
+    manager = JobManager(isolated_runs, train_fn=train_in_this_process)  # the patch lives in this process
     try:
         run_id = manager.submit(_tiny_cfg(tiny_bert))
         snap = _wait_finished(manager, run_id)
@@ -621,13 +621,13 @@ def test_nan_loss_fails_with_advice(tiny_bert, capsys, monkeypatch):
 
 def test_ram_exhaustion_fails_with_advice(tiny_bert, isolated_runs, monkeypatch):
     from core import engine
-    from core.jobs import JobManager
+    from core.jobs import JobManager, train_in_this_process
 
     def training_step(self, *args, **kwargs):
         raise MemoryError()
 
     monkeypatch.setattr(engine._TuneboardTrainer, "training_step", training_step)
-    manager = JobManager(isolated_runs)
+    manager = JobManager(isolated_runs, train_fn=train_in_this_process)  # the patch lives in this process
     try:
         run_id = manager.submit(_tiny_cfg(tiny_bert))
         snap = _wait_finished(manager, run_id)

@@ -28,9 +28,12 @@ def test_real_engine_stop_and_resume_through_the_manager(tmp_path, tiny_bert):
         wait_for(lambda: manager.snapshot(run_id).step >= 3)
         manager.stop(run_id)
         stopped_at = manager.snapshot(run_id).step
-        wait_for(lambda: manager.snapshot(run_id).status == "stopped")
+        # The worker has handed the run back (the training process exited, the final status is written).
+        wait_for(lambda: manager.snapshot(run_id).status == "stopped" and not manager.is_busy(run_id))
         snap = manager.snapshot(run_id)
-        assert snap.step <= stopped_at + 1  # cooperative stop lands within one step
+        # Cooperative stop lands within a step or two: it travels through a pipe to the training
+        # process, and the step this test read had come back through one (tiny steps take ~50 ms).
+        assert snap.step <= stopped_at + 2
         assert any(e["event"] == "stop" for e in snap.events)
         manager.resume(run_id)
         wait_for(lambda: manager.snapshot(run_id).status == "completed", 300)

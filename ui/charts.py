@@ -31,10 +31,9 @@ EVENT_COLORS = {
     "oom_retry": "#DC2626",
     "resume": "#10B981",
     "stop": "#F59E0B",
-    "phase": "#0EA5E9",
     "warning": "#EF4444",
 }
-# Markers drawn on the charts; "phase"/"warning" are log-only.
+# Markers drawn on the charts; "warning" is log-only.
 CHART_EVENTS = ("unfreeze", "checkpoint", "oom_retry", "resume", "stop")
 CHART_HEIGHT = 320
 

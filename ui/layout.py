@@ -17,16 +17,26 @@ def page_config() -> None:
 SIDEBAR_REFRESH_S = 2.0
 
 
-def sidebar() -> None:
+def sidebar(page=None) -> None:
     """The active (else the selected) run with its progress, and the device runs use."""
-    jobs = state.get_jobs()
+    state.forget_watch()  # a full run: the page about to run says afresh what it drew
     with st.sidebar:
-        # Live only while something trains or waits, so idle tabs cost the server nothing.
-        refresh = SIDEBAR_REFRESH_S if jobs.is_busy() else None
+        # Live: it is how every tab learns that a run started, stopped, resumed or ended elsewhere
+        # (ui.state.watch). One small rerun every two seconds per tab, no charts. Train's own live
+        # panel already follows the run it shows while that run is the active one, and reruns the
+        # page when it ends, so there the sidebar rests: each rerun costs the browser CPU too.
+        refresh = None if _train_shows_active_run(page) else SIDEBAR_REFRESH_S
         st.fragment(sidebar_run, run_every=refresh, key="tb_sidebar_run")()
         st.divider()
         st.markdown(f"**{text.SIDEBAR_DEVICE}**")
         st.caption(state.device_label())
+
+
+def _train_shows_active_run(page) -> bool:
+    if page is None or getattr(page, "url_path", None) != "train":
+        return False
+    active = state.get_jobs().active_run_id()
+    return active is not None and active == state.selected_run_id()
 
 
 def sidebar_run() -> None:
@@ -56,3 +66,5 @@ def sidebar_run() -> None:
     queued = [r for r in jobs.queued() if r != active]
     if queued:
         st.caption(text.SIDEBAR_QUEUED.format(count=len(queued)))
+    if state.watched_run_changed(jobs):
+        st.rerun(scope="app")

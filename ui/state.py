@@ -25,6 +25,7 @@ CONFIG_KEY = "tb_config"
 FORM_GEN_KEY = "tb_form_gen"
 RUN_KEY = "tb_run"
 ROUTER_KEY = "tb_router_active"
+WATCH_KEY = "tb_watch"
 
 
 @st.cache_resource(show_spinner=False)
@@ -64,6 +65,7 @@ def device_label() -> str:
 def run_page(page) -> None:
     """Run the chosen st.Page inside the router (app.py), marking that the router is active."""
     st.session_state[ROUTER_KEY] = True
+    forget_watch()
     try:
         page.run()
     finally:
@@ -98,7 +100,7 @@ def require_router() -> None:
         layout.page_config()
         auth.require_password()  # a deep link must not skip the password gate
         page = st.navigation(pages())
-        layout.sidebar()
+        layout.sidebar(page)
         run_page(page)
         st.stop()
 
@@ -129,6 +131,40 @@ def select_run(run_id: str | None) -> None:
     else:
         st.session_state.pop(RUN_KEY, None)
         st.query_params.pop("run", None)
+
+
+# ---- following a run's state in every tab --------------------------------------------------
+
+def run_fingerprint(snap, *, probes: bool = False) -> tuple:
+    """What a page drew of a run that only a full rerun redraws: its status (and probe count)."""
+    return (snap.run_id, snap.status, len(snap.probes) if probes else None)
+
+
+def watch(snap, *, probes: bool = False) -> None:
+    """Remember what this page drew; the sidebar's fragment reruns the page when it changes.
+
+    Stop, Resume, a failure or the end of a run in one tab must show in every other tab within
+    about two seconds, without a reload, and without re-sending every chart every second.
+    """
+    st.session_state[WATCH_KEY] = (run_fingerprint(snap, probes=probes), probes)
+
+
+def forget_watch() -> None:
+    """Drop what the last page drew, at the start of a full run, before the sidebar's fragment."""
+    st.session_state.pop(WATCH_KEY, None)
+
+
+def watched_run_changed(jobs) -> bool:
+    """Whether the run this page drew has moved on (status, or probes where the page shows them)."""
+    watched = st.session_state.get(WATCH_KEY)
+    if not watched:
+        return False
+    drawn, probes = watched
+    try:
+        snap = jobs.snapshot(drawn[0])
+    except RunError:
+        return True  # deleted meanwhile: the page says so after a rerun
+    return run_fingerprint(snap, probes=probes) != drawn
 
 
 # ---- the per-tab config --------------------------------------------------------------------

@@ -430,8 +430,7 @@ FREE_PROBE_NEEDS_MASK = "Masked-LM probes need a [MASK] where the model should g
 FREE_PROBE_EMPTY = "Type a sentence to probe."
 FREE_PROBE_NO_MODEL = "The run has no fine-tuned model yet: wait for it to finish or stop it first."
 FREE_PROBE_RUNNING = "Scoring with the base and fine-tuned models…"
-REFRESH = "Refresh"
-STILL_TRAINING = "The run is still training: press Refresh to see newer evaluations."
+STILL_TRAINING = "The run is still training: each evaluation adds its scores here as it happens."
 
 # ---- Runs ----------------------------------------------------------------------------------
 RUNS_TITLE = "Runs"

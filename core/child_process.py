@@ -1,0 +1,245 @@
+"""Training in a child process, supervised by the JobManager's worker thread.
+
+Why: the dashboard's script threads (figures, serialisation, websockets) and a training thread in
+the same process share one GIL. Each time a torch op hands the GIL back, the training thread must
+win it again, and a busy page made a step wait behind it hundreds of times: with two Train tabs
+the default run trained at 2% of its headless rate. In a process of its own the run competes for
+CPU only, never for the GIL. H2O LLM Studio and AutoTrain train in a subprocess for this reason.
+
+    parent (server)                              child (python -m core.child_process)
+    train_in_child_process(cfg, folder, sink, …)  engine.train(cfg, folder, RelaySink, stop_event)
+      stdin  ── "stop\\n" (or EOF) ──────────────▶  watcher thread sets stop_event
+      relay  ◀── one JSON line per publication ──  RelaySink: writes the run folder, then relays
+      sink.mirror(kind, payload)                    (metric, event, probe, progress, status, log)
+      ◀── {"kind": "result" | "error" | "crash"} ── at the end
+
+The child writes the run folder itself, exactly as the CLI does; the parent's sink only mirrors
+what the child published, so every tab reads the same in-memory snapshot as before. The child
+keeps the run's ownership lock (the parent's flock handle is inherited), so a server killed with
+`kill -9` neither leaves the folder unowned nor a second trainer on it: the child sees its stdin
+close, stops at the next step with a checkpoint, and only then lets go of the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from core import errors
+from core.runs import RunFolder
+from core.sink import RunSink
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+POLL_S = 0.05             # how often the parent checks its stop event while the child is quiet
+STOP_GRACE_S = 600.0      # after Stop, how long a child may take to save its checkpoint
+KILL_GRACE_S = 10.0
+
+
+# ---- the parent side ------------------------------------------------------------------------
+
+def train_in_child_process(
+    cfg: Any, folder: RunFolder, sink: RunSink, stop_event: threading.Event, *, resume: bool = False
+) -> str:
+    """Same contract as `engine.train`, with the training in a child Python process.
+
+    `cfg` must be the config saved in the run folder (the child reads it from there). Returns the
+    final status; raises the child's typed error (or a TrainingError for a crash) otherwise.
+    """
+    from core.jobs import held_lock_fd  # lazy: core.jobs imports this module's caller side
+
+    relay_read, relay_write = os.pipe()
+    inherited = [relay_write]
+    lock_fd = held_lock_fd(folder)
+    if lock_fd is not None:
+        inherited.append(lock_fd)
+    command = [sys.executable, "-m", "core.child_process", str(folder.path), "--relay-fd", str(relay_write)]
+    if resume:
+        command.append("--resume")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        with open(folder.log_path, "ab") as log:
+            child = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=inherited,
+                env=env, start_new_session=True,  # Ctrl-C in the server's terminal reaches the server only
+            )
+    except BaseException:
+        os.close(relay_read)
+        raise
+    finally:
+        os.close(relay_write)
+    sink.log(f"Training in process {child.pid}.")
+    try:
+        outcome = _supervise(child, relay_read, sink, stop_event)
+    finally:
+        os.close(relay_read)
+        _reap(child)
+    return _result(outcome, child.returncode)
+
+
+def _supervise(child: subprocess.Popen, relay_read: int, sink: RunSink, stop_event: threading.Event) -> dict | None:
+    """Mirror the child's publications until its relay closes; pass Stop on. Returns its outcome."""
+    buffer = b""
+    outcome: dict | None = None
+    stop_sent = False
+    while True:
+        if stop_event.is_set() and not stop_sent:
+            stop_sent = True
+            _tell(child, b"stop\n")
+        ready, _, _ = select.select([relay_read], [], [], POLL_S)
+        if not ready:
+            continue
+        chunk = os.read(relay_read, 1 << 16)
+        if not chunk:  # the child closed its end: it exited (or is exiting)
+            return outcome
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a dying child
+            kind = message.pop("kind", None)
+            if kind in ("result", "error", "crash"):
+                outcome = {"kind": kind, **message}
+            elif kind:
+                sink.mirror(kind, message)
+
+
+def _tell(child: subprocess.Popen, message: bytes) -> None:
+    try:
+        child.stdin.write(message)
+        child.stdin.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # it already exited
+
+
+def _reap(child: subprocess.Popen) -> None:
+    """Wait for the child; a child that outlives its relay is asked to stop, then killed."""
+    for action, wait_s in ((None, STOP_GRACE_S), (child.terminate, KILL_GRACE_S), (child.kill, KILL_GRACE_S)):
+        if action is not None:
+            action()
+        try:
+            child.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    if child.stdin is not None:
+        try:
+            child.stdin.close()
+        except OSError:
+            pass
+
+
+def _result(outcome: dict | None, returncode: int | None) -> str:
+    """The child's status, or its failure raised here as the error type it had there."""
+    if outcome is None:
+        if returncode is not None and returncode < 0:
+            name = signal.Signals(-returncode).name
+            raise errors.TrainingError(
+                f"The training process was killed ({name}); if the machine ran out of memory, lower "
+                "training.batch_size or model.max_length. Resume the run from its last checkpoint, or "
+                "start it again from its config. Details are in run.log."
+            )
+        raise errors.TrainingError(
+            f"The training process ended (exit code {returncode}) without reporting a result. "
+            "Details are in run.log; resume the run or start it again from its config."
+        )
+    if outcome["kind"] == "result":
+        return str(outcome["status"])
+    if outcome["kind"] == "error":
+        error_type = getattr(errors, str(outcome.get("type")), None)
+        if not (isinstance(error_type, type) and issubclass(error_type, errors.TuneboardError)):
+            error_type = errors.TuneboardError
+        raise error_type(str(outcome["message"]), field=outcome.get("field"))
+    raise errors.TrainingError(str(outcome["message"]))
+
+
+# ---- the child side -------------------------------------------------------------------------
+
+class RelaySink(RunSink):
+    """A RunSink that also sends each publication to the parent, one JSON line each."""
+
+    def __init__(self, folder: RunFolder, relay: Any):
+        super().__init__(folder, load_existing=False)
+        self._relay_stream = relay
+        self._relay_lock = threading.Lock()
+
+    def _relay(self, kind: str, payload: dict[str, Any]) -> None:
+        send(self._relay_stream, self._relay_lock, {"kind": kind, **payload})
+
+
+def send(stream: Any, lock: threading.Lock, message: dict[str, Any]) -> None:
+    """One line to the parent; a parent that is gone must not break the training (files are the record)."""
+    line = json.dumps(message, default=str, allow_nan=False) + "\n"
+    with lock:
+        try:
+            stream.write(line)
+            stream.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+
+def _watch_parent(stop_event: threading.Event) -> None:
+    """Stop on the parent's word, or when stdin closes (the server went away)."""
+    for line in sys.stdin:
+        if line.strip() == "stop":
+            break
+    stop_event.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the child: train one run folder, report how it ended."""
+    parser = argparse.ArgumentParser(prog="python -m core.child_process")
+    parser.add_argument("folder")
+    parser.add_argument("--relay-fd", type=int, required=True)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+
+    relay = os.fdopen(args.relay_fd, "w", buffering=1, encoding="utf-8")
+    relay_lock = threading.Lock()
+    stop_event = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_event.set())
+    threading.Thread(target=_watch_parent, args=(stop_event,), name="tuneboard-parent", daemon=True).start()
+
+    folder = RunFolder(Path(args.folder))
+    sink = RelaySink(folder, relay)
+    try:
+        sink.set_status(training_pid=os.getpid())  # the parent never writes status.json while we run
+        from core import engine  # after the watcher: importing torch takes seconds, Stop must not wait
+
+        status = engine.train(folder.config(), folder, sink, stop_event, resume=args.resume)
+    except errors.TuneboardError as err:
+        send(relay, relay_lock, {"kind": "error", "type": type(err).__name__, "message": str(err), "field": err.field})
+        return 2
+    except BaseException as err:  # the process boundary: the parent turns this into a failed run
+        from core.jobs import describe_failure
+
+        _log_safely(sink, "".join(traceback.format_exception(err)).rstrip())
+        send(relay, relay_lock, {"kind": "crash", "message": describe_failure(err)})
+        return 1
+    send(relay, relay_lock, {"kind": "result", "status": status})
+    return 0
+
+
+def _log_safely(sink: RunSink, message: str) -> None:
+    try:
+        sink.log(message)
+    except OSError:
+        pass  # a full disk: the parent still gets the message
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
