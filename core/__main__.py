@@ -101,10 +101,11 @@ def _wait_for(path: Path, seconds: float = 120.0) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from core import engine
+    from core.devices import rank_and_world_size
     from core.runs import RunFolder, default_runs_root, new_run_id
 
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank, world_size = rank_and_world_size()
+    is_main, distributed = rank == 0, world_size > 1
     if args.resume:
         run_path = Path(args.resume).expanduser().resolve()
         folder = RunFolder.open(run_path.parent, run_path.name)
@@ -211,8 +212,9 @@ def _is_resource_failure(err: BaseException) -> bool:
     """Out of memory or disk: the user can act on these, so they are not crashes."""
     import errno
 
-    name = type(err).__name__
-    return isinstance(err, MemoryError) or "OutOfMemory" in name or getattr(err, "errno", None) == errno.ENOSPC
+    from core.errors import is_out_of_memory
+
+    return is_out_of_memory(err) or getattr(err, "errno", None) == errno.ENOSPC
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from core.errors import ConfigError
+from core.files import atomic_write_text
 
 CONFIG_VERSION = 1
 
@@ -28,6 +29,9 @@ TOO_LONG_ACTIONS = ("truncate", "drop")
 CHECK_ACTIONS = ("remove", "flag")
 
 BUNDLED_MODEL = "bundled"
+# How a masked-LM text marks the word to guess: BERT's spelling and RoBERTa's. Probes are rewritten
+# to the loaded tokenizer's own spelling (core.probes.adapt_mask_token), so either one is accepted.
+MASK_SPELLINGS = ("[MASK]", "<mask>")
 
 DEFAULT_MLM_PROBES = (
     "Nike shoes are very [MASK]",
@@ -46,6 +50,12 @@ DEFAULT_CLASSIFICATION_PROBES = (
     "Nike tshirts are famous for being cheap and flimsy",
     "Adidas hoodies are known to be stylish",
 )
+
+
+
+def has_mask(text: str) -> bool:
+    """Whether a masked-LM text holds a mask, in either spelling ([MASK] or <mask>)."""
+    return any(spelling in text for spelling in MASK_SPELLINGS)
 
 
 def _help(text: str, **extra: Any) -> dict[str, Any]:
@@ -304,7 +314,7 @@ class RunConfig:
         _positive("probes.top_k", self.probes.top_k, upper=100)
         if self.task == "mlm":
             for text in self.probe_texts():
-                if "[MASK]" not in text and "<mask>" not in text:
+                if not has_mask(text):
                     raise ConfigError(
                         f"Masked-LM probe {text!r} has no [MASK]: add one where the model should guess.",
                         field="probes.texts",
@@ -358,8 +368,6 @@ class RunConfig:
         return cls.from_yaml(text)
 
     def save(self, path: str | Path) -> None:
-        from core.runs import atomic_write_text
-
         atomic_write_text(Path(path), self.to_yaml())
 
 

@@ -59,3 +59,8 @@ def describe_device() -> str:
     capability = torch.backends.cpu.get_cpu_capability()
     precision = "bf16 capable" if _cpu_has_fast_bf16() else "fp32"
     return f"CPU: {physical_cores()} cores, {capability}, {precision}"
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """(this process's rank, number of processes) as torchrun / accelerate launch set them; (0, 1) alone."""
+    return int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)

@@ -27,7 +27,7 @@ from transformers import (
 from core import devices
 from core.callbacks import GradualUnfreezeCallback, SinkCallback
 from core.config import RunConfig
-from core.errors import DataError, TrainingError, TuneboardError
+from core.errors import DataError, TrainingError, TuneboardError, out_of_memory_kind
 from core.fast_mlm import masked_only_loss, masked_only_parts, unwrap_model
 from core.runs import RunFolder, atomic_write_json, now_iso
 
@@ -140,7 +140,8 @@ def train(
     """Fine-tune per cfg into folder; returns 'completed' or 'stopped'. Raises on failure."""
     from core.runs import elapsed_seconds
 
-    is_main = _is_main_process()
+    rank, world_size = devices.rank_and_world_size()
+    is_main = rank == 0
     previous = folder.status()
     elapsed_before = float(previous.get("elapsed_s", 0.0) or 0.0) if resume else 0.0
     checkpoint = None
@@ -156,7 +157,7 @@ def train(
             status="running",
             started_at=now_iso(),
             elapsed_before_s=elapsed_before,
-            world_size=_world_size(),
+            world_size=world_size,
             device=devices.describe_device() if device != "cpu" else f"cpu ({devices.describe_device()})",
             error=None,
         )
@@ -171,7 +172,16 @@ def train(
         try:
             outcome = _run_once(attempt_cfg, folder, sink, stop_event, device, checkpoint, resume, is_main, base_scored)
             break
-        except torch.cuda.OutOfMemoryError:
+        except Exception as err:
+            if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                raise TrainingError(
+                    f"The disk filled up while writing {folder.path}. Free space (delete old runs on the Runs "
+                    "page), then resume the run if it saved a checkpoint, or start it again from its config."
+                ) from None
+            # Only accelerator memory is retried: half the batch halves activations there, while a
+            # host that ran out of RAM is usually out of it for the model itself.
+            if out_of_memory_kind(err) != "accelerator":
+                raise
             if attempt == 1 or attempt_cfg.training.batch_size == 1:
                 raise TrainingError(
                     "The GPU ran out of memory even at half the batch size. Lower the batch size or max "
@@ -192,13 +202,6 @@ def train(
                     f"Out of GPU memory: retrying with batch size {smaller.batch_size} and "
                     f"{smaller.gradient_accumulation_steps}x gradient accumulation (same effective batch).",
                 )
-        except OSError as err:
-            if err.errno == errno.ENOSPC:
-                raise TrainingError(
-                    f"The disk filled up while writing {folder.path}. Free space (delete old runs on the "
-                    "Runs page), then resume the run if it saved a checkpoint, or start it again from its config."
-                ) from None
-            raise
 
     status, final_metrics, summary = outcome
     if is_main:
@@ -239,7 +242,7 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
         for result in score(prepared.model):
             sink.probe(0, "base", result["text"], result["predictions"])
 
-    samples_per_step = cfg.training.batch_size * cfg.training.gradient_accumulation_steps * _world_size()
+    samples_per_step = cfg.training.batch_size * cfg.training.gradient_accumulation_steps * devices.rank_and_world_size()[1]
     sink_callback = SinkCallback(
         sink, stop_event, score_probes=score, language_model=language_model, samples_per_step=samples_per_step
     )
@@ -281,11 +284,14 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
 
 def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Prepared:
     from core.data.prepare import prepare_data
-    from core.models import load_for_task
+    from core.models import load_for_task, load_tokenizer
     from core.strategies import GradualUnfreezer, apply_strategy
 
     sink.log("Preparing the data.")
-    data = prepare_data(cfg)
+    # The tokenizer first (no weights yet): curation's too-long check needs it, and the classifier
+    # head needs the label names the data gives.
+    tokenizer, max_length = load_tokenizer(cfg.model)
+    data = prepare_data(cfg, tokenizer, max_length=max_length)
     if len(data.train) == 0:
         raise DataError("No training rows are left after cleaning and curation: loosen the filters or add data.")
     if is_main:
@@ -317,16 +323,14 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
         sink.log(plan.description)
 
     # The loader caps max_length at what the model can embed (e.g. 512 positions for BERT).
-    max_length = int(loaded.report.get("max_length") or cfg.model.max_length)
-    train_dataset = _tokenize(data.train, tokenizer, cfg, max_length, sink, "training")
+    max_length = int(loaded.report.get("max_length") or max_length)
+    train_dataset = _tokenize(data.train, tokenizer, cfg, max_length, "training")
     eval_dataset = None
     if data.eval is not None and len(data.eval):
         eval_source = data.eval
         if len(eval_source) > MAX_EVAL_ROWS:
             eval_source = eval_source.shuffle(seed=cfg.training.seed).select(range(MAX_EVAL_ROWS))
-        eval_dataset = _tokenize(eval_source, tokenizer, cfg, max_length, sink, "evaluation")
-    if len(train_dataset) == 0:
-        raise DataError("Every training row is longer than the model's max length: raise max length or choose 'truncate'.")
+        eval_dataset = _tokenize(eval_source, tokenizer, cfg, max_length, "evaluation")
     return _Prepared(
         model=model,
         tokenizer=tokenizer,
@@ -341,17 +345,17 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
     )
 
 
-def _tokenize(dataset, tokenizer, cfg: RunConfig, max_length: int, sink: Any, what: str):
-    """Tokenise once, without padding: the collator pads each batch to its own longest row."""
-    drop_too_long = cfg.data.curation.too_long == "drop"
+def _tokenize(dataset, tokenizer, cfg: RunConfig, max_length: int, what: str):
+    """Tokenise once, without padding: the collator pads each batch to its own longest row.
+
+    Rows too long for the model were already dropped or cut by curation's too-long check
+    (core.data.integrity); truncating here only bounds what a slow tokenizer could not cut by text.
+    """
     keep_label = cfg.task == "classification" and "label" in dataset.column_names
 
     def encode(batch):
         encoded = tokenizer(
-            batch["text"],
-            truncation=not drop_too_long,
-            max_length=max_length if not drop_too_long else None,
-            return_special_tokens_mask=cfg.task == "mlm",
+            batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=cfg.task == "mlm"
         )
         if keep_label:
             encoded["labels"] = batch["label"]
@@ -359,13 +363,7 @@ def _tokenize(dataset, tokenizer, cfg: RunConfig, max_length: int, sink: Any, wh
 
     columns = dataset.column_names
     tokenized = dataset.map(encode, batched=True, remove_columns=columns, desc=f"Tokenising {what} data")
-    if drop_too_long:
-        before = len(tokenized)
-        tokenized = tokenized.filter(lambda row: len(row["input_ids"]) <= max_length)
-        if before != len(tokenized):
-            sink.log(f"Dropped {before - len(tokenized)} {what} rows longer than {max_length} tokens.")
-    tokenized = tokenized.map(lambda row: {"length": len(row["input_ids"])})
-    return tokenized
+    return tokenized.map(lambda row: {"length": len(row["input_ids"])})
 
 
 def _collator(cfg: RunConfig, tokenizer):
@@ -486,14 +484,6 @@ def _set_threads(device: str) -> None:
     if device == "cpu":
         # Hyper-threads share one core's FPUs; more threads than physical cores only adds contention.
         torch.set_num_threads(max(1, devices.physical_cores()))
-
-
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 # The Runs page calls engine.export_run; it lives with the other saved-model code.

@@ -36,3 +36,30 @@ class TrainingError(TuneboardError):
 
 class RunError(TuneboardError):
     """A run folder is missing, locked or in a state that forbids the action."""
+
+
+def out_of_memory_kind(err: BaseException) -> str | None:
+    """'accelerator' (GPU / MPS memory), 'ram' (host memory) or None, looking through the causes.
+
+    By name and message rather than by class, so this module needs no torch: CUDA raises
+    torch.OutOfMemoryError, MPS a RuntimeError "MPS backend out of memory", the host MemoryError or
+    "can't allocate memory"; wrappers (accelerate, Trainer) may chain the original as a cause.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        text = str(cause)
+        if type(cause).__name__ == "OutOfMemoryError" or (
+            isinstance(cause, RuntimeError) and "out of memory" in text.lower()
+        ):
+            return "accelerator"
+        if isinstance(cause, MemoryError) or "can't allocate memory" in text:
+            return "ram"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True when `err` (or an exception it was raised from) is an out-of-memory error."""
+    return out_of_memory_kind(err) is not None

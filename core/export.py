@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
-from core.errors import ModelError, TrainingError
+from core.errors import TrainingError
+from core.models import load_saved
 from core.runs import RunFolder
-
-_AUTO_CLASS = {
-    "mlm": "AutoModelForMaskedLM",
-    "classification": "AutoModelForSequenceClassification",
-    "causal": "AutoModelForCausalLM",
-}
 
 
 def tuned_model_path(folder: RunFolder) -> Path | None:
@@ -24,37 +18,10 @@ def tuned_model_path(folder: RunFolder) -> Path | None:
     return folder.last_complete_checkpoint()
 
 
-def load_saved_model(path: str | Path, task: str) -> tuple[Any, Any]:
-    """(model, tokenizer) from a saved folder; a LoRA adapter is loaded onto its base model."""
-    import transformers
-
-    path = Path(path)
-    try:
-        if (path / "adapter_config.json").exists():
-            import peft
-
-            peft_class = {
-                "mlm": peft.AutoPeftModel,
-                "classification": peft.AutoPeftModelForSequenceClassification,
-                "causal": peft.AutoPeftModelForCausalLM,
-            }[task]
-            model = peft_class.from_pretrained(str(path))
-            base_path = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        else:
-            model = getattr(transformers, _AUTO_CLASS[task]).from_pretrained(str(path), use_safetensors=True)
-            base_path = None
-        tokenizer_path = path if (path / "tokenizer_config.json").exists() else base_path
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(tokenizer_path))
-    except (OSError, ValueError, KeyError) as err:
-        raise ModelError(f"Cannot load the saved model in {path}: {err}") from None
-    model.eval()
-    return model, tokenizer
-
-
 @functools.lru_cache(maxsize=4)
 def load_saved_model_cached(path: str, task: str, mtime_ns: int) -> tuple[Any, Any]:
-    """Cached by folder and modification time, so a newer checkpoint is picked up."""
-    return load_saved_model(path, task)
+    """load_saved, cached by folder and modification time, so a newer checkpoint is picked up."""
+    return load_saved(path, task)
 
 
 def export_run(run_path: str | Path, *, merge: bool = True) -> Path:
@@ -68,7 +35,7 @@ def export_run(run_path: str | Path, *, merge: bool = True) -> Path:
     target = folder.path / ("export-merged" if merge and is_adapter else "export")
     if (target / "config.yaml").exists() and target.stat().st_mtime >= source.stat().st_mtime:
         return target
-    model, tokenizer = load_saved_model(source, cfg.task)
+    model, tokenizer = load_saved(source, cfg.task)
     from core.strategies import export_model
 
     export_model(model, tokenizer, target, merge=merge and is_adapter)

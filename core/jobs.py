@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from core.config import RunConfig
-from core.errors import RunError, TuneboardError
+from core.errors import RunError, TuneboardError, out_of_memory_kind
 from core.runs import (
     FINISHED,
     RESUMABLE,
@@ -98,20 +98,20 @@ class RunSummary:
 
 def describe_failure(err: BaseException) -> str:
     """A sentence with a next step for an unexpected exception from training."""
+    memory = out_of_memory_kind(err)
+    if memory == "accelerator":
+        return (
+            "The GPU ran out of memory. Lower training.batch_size (raise "
+            "training.gradient_accumulation_steps to keep the effective batch), lower "
+            "model.max_length, or use the lora strategy; then start a new run from this config."
+        )
+    if memory == "ram":
+        return (
+            "The machine ran out of memory (RAM). Lower training.batch_size or model.max_length, "
+            "or close other programs; then start a new run from this config."
+        )
     for cause in _causes(err):
-        name = type(cause).__name__
         text = str(cause)
-        if name == "OutOfMemoryError" or (isinstance(cause, RuntimeError) and "out of memory" in text.lower()):
-            return (
-                "The GPU ran out of memory. Lower training.batch_size (raise "
-                "training.gradient_accumulation_steps to keep the effective batch), lower "
-                "model.max_length, or use the lora strategy; then start a new run from this config."
-            )
-        if isinstance(cause, MemoryError) or "can't allocate memory" in text:
-            return (
-                "The machine ran out of memory (RAM). Lower training.batch_size or model.max_length, "
-                "or close other programs; then start a new run from this config."
-            )
         if (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) or "No space left on device" in text:
             where = f" while writing {cause.filename}" if getattr(cause, "filename", None) else ""
             return (

@@ -13,9 +13,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from core.config import MASK_SPELLINGS, has_mask
 from core.errors import ModelError
-
-MASK_SPELLINGS = ("[MASK]", "<mask>")
 
 
 def adapt_mask_token(text: str, tokenizer) -> str:
@@ -88,17 +87,13 @@ def score_probes(
 
 
 def _encode(tokenizer, texts: list[str], max_length: int):
-    """Tokenise as one padded batch; a tokenizer without a pad token borrows EOS just for this call."""
-    borrowed = tokenizer.pad_token is None and tokenizer.eos_token is not None
-    if borrowed:
-        tokenizer.pad_token = tokenizer.eos_token
-    try:
-        if tokenizer.pad_token is None and len(texts) > 1:
-            raise ModelError("This tokenizer has no pad token, so probes cannot be batched; load it with load_for_task.")
-        return tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-    finally:
-        if borrowed:
-            tokenizer.pad_token = None
+    """Tokenise as one padded batch (tokenizers from core.models' loaders always have a pad token)."""
+    if tokenizer.pad_token is None and len(texts) > 1:
+        raise ModelError(
+            "This tokenizer has no pad token, so probes cannot be batched; load the model with "
+            "core.models (load_for_task / load_saved), which gives it one."
+        )
+    return tokenizer(texts, return_tensors="pt", padding=len(texts) > 1, truncation=True, max_length=max_length)
 
 
 def _label_scores(row, model, label_names, top_k: int) -> list[dict[str, Any]]:
@@ -132,16 +127,10 @@ def _device_of(model):
 
 
 def _max_length(tokenizer, model) -> int:
-    limits = [512]
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_limit, int) and tokenizer_limit < 1_000_000:
-        limits.append(tokenizer_limit)
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            limits.append(value)
-    return min(limits)
+    # A probe is one sentence: 512 tokens is plenty, and keeps a long-context model's batch small.
+    from core.models import position_limit
+
+    return min(512, position_limit(getattr(model, "config", None), tokenizer) or 512)
 
 
 # ---- free-text probes for the Compare page ---------------------------------------------------
@@ -161,7 +150,7 @@ def probe_text(run_path, text: str, top_k: int) -> dict[str, Any]:
     folder = RunFolder(Path(run_path))
     cfg = folder.config()
     label_names = folder.status().get("label_names") or None
-    if cfg.task == "mlm" and not any(m in text for m in MASK_SPELLINGS):
+    if cfg.task == "mlm" and not has_mask(text):
         raise ModelError("A masked-LM probe needs a [MASK] where the model should guess a word.")
     base_model, base_tokenizer = _base_model_cached(
         str(cfg.model.source), cfg.task, tuple(label_names or ()), cfg.model.trust_remote_code,

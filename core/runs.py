@@ -18,7 +18,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,15 @@ from typing import Any
 
 from core.config import RunConfig
 from core.errors import RunError
+
+# The crash-safe file primitives live in core.files; re-exported here for existing callers.
+from core.files import (  # noqa: F401
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    clean_number,
+    read_jsonl,
+)
 
 STATUSES = ("queued", "running", "stopped", "completed", "failed", "interrupted", "cancelled")
 RESUMABLE = ("stopped", "interrupted")
@@ -63,85 +71,6 @@ def validate_run_id(run_id: str) -> str:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-# ---- crash-safe file primitives -------------------------------------------------------------
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=str))
-
-
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line; one write call so a crash tears at most this line."""
-    line = (json.dumps(_finite(record), default=_json_default, allow_nan=False) + "\n").encode("utf-8")
-    with open(path, "a+b") as handle:
-        # A process killed mid-write leaves a torn last line without its newline; the first record
-        # appended after a restart (e.g. the resume event) would be glued to it and lost with it.
-        if handle.seek(0, os.SEEK_END) > 0:
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                line = b"\n" + line
-        handle.write(line)
-        handle.flush()
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read every complete line; a torn or garbled line (crash mid-write) is skipped."""
-    records: list[dict[str, Any]] = []
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(value, dict):
-                    records.append(value)
-    except FileNotFoundError:
-        pass
-    return records
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities (anywhere in nested data) become None: JSON has no spelling for them."""
-    if isinstance(value, float):
-        return clean_number(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def clean_number(value: Any) -> Any:
-    """JSON has no NaN/inf: store them as None so files stay valid and readers stay simple."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    return value
 
 
 # ---- the run folder -------------------------------------------------------------------------

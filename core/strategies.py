@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import RunConfig, StrategyConfig
+from core.config import ModelConfig, RunConfig, StrategyConfig
 from core.errors import ConfigError, ModelError
 
 # LoRA target modules per model type (attention query/value projections, as in the LoRA paper).
@@ -162,10 +162,9 @@ def _find_blocks(base, config) -> tuple[str, list]:
 
 
 def _block_kind(model) -> str:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    from core.models import is_encoder
 
-    model_type = getattr(getattr(model, "config", None), "model_type", "")
-    return "encoder" if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "decoder"
+    return "encoder" if is_encoder(getattr(getattr(model, "config", None), "model_type", "")) else "decoder"
 
 
 def _set_trainable(model, trainable: set[str]) -> None:
@@ -366,8 +365,10 @@ def is_peft_model(model) -> bool:
 class GradualUnfreezer:
     """Unfreezes the plan's groups one at a time (top block first, embeddings last).
 
-    Parameters frozen when the Trainer built its optimizer are not in it; pass the optimizer (and
-    the LR scheduler) to `unfreeze_next` so the newly trainable ones join it and follow the schedule.
+    It only flips `requires_grad`. The engine's optimizer already holds every parameter, frozen ones
+    included (see engine._TuneboardTrainer.create_optimizer): AdamW skips a parameter while its grad
+    is None, and once thawed it trains on the same schedule, with optimizer state that a resumed run
+    restores like any other.
     """
 
     def __init__(self, model, plan: StrategyPlan):
@@ -380,57 +381,18 @@ class GradualUnfreezer:
         """True once every group trains."""
         return self.phase >= len(self.groups)
 
-    def unfreeze_next(self, optimizer=None, lr_scheduler=None) -> str | None:
+    def unfreeze_next(self) -> str | None:
         """Unfreeze the next group; return a log message, or None when everything already trains."""
         if self.done:
             return None
         group = self.groups[self.phase]
         self.phase += 1
         names = set(group.params)
-        newly = []
         for name, param in self.model.named_parameters():
-            if name in names and not param.requires_grad:
+            if name in names:
                 param.requires_grad = True
-                newly.append((name, param))
-        if optimizer is not None and newly:
-            add_params_to_optimizer(optimizer, newly, lr_scheduler)
         trainable, total = count_params(self.model)
         return f"Unfroze {group.label} (trainable {human_count(trainable)} / {human_count(total)})"
-
-    def unfreeze_to(self, phase: int) -> list[str]:
-        """Replay unfreezing up to `phase` groups (on resume, before the optimizer is built)."""
-        messages = []
-        while self.phase < min(phase, len(self.groups)):
-            messages.append(self.unfreeze_next())
-        return [m for m in messages if m]
-
-
-def add_params_to_optimizer(optimizer, named_params, lr_scheduler=None) -> None:
-    """Add (name, param) pairs to a running optimizer, with and without weight decay as Trainer does."""
-    opt = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
-    groups = opt.param_groups
-    decay_template = next((g for g in groups if g.get("weight_decay", 0) > 0), groups[0])
-    plain_template = next((g for g in groups if g.get("weight_decay", 0) == 0), groups[0])
-    no_decay = ("bias", "norm", "layernorm")
-    buckets = {"decay": [], "plain": []}
-    for name, param in named_params:
-        is_plain = param.ndim < 2 or any(k in name.lower() for k in no_decay)
-        buckets["plain" if is_plain else "decay"].append(param)
-    scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)
-    for key, template in (("decay", decay_template), ("plain", plain_template)):
-        if not buckets[key]:
-            continue
-        new_group = {k: v for k, v in template.items() if k != "params"}
-        new_group["params"] = buckets[key]
-        if key == "plain":
-            new_group["weight_decay"] = 0.0
-        opt.add_param_group(new_group)
-        # LambdaLR-style schedulers zip groups with base_lrs/lr_lambdas: extend both.
-        if scheduler is not None and hasattr(scheduler, "base_lrs"):
-            scheduler.base_lrs.append(new_group.get("initial_lr", new_group["lr"]))
-            lambdas = getattr(scheduler, "lr_lambdas", None)
-            if isinstance(lambdas, list) and lambdas:
-                lambdas.append(lambdas[0])
 
 
 # ---- estimating (Setup page) -----------------------------------------------------------------
@@ -454,39 +416,9 @@ def estimate_params(cfg: RunConfig, num_labels: int = 2) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=64)
 def _estimate_cached(source, task, name, freeze_layers, r, alpha, dropout, targets, num_labels, remote_code):
-    import torch
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForMaskedLM,
-        AutoModelForSequenceClassification,
-    )
+    from core.models import empty_model
 
-    from core.models import quiet_transformers, resolve_model, supported_tasks
-
-    resolved = resolve_model(source)
-    with quiet_transformers():
-        try:
-            config = AutoConfig.from_pretrained(resolved.location, trust_remote_code=remote_code)
-        except Exception as err:  # unknown type, remote code refused, unreadable
-            raise ModelError(f"Cannot read the config of {source}: {err}", field="model.source") from None
-        tasks = supported_tasks(config.model_type, getattr(config, "auto_map", None))
-        if task not in tasks:
-            raise ModelError(
-                f"A {config.model_type} model does not support task {task!r} (it supports {', '.join(tasks)}).",
-                field="task",
-            )
-        auto = {
-            "mlm": AutoModelForMaskedLM,
-            "classification": AutoModelForSequenceClassification,
-            "causal": AutoModelForCausalLM,
-        }[task]
-        if task == "classification":
-            config.num_labels = num_labels
-        if task == "causal" and "mlm" in tasks and getattr(config, "is_decoder", None) is False:
-            config.is_decoder = True
-        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-            model = auto.from_config(config, trust_remote_code=remote_code)
+    model = empty_model(ModelConfig(source=source, trust_remote_code=remote_code), task, num_labels=num_labels)
     strategy = StrategyConfig(
         name=name, freeze_layers=freeze_layers, lora_r=r, lora_alpha=alpha, lora_dropout=dropout,
         lora_targets=list(targets) or None,

@@ -12,6 +12,7 @@ from typing import Any
 
 import streamlit as st
 
+from core.config import has_mask
 from core.errors import TuneboardError
 from core.runs import RunFolder
 from core.sink import RunSnapshot
@@ -143,7 +144,7 @@ def free_probe_panel(run_id: str, task: str, top_k: int, has_model: bool) -> Non
     if clicked:
         if not sentence:
             st.error(text.FREE_PROBE_EMPTY, icon=":material/error:")
-        elif task == "mlm" and "[MASK]" not in sentence and "<mask>" not in sentence:
+        elif task == "mlm" and not has_mask(sentence):
             st.error(text.FREE_PROBE_NEEDS_MASK, icon=":material/error:")
         else:
             from core.probes import probe_text

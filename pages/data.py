@@ -412,11 +412,12 @@ with st.container(border=True):
 state.set_config(cfg)
 settings_key = (frame_key, cfg.task, yaml.safe_dump(RunConfig(data=cfg.data).to_dict()["data"], sort_keys=True))
 if st.button(text.CURATE, type="primary", icon=":material/filter_alt:", help=text.CURATE_HELP, key="tb_data_curate"):
-    from core.data.curation import curate
+    from core.data.curation import curate_for_model
 
     try:
         with st.spinner():
-            result = curate(frame, cfg.data, cfg.task)
+            # With the model's tokenizer (loaded in core, no weights), so the too-long check runs.
+            result = curate_for_model(frame, cfg)
     except TuneboardError as err:
         show_error(err)
     else:

@@ -59,6 +59,9 @@ def test_seed_scenario_counts_curate_and_use_as_training(jobs, isolated_runs):  
     checks = dict(zip(report[text.REPORT_CHECK], report[text.REPORT_COUNT], strict=True))
     assert checks[text.CHECK_NAMES["null_text"]] == 100
     assert checks[text.CHECK_NAMES["signal"]] > 0
+    # The too-long check runs with the configured model's tokenizer instead of being skipped.
+    actions = dict(zip(report[text.REPORT_CHECK], report[text.REPORT_ACTION], strict=True))
+    assert actions[text.CHECK_NAMES["too_long"]] == "truncated"
     kept_sample = at.dataframe[-2].value
     assert set(kept_sample["sentiment"]) == {"positive"} and set(kept_sample["brand"]) == {"Nike"}
 

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig, RunConfig
-from core.data.curation import (
+from core.data.curation import list_curated, load_curated, save_curated
+from core.data.integrity import curate
+from core.data.signals import (
     And,
     Confidence,
     Keywords,
@@ -22,14 +24,10 @@ from core.data.curation import (
     Regex,
     Sentiment,
     WordList,
-    curate,
     evaluate_signal,
     iter_nodes,
     lexicon_scores,
-    list_curated,
-    load_curated,
     parse_labels,
-    save_curated,
     signal_counts,
     signal_from_dict,
     signal_from_yaml,
@@ -383,6 +381,35 @@ def test_too_long_texts_are_truncated_or_dropped(bert_tokenizer):
     assert dropped.report["removed"] == {"too_long": 1}
     skipped = curate(data, _cfg(too_long="drop"), "mlm")
     assert next(c for c in skipped.report["checks"] if c["check"] == "too_long")["action"] == "skipped"
+
+
+def test_curate_for_model_runs_the_too_long_check_with_the_configured_tokenizer(tiny_bert):
+    from core.data.integrity import curate_for_model
+
+    long_text = "Nike shoes are very comfortable and " * 20
+    data = pd.DataFrame({"text": ["short one", long_text.strip(), "another short one"], "label": [1, 0, 1]})
+    cfg = RunConfig(task="mlm")
+    cfg.model.source = tiny_bert
+    cfg.model.max_length = 16
+    cfg.data.curation.too_long = "drop"
+    cfg.data.curation.check_action = "flag"  # "drop" removes too-long rows even when checks only flag
+    result = curate_for_model(data, cfg)
+    entry = next(c for c in result.report["checks"] if c["check"] == "too_long")
+    assert entry["action"] == "removed" and entry["failed"] == 1
+    assert result.kept["text"].tolist() == ["short one", "another short one"]
+    assert result.report["settings"]["max_length"] == 16
+
+    cfg.model.max_length = 4096  # above the tiny model's 128 positions: capped like the engine does
+    cfg.data.curation.too_long = "truncate"
+    capped = curate_for_model(data, cfg)
+    assert capped.report["settings"]["max_length"] == 128
+    assert next(c for c in capped.report["checks"] if c["check"] == "too_long")["action"] == "truncated"
+
+    cfg.model.source = "/no/such/model-folder"
+    skipped = curate_for_model(data, cfg)
+    entry = next(c for c in skipped.report["checks"] if c["check"] == "too_long")
+    assert entry["action"] == "skipped" and "tokenizer could not be loaded" in entry["detail"]
+    assert len(skipped.kept) == 3  # the other checks still ran
 
 
 def test_label_checks_for_classification():

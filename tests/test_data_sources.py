@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.data import sources
 from core.data.sources import SUPPORTED_SUFFIXES, check_columns, load_frame, load_hub_dataset, read_table
 from core.errors import DataError
 
@@ -234,14 +233,58 @@ def test_hub_dataset_fails_fast_offline():
         load_hub_dataset("  ")
 
 
-def test_hub_without_network_switches_offline_for_the_call(monkeypatch):
+def test_hub_without_network_reads_only_the_cache_and_flips_no_global(monkeypatch):
+    import os
+
     from datasets import config as ds_config
+
+    from core.models import hub
 
     # As if offline mode were off but the network is down: the probe answers, datasets must not retry.
     monkeypatch.setattr(ds_config, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(sources, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
+    environ = dict(os.environ)
     start = time.monotonic()
     with pytest.raises(DataError, match="cannot be reached"):
         load_hub_dataset("imdb")
     assert time.monotonic() - start < 10
-    assert ds_config.HF_HUB_OFFLINE is False  # restored after the call
+    assert ds_config.HF_HUB_OFFLINE is False  # never switched, not even for the call
+    assert dict(os.environ) == environ
+
+
+def _fake_cached_hub_dataset(tmp_path, repo_id: str) -> str:
+    """Build a dataset with datasets itself, then file it in the cache as the Hub dataset `repo_id` would be."""
+    import shutil
+    from pathlib import Path
+
+    import datasets
+
+    csv = tmp_path / "rows.csv"
+    csv.write_text("text,label\nNike shoes are great,1\nugly socks,0\n", encoding="utf-8")
+    built = datasets.load_dataset("csv", data_files=str(csv), cache_dir=str(tmp_path / "build"), split="train")
+    source = Path(built.cache_files[0]["filename"]).parent  # .../csv/<config>/<version>/<hash>
+    namespace, name = repo_id.split("/")
+    target = tmp_path / "cache" / f"{namespace}___{name}" / "default" / source.parts[-2] / source.parts[-1]
+    shutil.copytree(source, target)
+    (target / "csv-train.arrow").rename(target / f"{name}-train.arrow")
+    return str(tmp_path / "cache")
+
+
+def test_cached_hub_dataset_loads_offline_without_touching_the_environment(tmp_path, monkeypatch):
+    import os
+
+    from datasets import config as ds_config
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(ds_config, "HF_DATASETS_CACHE", _fake_cached_hub_dataset(tmp_path, "someone/reviews"))
+    environ = dict(os.environ)
+    flags = (ds_config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE)
+    frame = load_hub_dataset("someone/reviews", "train")
+    assert frame["text"].tolist() == ["Nike shoes are great", "ugly socks"]
+    assert frame.attrs["read_report"]["format"] == "hub"
+    with pytest.raises(DataError, match="no split 'test'") as info:
+        load_hub_dataset("someone/reviews", "test")
+    assert info.value.field == "data.hub_split"
+    assert dict(os.environ) == environ
+    assert (ds_config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE) == flags

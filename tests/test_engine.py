@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
 
 from core import engine
 from core.config import RunConfig
@@ -146,6 +147,33 @@ def test_nan_loss_fails_with_advice(tiny_bert, tmp_path, monkeypatch):
     monkeypatch.setattr(core.models, "load_for_task", capture)
     with pytest.raises(TrainingError, match="learning rate"):
         engine.train(cfg, folder, PoisonedSink(folder), threading.Event())
+
+
+def test_gradual_unfreezing_trains_a_block_unfrozen_mid_run_and_not_a_frozen_one(tiny_bert, tmp_path):
+    """Phases of 2 steps over 4: the top block thaws at step 2 and trains; the bottom one thaws at 4, too late."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    cfg = tiny_config(tiny_bert, "mlm", "gradual-unfreeze", max_steps=4, eval_steps=4, save_steps=4)
+    cfg.training.weight_decay = 0.1  # decay would move a frozen block too, were it ever stepped
+    status, folder = run(cfg.validate(), tmp_path)
+    assert status == "completed"
+    before = load_file(str(Path(tiny_bert) / "model.safetensors"))
+    after = load_file(str(folder.final_path / "model.safetensors"))
+
+    def changed(prefix: str) -> bool:
+        names = [n for n in before if n.startswith(prefix) and n in after]
+        assert names, prefix
+        return any(not torch.equal(before[n], after[n]) for n in names)
+
+    assert changed("bert.encoder.layer.1.")  # unfrozen at step 2, trained in steps 3 and 4
+    assert not changed("bert.encoder.layer.0.")  # unfrozen after the last update
+    assert not changed("bert.embeddings.")
+    assert changed("cls.predictions.transform.")  # the head trains from the start
+    unfreezes = [(e["step"], e["message"]) for e in folder.metrics() if e.get("event") == "unfreeze"]
+    assert [step for step, _ in unfreezes] == [2, 4]
+    assert unfreezes[0][1].startswith("Unfroze encoder block 1")
 
 
 def test_estimate_seconds_is_positive_for_the_default_config():

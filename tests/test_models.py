@@ -127,10 +127,10 @@ def test_uncached_hub_id_fails_fast_offline(monkeypatch):
 
 
 def test_uncached_hub_id_fails_fast_when_unreachable(monkeypatch):
-    import core.models as models
+    from core.models import hub
 
-    monkeypatch.setattr(models, "hub_offline", lambda: False)
-    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     start = time.monotonic()
     with pytest.raises(ModelError, match="cannot be reached") as info:
         resolve_model("gpt2-uncached-here")
@@ -139,11 +139,11 @@ def test_uncached_hub_id_fails_fast_when_unreachable(monkeypatch):
 
 
 def test_hub_reachability_probe_is_bounded(monkeypatch):
-    import core.models as models
+    from core.models import hub
 
-    monkeypatch.setitem(models._REACHABLE, "value", None)
+    monkeypatch.setitem(hub._REACHABLE, "value", None)
     start = time.monotonic()
-    result = models.hub_reachable(timeout=1.0)
+    result = hub.hub_reachable(timeout=1.0)
     assert isinstance(result, bool)
     assert time.monotonic() - start < 5
 

@@ -111,12 +111,18 @@ def test_causal_probes_batch_equals_single(gpt2_causal):
 def test_causal_probes_without_a_pad_token(tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from core.models import load_saved
+
     tok = AutoTokenizer.from_pretrained(tiny["gpt2"])
     model = AutoModelForCausalLM.from_pretrained(tiny["gpt2"])
     assert tok.pad_token is None
-    results = score_probes(model, tok, "causal", ["Nike shoes", "Nike shoes are very"], 2)
-    assert len(results) == 2
-    assert tok.pad_token is None  # borrowed only for the call
+    [single] = score_probes(model, tok, "causal", ["Nike shoes are very"], 2)  # one text needs no padding
+    assert len(single["predictions"]) == 2
+    with pytest.raises(ModelError, match="no pad token"):
+        score_probes(model, tok, "causal", ["Nike shoes", "Nike shoes are very"], 2)
+    assert tok.pad_token is None  # probes never change the tokenizer
+    model, tok = load_saved(tiny["gpt2"], "causal")  # the one loader gives it a pad token
+    assert len(score_probes(model, tok, "causal", ["Nike shoes", "Nike shoes are very"], 2)) == 2
 
 
 def test_classification_probes_use_label_names(tiny):

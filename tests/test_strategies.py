@@ -158,38 +158,6 @@ def test_gradual_unfreeze_sequence(tiny):
     assert unfreezer.done and unfreezer.unfreeze_next() is None
 
 
-def test_gradual_unfreeze_joins_the_optimizer_and_schedule(tiny):
-    from transformers import get_linear_schedule_with_warmup
-
-    loaded, model, plan = _apply(tiny, "gpt2", "causal", name="gradual-unfreeze")
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01)
-    scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=10)
-    batch = loaded.tokenizer(["Nike shoes are very comfortable"], return_tensors="pt")
-    unfreezer = GradualUnfreezer(model, plan)
-    assert unfreezer.unfreeze_next(optimizer, scheduler).startswith("Unfroze decoder block 1")
-    block = model.transformer.h[1].attn.c_attn.weight
-    before = block.detach().clone()
-    for _ in range(2):
-        loss = model(**batch, labels=batch["input_ids"]).loss
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-    assert not torch.equal(before, block.detach())  # the unfrozen block now trains
-    lrs = {round(g["lr"], 12) for g in optimizer.param_groups}
-    assert len(lrs) == 1 and lrs.pop() == pytest.approx(1e-2 * 8 / 10)  # new groups follow the schedule
-    assert any(g["weight_decay"] == 0.0 for g in optimizer.param_groups[1:])  # biases/norms: no decay
-
-
-def test_gradual_unfreeze_replay_for_resume(tiny):
-    _, model, plan = _apply(tiny, "bert", "classification", name="gradual-unfreeze")
-    unfreezer = GradualUnfreezer(model, plan)
-    messages = unfreezer.unfreeze_to(2)
-    assert len(messages) == 2 and unfreezer.phase == 2 and not unfreezer.done
-    assert unfreezer.unfreeze_to(10)[-1].startswith("Unfroze embeddings")
-
-
 # ---- LoRA ----------------------------------------------------------------------------------
 
 def test_lora_mlm_adapts_query_value_and_trains_the_untied_head(tiny):

@@ -1,6 +1,7 @@
 """Data: synthetic reviews, files and Hub datasets, curation (signals + integrity checks), preparation.
 
-Import from the submodules (core.data.sources, .synthetic, .curation, .prepare); this package
+Import from the submodules (core.data.sources, .synthetic, .signals, .model_signals, .integrity,
+.curation for saved curated sets, .prepare); this package
 re-exports the main entry points lazily so that `import core.data` stays cheap.
 """
 
@@ -14,10 +15,11 @@ _EXPORTS = {
     "load_hub_dataset": "core.data.sources",
     "load_frame": "core.data.sources",
     "SUPPORTED_SUFFIXES": "core.data.sources",
-    "curate": "core.data.curation",
-    "CurationResult": "core.data.curation",
-    "signal_from_dict": "core.data.curation",
-    "signal_counts": "core.data.curation",
+    "curate": "core.data.integrity",
+    "curate_for_model": "core.data.integrity",
+    "CurationResult": "core.data.integrity",
+    "signal_from_dict": "core.data.signals",
+    "signal_counts": "core.data.signals",
     "save_curated": "core.data.curation",
     "list_curated": "core.data.curation",
     "load_curated": "core.data.curation",

@@ -19,13 +19,8 @@ import numpy as np
 import pandas as pd
 
 from core.config import RunConfig
-from core.data.curation import (
-    CurationResult,
-    canonical_labels,
-    curate,
-    null_text_mask,
-    parse_labels,
-)
+from core.data.integrity import CurationResult, curate
+from core.data.signals import canonical_labels, null_text_mask, parse_labels
 from core.data.sources import check_columns, load_frame, read_table
 from core.errors import DataError
 
@@ -114,14 +109,19 @@ def _merge(target: dict[str, int], extra: dict[str, int]) -> None:
         target[key] = target.get(key, 0) + value
 
 
-def prepare_data(cfg: RunConfig, tokenizer: Any = None) -> PreparedData:
-    """Load, curate, shuffle, cap, split and encode the configured data into Datasets plus a report."""
+def prepare_data(cfg: RunConfig, tokenizer: Any = None, *, max_length: int | None = None) -> PreparedData:
+    """Load, curate, shuffle, cap, split and encode the configured data into Datasets plus a report.
+
+    With the model's tokenizer (and its capped max_length) the too-long check runs; without, it is
+    skipped and reported so.
+    """
     d, task = cfg.data, cfg.task
+    max_length = max_length or cfg.model.max_length
     seed = cfg.training.seed
     frame = load_frame(d)
     what = "The synthetic data" if d.source == "synthetic" else f"'{d.path}'"
     check_columns(frame, d, task, what=what)
-    result: CurationResult = curate(frame, d, task, tokenizer, max_length=cfg.model.max_length)
+    result: CurationResult = curate(frame, d, task, tokenizer, max_length=max_length)
     warnings: list[str] = list(result.report.get("read", {}).get("warnings", []))
     dropped = dict(result.report["removed"])
 
@@ -192,7 +192,7 @@ def prepare_data(cfg: RunConfig, tokenizer: Any = None) -> PreparedData:
             d,
             task,
             tokenizer,
-            max_length=cfg.model.max_length,
+            max_length=max_length,
             expected_labels=list(mapping) if task == "classification" else None,
             apply_signal=False,
         )

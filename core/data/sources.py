@@ -24,15 +24,14 @@ import io
 import json
 import os
 import re
-import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pandas as pd
 
 from core.config import DataConfig
 from core.errors import DataError
+from core.models import hub
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet")
 _FORMATS = {
@@ -54,7 +53,6 @@ _BINARY_SIGNATURES = (
     (b"\x89PNG", "a PNG image, not a table"),
 )
 _INT_LIKE = re.compile(r"^[+-]?\d+(?:\.0*)?$")
-_HUB_PROBE_TIMEOUT_S = 3.0
 # Files are read whole (pandas needs several times their size in RAM); uploads are capped lower, by
 # server.maxUploadSize in .streamlit/config.toml.
 DEFAULT_MAX_FILE_MB = 2048
@@ -391,19 +389,6 @@ def _tidy_columns(frame: pd.DataFrame, name: str, report: dict[str, Any]) -> pd.
 
 # ---- Hugging Face Hub -----------------------------------------------------------------------
 
-def _hub_reachable() -> bool:
-    """A quick TCP probe: without it, datasets retries for ~25 s before giving up offline."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    host = parsed.hostname or "huggingface.co"
-    port = parsed.port or (443 if parsed.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=_HUB_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
 def _offline_message(name: str) -> str:
     return (
         f"Hub dataset '{name}' is not in the local cache and the Hugging Face Hub cannot be reached "
@@ -413,23 +398,25 @@ def _offline_message(name: str) -> str:
 
 
 def load_hub_dataset(name: str, split: str = "train") -> pd.DataFrame:
-    """Load a Hub dataset split as a DataFrame; fail fast with a DataError when offline and not cached."""
+    """Load a Hub dataset split as a DataFrame; fail fast with a DataError when offline and not cached.
+
+    Offline (switched off, or the Hub does not answer a quick probe) only the local cache is read.
+    datasets has no per-call offline switch, and flipping its process-wide one would cut off a run
+    training or probing in another thread, so the cached copy is opened directly with the builder
+    datasets itself uses for its offline fallback.
+    """
     name = (name or "").strip()
     if not name:
         raise DataError("Name the Hub dataset, e.g. 'imdb'.", field="data.path")
     import datasets
     from datasets import config as ds_config
 
-    offline = bool(ds_config.HF_HUB_OFFLINE)
-    forced = not offline and not _hub_reachable()
-    if forced:
-        # No network but offline mode is off: switch it on for this call so the cache is used and
-        # the missing-dataset error comes in milliseconds instead of after a minute of retries.
-        ds_config.HF_HUB_OFFLINE = True
+    # Without the probe datasets retries for ~25 s before giving up when the network is down.
+    offline = bool(ds_config.HF_HUB_OFFLINE) or hub.hub_offline() or not hub.hub_reachable()
     try:
-        loaded = datasets.load_dataset(name, split=split)
+        loaded = _cached_hub_dataset(name, split) if offline else datasets.load_dataset(name, split=split)
     except (ConnectionError, FileNotFoundError) as err:
-        if offline or forced or "offline" in str(err).lower():
+        if offline or "offline" in str(err).lower():
             raise DataError(_offline_message(name), field="data.path") from None
         raise DataError(
             f"Hub dataset '{name}' was not found: check the name (e.g. 'imdb' or 'mteb/tweet_sentiment_extraction').",
@@ -441,14 +428,24 @@ def load_hub_dataset(name: str, split: str = "train") -> pd.DataFrame:
                 f"Hub dataset '{name}' has no split '{split}': {err}. Choose one of its splits.", field="data.hub_split"
             ) from None
         raise DataError(f"Hub dataset '{name}' could not be loaded: {err}.", field="data.path") from None
+    except DataError:
+        raise
     except Exception as err:  # datasets raises many types; the user needs one message
         raise DataError(f"Hub dataset '{name}' could not be loaded: {type(err).__name__}: {err}.", field="data.path") from None
-    finally:
-        if forced:
-            ds_config.HF_HUB_OFFLINE = False
     frame = loaded.to_pandas()
     frame.attrs["read_report"] = {"path": name, "format": "hub", "split": split, "repairs": [], "warnings": []}
     return frame
+
+
+def _cached_hub_dataset(name: str, split: str):
+    """The newest cached copy of a Hub dataset split, read from datasets' cache without any network."""
+    from datasets.packaged_modules.cache.cache import Cache
+
+    try:
+        builder = Cache(repo_id=name, dataset_name=name.split("/")[-1], version="auto", hash="auto")
+    except ValueError:  # "Couldn't find cache for ...": never downloaded on this machine
+        raise DataError(_offline_message(name), field="data.path") from None
+    return builder.as_dataset(split=split)
 
 
 # ---- one entry point ------------------------------------------------------------------------

@@ -1,0 +1,293 @@
+"""Integrity checks and curate(): null-like text, labels, duplicates and too-long texts, then the signal.
+
+Failing rows are removed, or kept with a `flag_reason` column when `check_action` is "flag"; rows
+that fail the signal are always removed (the signal is the selection, not a check), and so are
+texts too long for the model when too_long is "drop" (the engine could not train on them whole).
+The result carries a JSON lineage report of what each check did, with examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.config import DataConfig, RunConfig
+from core.data.signals import (
+    REMOVAL_REASONS,
+    WHITESPACE,
+    arrow_text,
+    canonical_labels,
+    evaluate_signal,
+    iter_nodes,
+    null_text_mask,
+    parse_labels,
+    signal_from_dict,
+    token_lengths,
+)
+from core.data.sources import check_columns
+
+# Rows quoted per check in the lineage report: enough to recognise the problem, small to store.
+_EXAMPLES = 3
+
+# ---- integrity checks and curate() ----------------------------------------------------------
+
+def _truncate(tokenizer: Any, texts: list[str], max_length: int) -> list[str]:
+    """Cut texts where the tokenizer's truncation ends, keeping the original characters."""
+    if not getattr(tokenizer, "is_fast", False):
+        return texts  # slow tokenizers have no offsets: the engine truncates at tokenisation instead
+    enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True, verbose=False)
+    cut = []
+    for text, offsets in zip(texts, enc["offset_mapping"], strict=True):
+        end = max((e for _, e in offsets), default=len(text))
+        cut.append(text[:end])
+    return cut
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types for report examples (NaN -> None, numpy scalars -> Python)."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+@dataclass
+class CurationResult:
+    """Rows kept, rows removed (with a `reason` column) and a JSON-serialisable lineage report."""
+
+    kept: pd.DataFrame
+    removed: pd.DataFrame
+    report: dict[str, Any]
+
+    def summary(self) -> str:
+        """One line: rows in, rows out and the main reasons for removal."""
+        r = self.report
+        reasons = ", ".join(f"{n} {k}" for k, n in r["removed"].items() if n)
+        return f"{r['rows_in']} rows in, {r['rows_out']} kept" + (f" ({reasons} removed)" if reasons else "")
+
+
+class _Checks:
+    """Bookkeeping for curate(): which rows are alive, why others went, flags and examples."""
+
+    def __init__(self, frame: pd.DataFrame, text_column: str, label_column: str | None, flag: bool):
+        self.frame = frame
+        self.text_column = text_column
+        self.label_column = label_column if label_column in frame.columns else None
+        self.flag = flag
+        n = len(frame)
+        self.alive = np.ones(n, dtype=bool)
+        self.reason = np.full(n, None, dtype=object)
+        self.flags = np.full(n, None, dtype=object)
+        self.entries: list[dict[str, Any]] = []
+
+    def examples(self, mask: np.ndarray, texts: pd.Series | None = None) -> list[dict[str, Any]]:
+        rows = np.flatnonzero(mask)[:_EXAMPLES]
+        out = []
+        for row in rows:
+            example = {"row": int(row), "text": _jsonable(self.frame[self.text_column].iloc[row])}
+            if texts is not None:
+                example["text"] = _jsonable(texts.iloc[row])
+            if self.label_column:
+                example["label"] = _jsonable(self.frame[self.label_column].iloc[row])
+            out.append(example)
+        return out
+
+    def apply(self, name: str, failed: np.ndarray, detail: str, *, always_remove: bool = False) -> None:
+        failed = failed & self.alive
+        count = int(failed.sum())
+        remove = always_remove or not self.flag
+        if count:
+            if remove:
+                self.alive &= ~failed
+                self.reason[failed] = name
+            else:
+                for row in np.flatnonzero(failed):
+                    self.flags[row] = name if self.flags[row] is None else f"{self.flags[row]}; {name}"
+        self.entries.append(
+            {
+                "check": name,
+                "failed": count,
+                "action": "removed" if remove else "flagged",
+                "detail": detail,
+                "examples": self.examples(failed),
+            }
+        )
+
+
+def curate(
+    frame: pd.DataFrame,
+    data_cfg: DataConfig,
+    task: str,
+    tokenizer: Any = None,
+    *,
+    max_length: int | None = None,
+    expected_labels: Iterable[Any] | None = None,
+    apply_signal: bool = True,
+) -> CurationResult:
+    """Run the integrity checks and the configured signal; return kept rows, removed rows and lineage.
+
+    Checks, in order: null-like text; for classification missing / unparseable / unexpected labels
+    (unexpected = not among `expected_labels`, e.g. an eval file's labels the training data lacks); duplicates (exact, or case/whitespace-normalised);
+    texts longer than `max_length` tokens (default: the tokenizer's limit; skipped without a
+    tokenizer), truncated or dropped as configured. Then rows failing the signal are removed.
+    """
+    check_columns(frame, data_cfg, task)
+    cur = data_cfg.curation
+    text_column, label_column = data_cfg.text_column, data_cfg.label_column
+    flag = cur.check_action == "flag"
+    signal = signal_from_dict(cur.signal) if (cur.signal and apply_signal) else None
+    work = frame.copy()
+    checks = _Checks(work, text_column, label_column, flag)
+
+    raw_text = work[text_column]
+    null = null_text_mask(raw_text)
+    checks.apply("null_text", null, "text is missing, empty, whitespace or a null word (nan, None, null)")
+
+    if task == "classification":
+        _, kind, missing, unparseable = parse_labels(work[label_column])
+        checks.apply("missing_label", missing, "the label is empty")
+        expected = "integers" if kind == "int" else "names (text)"
+        checks.apply("unparseable_label", unparseable, f"most labels are {expected}; these are not")
+        if expected_labels is not None:
+            wanted = sorted(set(canonical_labels(pd.Series(list(expected_labels), dtype=object))))
+            canon = canonical_labels(work[label_column])
+            unexpected = ~canon.isin(wanted).to_numpy(dtype=bool) & ~missing & ~unparseable
+            checks.apply("unexpected_label", unexpected, f"the label is not one of: {', '.join(wanted)}")
+
+    texts = arrow_text(raw_text)
+    if cur.drop_duplicates:
+        key = texts.str.lower().str.replace(WHITESPACE, " ", regex=True).str.strip() if cur.normalise_duplicates else texts
+        eligible = checks.alive & ~null
+        dup = np.zeros(len(work), dtype=bool)
+        dup[eligible] = key[eligible].duplicated(keep="first").to_numpy(dtype=bool)
+        how = "case- and whitespace-normalised" if cur.normalise_duplicates else "exact"
+        checks.apply("duplicate", dup, f"the text repeats an earlier row ({how}); the first one is kept")
+
+    limit = max_length
+    if limit is None and tokenizer is not None:
+        model_max = getattr(tokenizer, "model_max_length", None)
+        limit = model_max if isinstance(model_max, int) and model_max < 100_000 else None
+    long_report: dict[str, Any] = {"check": "too_long", "failed": 0, "action": "skipped", "detail": "no tokenizer given"}
+    if tokenizer is not None and limit:
+        eligible = np.flatnonzero(checks.alive & ~null)
+        lengths = np.zeros(len(work), dtype=np.int64)
+        lengths[eligible] = token_lengths(tokenizer, texts.iloc[eligible].tolist())
+        too_long = lengths > limit
+        if cur.too_long == "drop":
+            # Removed even in flag mode: the user chose not to train on them, and whole they do not fit.
+            checks.apply("too_long", too_long, f"longer than {limit} tokens", always_remove=True)
+            long_report = {}
+        else:
+            rows = np.flatnonzero(too_long)
+            examples = checks.examples(too_long)
+            if len(rows):
+                position = work.columns.get_loc(text_column)
+                cut = _truncate(tokenizer, texts.iloc[rows].tolist(), limit)
+                if work[text_column].dtype != object:
+                    work[text_column] = work[text_column].astype(object)
+                work.iloc[rows, position] = cut
+            long_report = {
+                "check": "too_long",
+                "failed": int(len(rows)),
+                "action": "truncated",
+                "detail": f"longer than {limit} tokens: cut to {limit}",
+                "examples": examples,
+            }
+    if long_report:
+        checks.entries.append(long_report)
+
+    signal_rows = int(checks.alive.sum())
+    node_report: list[dict[str, Any]] = []
+    if signal is not None:
+        alive_idx = np.flatnonzero(checks.alive)
+        masks = evaluate_signal(
+            work.iloc[alive_idx], signal, text_column=text_column, label_column=label_column, tokenizer=tokenizer
+        )
+        for path, node in iter_nodes(signal):
+            node_report.append({"path": path, "node": node.describe(), "passed": int(masks[path].sum())})
+        failed = np.zeros(len(work), dtype=bool)
+        failed[alive_idx] = ~masks["0"]
+        checks.apply("signal", failed, "the row does not pass the signal tree", always_remove=True)
+
+    kept = work[checks.alive].copy()
+    if flag:
+        kept["flag_reason"] = pd.Series(checks.flags[checks.alive], index=kept.index, dtype=object)
+    removed = work[~checks.alive].copy()
+    removed["reason"] = checks.reason[~checks.alive]
+    for out in (kept, removed):
+        out.attrs = {}  # lineage lives in the report, not in pandas attrs that copy on every operation
+    removed_counts = {r: int((checks.reason == r).sum()) for r in REMOVAL_REASONS}
+    report = {
+        "version": 1,
+        "task": task,
+        "source": _jsonable_dict(frame.attrs.get("source") or {"source": data_cfg.source, "path": data_cfg.path}),
+        "read": _jsonable_dict(frame.attrs.get("read_report") or {}),
+        "text_column": text_column,
+        "label_column": label_column if label_column in frame.columns else None,
+        "settings": {
+            "drop_duplicates": cur.drop_duplicates,
+            "normalise_duplicates": cur.normalise_duplicates,
+            "too_long": cur.too_long,
+            "max_length": limit,
+            "check_action": cur.check_action,
+        },
+        "rows_in": int(len(frame)),
+        "checks": checks.entries,
+        "signal": signal.to_dict() if signal is not None else None,
+        "signal_rows_in": signal_rows if signal is not None else None,
+        "signal_counts": node_report,
+        "removed": {k: v for k, v in removed_counts.items() if v},
+        "flagged": int(sum(f is not None for f in checks.flags)) if flag else 0,
+        "rows_out": int(len(kept)),
+    }
+    if frame.attrs.get("label_names"):
+        report["label_names"] = list(frame.attrs["label_names"])
+    return CurationResult(kept=kept, removed=removed, report=report)
+
+
+def _jsonable_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy whose values are JSON types (lists and nested dicts kept)."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out[str(key)] = _jsonable_dict(value)
+        elif isinstance(value, (list, tuple)):
+            out[str(key)] = [_jsonable(v) for v in value]
+        else:
+            out[str(key)] = _jsonable(value)
+    return out
+
+
+def curate_for_model(frame: pd.DataFrame, cfg: RunConfig, **options: Any) -> CurationResult:
+    """curate() with the configured model's tokenizer and length limit, so the too-long check runs.
+
+    Only the tokenizer is loaded (no weights). When the model cannot be resolved (offline, a typo in
+    the source), the other checks and the signal still run and the too-long entry says why it was
+    skipped. `options` go to curate (expected_labels, apply_signal).
+    """
+    from core.errors import ModelError
+    from core.models import load_tokenizer
+
+    try:
+        tokenizer, max_length = load_tokenizer(cfg.model)
+    except ModelError as err:
+        result = curate(frame, cfg.data, cfg.task, **options)
+        for entry in result.report["checks"]:
+            if entry["check"] == "too_long" and entry["action"] == "skipped":
+                entry["detail"] = f"the model's tokenizer could not be loaded: {err}"
+        return result
+    return curate(frame, cfg.data, cfg.task, tokenizer, max_length=max_length, **options)

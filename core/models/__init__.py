@@ -1,0 +1,60 @@
+"""Models: where a model comes from and the one loader every part of Tuneboard uses.
+
+    catalogue  the models the Setup page offers
+    hub        Hub questions asked everywhere: offline? reachable? cached? (also for Hub datasets)
+    resolve    what a source means: 'bundled', a local folder or a Hub id, answered within seconds
+    loading    the task -> Auto class table, the pad-token fix, the length cap, the load report,
+               and loading a base model, a run's saved model, a tokenizer alone or a weightless model
+
+Import from here: `from core.models import load_for_task, resolve_model, ...`.
+"""
+
+from __future__ import annotations
+
+from core.models.catalogue import POPULAR_MODELS
+from core.models.hub import hub_offline, hub_reachable
+from core.models.loading import (
+    AUTO_CLASSES,
+    TASK_NAMES,
+    LoadedModel,
+    auto_class,
+    effective_max_length,
+    empty_model,
+    ensure_pad_token,
+    is_encoder,
+    load_for_task,
+    load_saved,
+    load_tokenizer,
+    needs_decoder_switch,
+    position_limit,
+    quiet_transformers,
+    saved_task,
+    supported_tasks,
+)
+from core.models.resolve import ResolvedModel, bundled_model_path, is_cached, resolve_model
+
+__all__ = [
+    "AUTO_CLASSES",
+    "POPULAR_MODELS",
+    "TASK_NAMES",
+    "LoadedModel",
+    "ResolvedModel",
+    "auto_class",
+    "bundled_model_path",
+    "effective_max_length",
+    "empty_model",
+    "ensure_pad_token",
+    "hub_offline",
+    "hub_reachable",
+    "is_cached",
+    "is_encoder",
+    "load_for_task",
+    "load_saved",
+    "load_tokenizer",
+    "needs_decoder_switch",
+    "position_limit",
+    "quiet_transformers",
+    "resolve_model",
+    "saved_task",
+    "supported_tasks",
+]

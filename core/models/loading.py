@@ -1,0 +1,433 @@
+"""The one model loader: task -> Auto class, a tokenizer that can pad, and the load report.
+
+Every model Tuneboard loads comes through here:
+    load_for_task   the base model of a run (engine, Compare-page base probes), with a load report
+                    saying which weights were newly initialised, so nobody demos a random head as
+                    "the original model"
+    load_saved      what a run saved: a full model or a LoRA adapter on its base (export, Compare
+                    page, curation signals)
+    load_tokenizer  the tokenizer alone and the model's length limit (the curation's too-long check)
+    empty_model     a model on the meta device, shapes only (parameter estimates on the Setup page)
+
+Rules: safetensors only unless the user allows pickled weights (pickles can run code when loaded);
+remote code only when the user enables it for that model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import TASKS, ModelConfig
+from core.errors import ModelError
+from core.models.resolve import ResolvedModel, local_folder, resolve_model
+
+TASK_NAMES = {"mlm": "masked-LM", "classification": "classification", "causal": "causal LM"}
+# The task -> Auto class table, by name so that importing this module does not import transformers.
+AUTO_CLASSES = {
+    "mlm": "AutoModelForMaskedLM",
+    "classification": "AutoModelForSequenceClassification",
+    "causal": "AutoModelForCausalLM",
+}
+# peft's counterparts, for a saved LoRA adapter (AutoPeftModel keeps the base model's own head).
+PEFT_CLASSES = {
+    "mlm": "AutoPeftModel",
+    "classification": "AutoPeftModelForSequenceClassification",
+    "causal": "AutoPeftModelForCausalLM",
+}
+# Past this many positions a tokenizer's model_max_length is transformers' "no limit" sentinel.
+_NO_LIMIT = 1_000_000
+
+
+@dataclass
+class LoadedModel:
+    """A model loaded for a task, its tokenizer, and the JSON-serialisable load report."""
+
+    model: Any
+    tokenizer: Any
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- tasks and Auto classes ------------------------------------------------------------------
+
+def auto_class(task: str):
+    """The transformers Auto class that loads a model for `task`."""
+    import transformers
+
+    return getattr(transformers, AUTO_CLASSES[task])
+
+
+def supported_tasks(model_type: str, auto_map: dict | None = None) -> list[str]:
+    """Tasks (mlm / classification / causal) the Auto classes offer for a model type."""
+    from transformers.models.auto import modeling_auto as ma
+
+    mappings = {
+        "mlm": ma.MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        "classification": ma.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+        "causal": ma.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    }
+    auto_map = auto_map or {}
+    return [task for task in TASKS if model_type in mappings[task] or AUTO_CLASSES[task] in auto_map]
+
+
+def is_encoder(model_type: str) -> bool:
+    """Whether a model type is an encoder (it has a masked-LM head class: BERT and its family)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def needs_decoder_switch(config: Any, task: str, tasks: list[str]) -> bool:
+    """An encoder (BERT family) used as a causal LM must mask future tokens, else it "cheats"."""
+    return task == "causal" and "mlm" in tasks and getattr(config, "is_decoder", None) is False
+
+
+def saved_task(folder: str | Path) -> str:
+    """The task a saved model folder's head is for, read from its config.json `architectures`."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"Cannot read the config of the model in {folder}: {err}.") from None
+    archs = " ".join(config.get("architectures") or [])
+    if "MaskedLM" in archs:
+        return "mlm"
+    if "CausalLM" in archs or "LMHead" in archs:
+        return "causal"
+    return "classification"
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Context manager: silence transformers' printed LOAD REPORT and progress bars: the report lands in our JSON."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+# ---- the tokenizer ---------------------------------------------------------------------------
+
+def ensure_pad_token(tokenizer, warnings: list[str] | None = None) -> bool:
+    """Batches need padding: reuse EOS as the pad token (GPT-2 style), else add one. True if added.
+
+    When a token is added the model's embeddings must grow to match (load_for_task does it).
+    """
+    if tokenizer.pad_token is not None:
+        return False
+    if tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+        if warnings is not None:
+            warnings.append(
+                f"The tokenizer has no pad token; using its end-of-text token {tokenizer.eos_token!r} for padding."
+            )
+        return False
+    tokenizer.add_special_tokens({"pad_token": "[PAD]"})
+    if warnings is not None:
+        warnings.append("The tokenizer has no pad or end-of-text token; added a new [PAD] token (embeddings resized).")
+    return True
+
+
+def position_limit(config: Any, tokenizer: Any = None) -> int | None:
+    """How many tokens the model can embed: its positions, or the tokenizer's limit; None if unknown."""
+    limits = [getattr(config, "max_position_embeddings", None), getattr(config, "n_positions", None)]
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and tokenizer_limit < _NO_LIMIT:
+        limits.append(tokenizer_limit)
+    limits = [n for n in limits if isinstance(n, int) and not isinstance(n, bool) and n > 0]
+    return min(limits) if limits else None
+
+
+def effective_max_length(model_cfg: ModelConfig, model, tokenizer, warnings: list[str] | None = None) -> int:
+    """model.max_length capped by what the model can embed (its positions / the tokenizer's limit)."""
+    return _capped_max_length(model_cfg, getattr(model, "config", None), tokenizer, warnings)
+
+
+def _capped_max_length(model_cfg: ModelConfig, config: Any, tokenizer: Any, warnings: list[str] | None) -> int:
+    limit = position_limit(config, tokenizer) or model_cfg.max_length
+    if model_cfg.max_length > limit:
+        if warnings is not None:
+            warnings.append(
+                f"model.max_length {model_cfg.max_length} is more than this model's {limit} positions; "
+                f"texts are cut to {limit} tokens."
+            )
+        return limit
+    return model_cfg.max_length
+
+
+def load_tokenizer(model_cfg: ModelConfig) -> tuple[Any, int]:
+    """(tokenizer with a pad token, max length in tokens) of the configured model, without its weights.
+
+    Cheap (config and tokenizer files only, once the model is local): what the curation's too-long
+    check needs before the model itself is loaded.
+    """
+    resolved = resolve_model(model_cfg.source)
+    with quiet_transformers():
+        folder = local_folder(resolved, allow_pickle_weights=model_cfg.allow_pickle_weights)
+        config = _load_config(folder, model_cfg)
+        tokenizer = _load_tokenizer(folder, model_cfg)
+    ensure_pad_token(tokenizer)
+    return tokenizer, _capped_max_length(model_cfg, config, tokenizer, None)
+
+
+# ---- loading for a task ----------------------------------------------------------------------
+
+def load_for_task(model_cfg: ModelConfig, task: str, *, label_names: list[str] | None = None) -> LoadedModel:
+    """Load model + tokenizer for `task` with the Auto classes and build the load report."""
+    if task not in TASKS:
+        raise ModelError(f"Unknown task {task!r}; choose one of: {', '.join(TASKS)}.", field="task")
+    resolved = resolve_model(model_cfg.source)
+    with quiet_transformers():
+        folder = local_folder(resolved, allow_pickle_weights=model_cfg.allow_pickle_weights)
+        config = _load_config(folder, model_cfg)
+        model_type = getattr(config, "model_type", "unknown")
+        tasks = _check_task(config, task)
+        weights_format = _check_weights(folder, model_cfg)
+        tokenizer = _load_tokenizer(folder, model_cfg)
+        warnings: list[str] = []
+        if task == "mlm" and tokenizer.mask_token is None:
+            raise ModelError(
+                f"The tokenizer of {resolved.display} has no mask token, so it cannot do masked-LM. "
+                "Choose task 'causal' or 'classification', or a BERT-family model.",
+                field="task",
+            )
+        added_pad = ensure_pad_token(tokenizer, warnings)
+        extra: dict[str, Any] = {}
+        if needs_decoder_switch(config, task, tasks):
+            extra["is_decoder"] = True
+            warnings.append(
+                f"{model_type} is an encoder trained for masked-LM; as a causal LM it starts far from "
+                "good next-token predictions. A GPT-2 style model suits this task better."
+            )
+        model, info = _load_model(folder, task, model_cfg, label_names, weights_format, extra)
+
+    if added_pad:
+        model.resize_token_embeddings(len(tokenizer))
+    if task == "classification" and getattr(model.config, "pad_token_id", None) is None:
+        # GPT-2 style classifiers pick the last non-pad token; they need to know the pad id.
+        model.config.pad_token_id = tokenizer.pad_token_id
+    report = _build_report(model_cfg, resolved, model, task, info, tasks, weights_format, warnings)
+    report["max_length"] = effective_max_length(model_cfg, model, tokenizer, report["warnings"])
+    return LoadedModel(model=model, tokenizer=tokenizer, report=report)
+
+
+def empty_model(model_cfg: ModelConfig, task: str, *, num_labels: int = 2):
+    """The model `task` would load, on the meta device: shapes and parameter names only, no memory."""
+    import torch
+
+    resolved = resolve_model(model_cfg.source)
+    with quiet_transformers():
+        # Online and not cached, location is a Hub id: the config alone is a small download.
+        config = _load_config(resolved.location, model_cfg)
+        tasks = _check_task(config, task)
+        if task == "classification":
+            config.num_labels = num_labels
+        if needs_decoder_switch(config, task, tasks):
+            config.is_decoder = True
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            return auto_class(task).from_config(config, trust_remote_code=model_cfg.trust_remote_code)
+
+
+def _check_task(config: Any, task: str) -> list[str]:
+    """The tasks this config supports; ModelError when `task` is not one of them."""
+    model_type = getattr(config, "model_type", "unknown")
+    tasks = supported_tasks(model_type, getattr(config, "auto_map", None))
+    if task not in tasks:
+        can = ", ".join(TASK_NAMES[t] for t in tasks) or "none of Tuneboard's tasks"
+        raise ModelError(
+            f"A {model_type} model cannot be loaded for {TASK_NAMES[task]} (it does not support that "
+            f"task): it supports {can}. Choose another task or model (e.g. a BERT-family model for "
+            "masked-LM, GPT-2 for causal).",
+            field="model.source",
+        )
+    return tasks
+
+
+def _load_config(folder: str | Path, model_cfg: ModelConfig):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder, trust_remote_code=model_cfg.trust_remote_code)
+    except ValueError as err:
+        message = str(err)
+        if "trust_remote_code" in message:
+            raise ModelError(
+                f"{model_cfg.source} ships its own Python code. Enable model.trust_remote_code only if "
+                "you trust its authors, or choose another model.",
+                field="model.trust_remote_code",
+            ) from None
+        raise ModelError(
+            f"{model_cfg.source}: transformers does not know this model type ({_first_line(message)}). "
+            "Upgrade transformers or choose another model.",
+            field="model.source",
+        ) from None
+    except OSError as err:
+        raise ModelError(
+            f"Cannot read the config of {model_cfg.source}: {_first_line(str(err))}.", field="model.source"
+        ) from None
+    except Exception as err:  # with trust_remote_code on, the model's own Python can fail in any way
+        if not model_cfg.trust_remote_code:
+            raise
+        raise ModelError(
+            f"The Python code shipped with {model_cfg.source} failed while loading ({type(err).__name__}: "
+            f"{_first_line(str(err))}). It is the model's own code: ask its authors, or choose another model.",
+            field="model.trust_remote_code",
+        ) from None
+
+
+def _check_weights(folder: Path, model_cfg: ModelConfig) -> str:
+    """Return 'safetensors' or 'pickle'; refuse pickles unless allowed (they can run code)."""
+    if any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json")):
+        return "safetensors"
+    if any(folder.glob("*.bin")) or any(folder.glob("*.bin.index.json")):
+        if model_cfg.allow_pickle_weights:
+            return "pickle"
+        raise ModelError(
+            f"{model_cfg.source} only has pickled weights (.bin). Pickles can run code when loaded, so "
+            "Tuneboard refuses them by default; enable model.allow_pickle_weights only for a model you "
+            "trust, or convert it to safetensors.",
+            field="model.allow_pickle_weights",
+        )
+    raise ModelError(
+        f"{model_cfg.source} has no weights file (model.safetensors). Choose a complete model folder.",
+        field="model.source",
+    )
+
+
+def _load_tokenizer(folder: Path, model_cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder, trust_remote_code=model_cfg.trust_remote_code)
+    except Exception as err:  # broken/missing tokenizer files in many shapes
+        raise ModelError(
+            f"Cannot load the tokenizer of {model_cfg.source} ({type(err).__name__}: "
+            f"{_first_line(str(err))}). The folder needs tokenizer files (tokenizer.json or vocab files).",
+            field="model.source",
+        ) from None
+
+
+def _load_model(folder: Path, task: str, model_cfg: ModelConfig, label_names, weights_format: str, extra: dict):
+    kwargs: dict[str, Any] = {
+        "output_loading_info": True,
+        "use_safetensors": weights_format == "safetensors",
+        "trust_remote_code": model_cfg.trust_remote_code,
+        **extra,
+    }
+    if task == "classification":
+        names = [str(n) for n in label_names] if label_names else ["0", "1"]
+        kwargs.update(
+            num_labels=len(names),
+            id2label=dict(enumerate(names)),
+            label2id={name: i for i, name in enumerate(names)},
+            # A checkpoint fine-tuned for another label set has a classifier of another shape:
+            # start a fresh one instead of failing (reported as newly initialised).
+            ignore_mismatched_sizes=True,
+        )
+    try:
+        model, info = auto_class(task).from_pretrained(folder, **kwargs)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ModelError(
+            f"Loading {model_cfg.source} for {TASK_NAMES[task]} failed: {_first_line(str(err))}.",
+            field="model.source",
+        ) from None
+    return model, info
+
+
+def _build_report(model_cfg, resolved: ResolvedModel, model, task, info, tasks, weights_format, warnings) -> dict[str, Any]:
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    mismatched = [k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", ())]
+    new = sorted({*info.get("missing_keys", ()), *mismatched})
+    head_new = [k for k in new if not k.startswith(prefix)]
+    backbone_new = [k for k in new if k.startswith(prefix)]
+    warnings = list(warnings)
+    if head_new:
+        if task == "mlm":
+            warnings.insert(
+                0,
+                "This model has no pretrained masked-LM head: its 'before' predictions come from a "
+                "randomly initialised head. Compare after training, not with the base model.",
+            )
+        elif task == "classification":
+            warnings.insert(
+                0,
+                "The classification head is newly initialised (expected for a new label set): its "
+                "'before' label probabilities are near chance until training.",
+            )
+        else:
+            warnings.insert(0, "The language-model head is newly initialised: 'before' predictions are random.")
+    if backbone_new:
+        warnings.append(
+            f"{len(backbone_new)} backbone weight(s) were missing from the checkpoint and start random "
+            f"(e.g. {backbone_new[0]})."
+        )
+    if model_cfg.trust_remote_code:
+        warnings.append("trust_remote_code is on: this model may run code shipped with it.")
+    if weights_format == "pickle":
+        warnings.append("Loaded pickled (.bin) weights because allow_pickle_weights is on.")
+    config = model.config
+    return {
+        "source": str(model_cfg.source),
+        "resolved": resolved.location,
+        "kind": resolved.kind,
+        "display": resolved.display,
+        "task": task,
+        "architecture": type(model).__name__,
+        "model_type": getattr(config, "model_type", None),
+        "supported_tasks": tasks,
+        "newly_initialized": new,
+        "unused": sorted(info.get("unexpected_keys", ())),
+        "head_is_untrained": bool(head_new),
+        "weights_format": weights_format,
+        "warnings": warnings,
+    }
+
+
+# ---- what a run saved ------------------------------------------------------------------------
+
+def load_saved(path: str | Path, task: str | None = None) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) from a folder a run saved; a LoRA adapter loads onto its base.
+
+    `task` None reads it from the folder's config.json. Only safetensors are loaded: Tuneboard
+    itself never saves pickles.
+    """
+    path = Path(path)
+    try:
+        if (path / "adapter_config.json").exists():
+            import peft
+
+            if task is None:
+                raise ModelError(f"{path} holds a LoRA adapter: say which task it was trained for.")
+            model = getattr(peft, PEFT_CLASSES[task]).from_pretrained(str(path))
+            base_path = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        else:
+            task = task or saved_task(path)
+            with quiet_transformers():
+                model = auto_class(task).from_pretrained(str(path), use_safetensors=True)
+            base_path = None
+        tokenizer_path = path if (path / "tokenizer_config.json").exists() else base_path
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"Cannot load the saved model in {path}: {err}") from None
+    # A run saves the tokenizer it trained with, pad token included; this covers folders from elsewhere.
+    if ensure_pad_token(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    model.eval()
+    return model, tokenizer
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line.rstrip(".")
