@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import bench_curation, bench_latency, bench_levers, bench_memory, bench_polling, bench_throughput
+from bench import (
+    bench_curation,
+    bench_latency,
+    bench_levers,
+    bench_memory,
+    bench_snapshot_threads,
+    bench_throughput,
+    bench_watching,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ("throughput", "levers", "latency", "polling", "memory", "curation")
+ORDER = ("throughput", "levers", "latency", "watching", "snapshot_threads", "memory", "curation")
 
 
 def main() -> None:
-    for module in (bench_throughput, bench_levers, bench_latency, bench_polling, bench_memory, bench_curation):
+    modules = (bench_throughput, bench_levers, bench_latency, bench_watching, bench_snapshot_threads, bench_memory,
+               bench_curation)
+    for module in modules:
         module.main([])
     write_summary()
 

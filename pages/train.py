@@ -28,8 +28,8 @@ from ui.widgets import (
     status_badge,
 )
 
-REFRESH_S = 2.0          # progress, ETA, status and log
-CHART_REFRESH_S = 8.0    # new points on the charts, at most this often while the run trains
+REFRESH_S = 2.5          # progress, ETA, status and log
+CHART_REFRESH_S = 10.0   # new points on the charts, at most this often while the run trains
 LOG_LINES = 15
 FIGURE_CACHE_ENTRIES = 64
 FIGURES_KEY = "tb_train_figures"

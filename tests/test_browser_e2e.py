@@ -242,13 +242,18 @@ def _assert_clean(page, where: str) -> None:
         pytest.fail(f"{where} shows raw output {found.group()!r}: ...{context}...")
 
 
-def _finished(run: Path) -> str | None:
-    """The run's final status from its status.json (None while queued or running)."""
+def _status(run: Path) -> str | None:
+    """The run's status from its status.json (None before it is written)."""
     try:
-        status = json.loads((run / "status.json").read_text()).get("status")
+        return json.loads((run / "status.json").read_text()).get("status")
     except (OSError, ValueError):
-        return None  # not written yet
-    return None if status in ("queued", "running") else status
+        return None
+
+
+def _finished(run: Path) -> str | None:
+    """The run's final status (None while queued or running)."""
+    status = _status(run)
+    return None if status in (None, "queued", "running") else status
 
 
 def _set_number(page, label: str, value: int) -> None:
@@ -410,3 +415,49 @@ class _Stages:
     def __str__(self) -> str:
         stages = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in self.laps)
         return f"{stages}; browser total {self.last - self.start:.0f}s"
+
+
+# ---- two tabs ------------------------------------------------------------------------------
+
+STATE_FOLLOW_TIMEOUT_MS = 15_000  # the target is about 2 s; the bound leaves room for a busy CI machine
+
+
+def test_a_second_tab_follows_stop_and_resume_without_a_reload(app_url, page, tmp_path):  # noqa: F811
+    """Stop then Resume in one tab; the other Train tab shows each new state by itself."""
+    expect = _expect()
+    page.goto(app_url)
+    start = page.get_by_role("button", name=text.START)
+    expect(start).to_be_visible(timeout=120_000)
+    _wait_idle(page)
+    start.click()  # the default config: the seed demo, long enough to stop and resume mid-run
+    page.wait_for_url(re.compile(r"/train\?run=[\w.-]+"))
+    run_id = page.url.rsplit("run=", 1)[1].split("&")[0]
+    runs = tmp_path / "runs"
+    _poll("the run to train", lambda: _status(runs / run_id) == "running", TRAIN_TIMEOUT_S, interval_s=0.5)
+
+    other = page.context.new_page()
+    other.set_default_timeout(UI_TIMEOUT_MS)
+    other.goto(f"{app_url}/train?run={run_id}")
+    _wait_idle(other)
+    other_stop = other.get_by_role("button", name=text.STOP)
+    other_resume = other.get_by_role("button", name=text.RESUME)
+    expect(other_stop).to_be_enabled()
+
+    page.get_by_role("button", name=text.STOP).click()
+    _poll("the run to stop", lambda: _status(runs / run_id) == "stopped", TRAIN_TIMEOUT_S, interval_s=0.2)
+    stopped_at = time.monotonic()
+    expect(other_resume).to_be_enabled(timeout=STATE_FOLLOW_TIMEOUT_MS)  # no reload of the second tab
+    expect(other_stop).to_be_disabled()
+    followed_stop_s = time.monotonic() - stopped_at
+
+    resume = page.get_by_role("button", name=text.RESUME)
+    expect(resume).to_be_enabled()
+    resume.click()
+    _poll("the run to resume", lambda: _status(runs / run_id) in ("queued", "running"), 60, interval_s=0.2)
+    resumed_at = time.monotonic()
+    expect(other_stop).to_be_enabled(timeout=STATE_FOLLOW_TIMEOUT_MS)
+    followed_resume_s = time.monotonic() - resumed_at
+    _screenshot(other, "7-second-tab-after-resume", full=False)
+    _assert_clean(other, "the second Train tab")
+    other.get_by_role("button", name=text.STOP).click()  # end it: the app is killed after the test
+    print(f"\nsecond tab followed Stop in {followed_stop_s:.1f}s and Resume in {followed_resume_s:.1f}s")

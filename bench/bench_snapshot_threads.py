@@ -1,6 +1,11 @@
-"""Dashboard overhead: samples/s of a real run, headless vs polled by 4 threads at 20 Hz.
+"""Snapshot reads from Python threads: samples/s of a real run, alone vs polled by 4 threads at 20 Hz.
 
-    python -m bench.bench_polling [--repeats 3] [--steps 30] [--rows 600] [--batch 16] [--pairs 8]
+What it measures is the JobManager's read path (`snapshot()` and a chart's walk of the history)
+sharing one GIL with training on the worker thread (`train_in_this_process`). It is not what a
+browser tab costs: a real page also builds, serialises and sends figures, and Chromium renders
+them on the same CPUs. That is `bench_watching`, measured with real tabs.
+
+    python -m bench.bench_snapshot_threads [--repeats 3] [--steps 30] [--rows 600] [--batch 16] [--pairs 8]
 
 Both conditions train the same config through the same JobManager worker thread; the only
 difference is four threads calling `manager.snapshot(run_id)` 20 times a second each and reading
@@ -16,7 +21,7 @@ the metric history as a chart would. Two designs, both reported:
    reasons that have nothing to do with polling; windows seconds apart cancel that drift, so this
    is the headline figure.
 
-Writes bench/results/polling.json and bench/results/polling.md.
+Writes bench/results/snapshot_threads.json and bench/results/snapshot_threads.md.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench import write_results  # noqa: E402
 from core.config import RunConfig  # noqa: E402
-from core.jobs import JobManager  # noqa: E402
+from core.jobs import JobManager, train_in_this_process  # noqa: E402
 from core.runs import RunFolder  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -254,7 +259,7 @@ def run_interleaved(manager: JobManager, cfg: RunConfig, pairs: int, timeout_s: 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the benchmark and write polling.json / polling.md; returns the JSON document."""
+    """Run the benchmark and write snapshot_threads.json / snapshot_threads.md; returns the JSON document."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="whole runs per condition (alternating)")
     parser.add_argument("--steps", type=int, default=30, help="max steps of each whole run")
@@ -268,8 +273,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from core import devices
 
     cfg = bench_config(args.steps, args.rows, args.batch)
-    root = Path(tempfile.mkdtemp(prefix="tuneboard-bench-polling-"))
-    manager = JobManager(root)
+    root = Path(tempfile.mkdtemp(prefix="tuneboard-bench-snapshots-"))
+    manager = JobManager(root, train_fn=train_in_this_process)  # one GIL: what this bench is about
     runs: list[dict[str, Any]] = []
     try:
         print("warm-up run (discarded)...", flush=True)
@@ -296,8 +301,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     polled_runs = [r for r in runs if r["condition"] == "polled"]
     median_ratio = interleaved["median_ratio"]
     document = {
-        "benchmark": "polling",
-        "question": "How much training throughput do 4 dashboard tabs polling snapshots at 20 Hz cost?",
+        "benchmark": "snapshot_threads",
+        "question": "How much training throughput do 4 Python threads reading snapshots at 20 Hz cost, under one GIL?",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "device": devices.describe_device(),
@@ -324,18 +329,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "runs": runs,
         },
     }
-    write_results(args.out, "polling", document, _markdown(document))
+    write_results(args.out, "snapshot_threads", document, _markdown(document))
     print(f"median ratio polled/headless (interleaved): {median_ratio:.3f} "
           f"({document['overhead_percent']:+.1f}% overhead); whole runs: "
           f"{document['whole_runs']['median_ratio']:.3f}")
-    print(f"wrote {args.out / 'polling.json'} and {args.out / 'polling.md'}")
+    print(f"wrote {args.out / 'snapshot_threads.json'} and {args.out / 'snapshot_threads.md'}")
     return document
 
 
 def _markdown(doc: dict[str, Any]) -> str:
     c, m, w, iv = doc["config"], doc["machine"], doc["whole_runs"], doc["interleaved"]
     lines = [
-        "# Dashboard polling overhead",
+        "# Snapshot reads from Python threads (not a browser)",
         "",
         f"{doc['question']} The same training through the same JobManager worker, headless vs with "
         f"{c['pollers']} threads calling `snapshot()` at {c['poll_hz']:.0f} Hz each and reading the metric "
