@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-steps", type=int)
     train.add_argument("--rows", type=int, help="Synthetic data: how many rows to generate.")
     train.add_argument("--output-dir", help="Run folder to create (default: runs/<new id>).")
-    train.add_argument("--resume", metavar="RUN_FOLDER", help="Continue a stopped or interrupted run.")
+    train.add_argument("--resume", metavar="RUN_FOLDER", help="Continue a stopped or interrupted run, or one left running by a killed process.")
     return parser
 
 
@@ -109,16 +109,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         run_path = Path(args.resume).expanduser().resolve()
         folder = RunFolder.open(run_path.parent, run_path.name)
-        status = folder.status().get("status")
-        if not folder.is_resumable(status):
-            from core.errors import RunError
-
-            raise RunError(
-                f"Run {folder.run_id} is {status}; only stopped or interrupted runs, or failed runs with a "
-                "complete checkpoint, can be resumed."
-            )
+        _check_resumable(folder, is_main=is_main)
         cfg = folder.config()
-        resume = True
+        # As in the dashboard: a run cut off before its first complete checkpoint starts again from step 0.
+        resume = folder.last_complete_checkpoint() is not None
+        start_over = not resume
     else:
         cfg = _config_from_args(args)
         engine.preflight(cfg)
@@ -133,7 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             _wait_for(root / run_id / "status.json")
             folder = RunFolder(root / run_id)
-        resume = False
+        resume = start_over = False
 
     sink = _console_sink(folder, resume, echo=is_main)
     stop_event = threading.Event()
@@ -150,12 +145,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"Run folder: {folder.path}", flush=True)
     from contextlib import nullcontext
 
-    from core.jobs import run_lock
+    from core.recovery import run_lock
 
     # The lock tells a dashboard started meanwhile that this run is alive, not interrupted.
     ownership = run_lock(folder) if is_main else nullcontext()
     try:
         with ownership:
+            if start_over and is_main:
+                kept = sink.start_over()
+                sink.log("No complete checkpoint was saved, so training starts again from step 0"
+                         + (f"; the earlier curves are kept in {kept.relative_to(folder.path)}." if kept else "."))
             status = engine.train(cfg, folder, sink, stop_event, resume=resume)
     except BaseException as err:
         if is_main:
@@ -166,6 +165,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k.removeprefix('eval_')}={v:.4g}" for k, v in final.items() if isinstance(v, (int, float)))
         print(f"Run {status}: {folder.path}" + (f" ({shown})" if shown else ""), flush=True)
     return 0
+
+
+def _check_resumable(folder, *, is_main: bool) -> None:
+    """RunError unless the run can be resumed; a run left `running` by a killed process is first
+    marked interrupted (the same check the dashboard makes at start-up)."""
+    from core.errors import RunError
+    from core.recovery import ACTIVE, ORPHANED, OWNED, interrupt_if_orphaned, owned_message
+
+    if is_main:
+        found = interrupt_if_orphaned(folder, note="Marked interrupted before resuming")
+        if found == OWNED:
+            raise RunError(owned_message(folder))
+        if found == ORPHANED:
+            print(f"Run {folder.run_id} was cut off by a killed process; marked interrupted.", flush=True)
+    status = folder.status().get("status")
+    if not is_main and status in ACTIVE:
+        return  # rank 0 checked it and may already have started training
+    if not folder.is_resumable(status):
+        raise RunError(
+            f"Run {folder.run_id} is {status}; only stopped or interrupted runs, or failed runs with a "
+            "complete checkpoint, can be resumed."
+        )
 
 
 def _console_sink(folder, resume: bool, *, echo: bool):

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from core import errors
+from core.recovery import held_lock_fd
 from core.runs import RunFolder
 from core.sink import RunSink
 
@@ -54,8 +55,6 @@ def train_in_child_process(
     `cfg` must be the config saved in the run folder (the child reads it from there). Returns the
     final status; raises the child's typed error (or a TrainingError for a crash) otherwise.
     """
-    from core.jobs import held_lock_fd  # lazy: core.jobs imports this module's caller side
-
     relay_read, relay_write = os.pipe()
     inherited = [relay_write]
     lock_fd = held_lock_fd(folder)

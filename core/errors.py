@@ -6,6 +6,8 @@ Every error a user can cause is one of these. They are caught once: at the worke
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class TuneboardError(Exception):
     """Base class: `str(err)` is a complete sentence with a next step for the user."""
@@ -45,10 +47,7 @@ def out_of_memory_kind(err: BaseException) -> str | None:
     torch.OutOfMemoryError, MPS a RuntimeError "MPS backend out of memory", the host MemoryError or
     "can't allocate memory"; wrappers (accelerate, Trainer) may chain the original as a cause.
     """
-    seen: set[int] = set()
-    cause: BaseException | None = err
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    for cause in causes(err):
         text = str(cause)
         if type(cause).__name__ == "OutOfMemoryError" or (
             isinstance(cause, RuntimeError) and "out of memory" in text.lower()
@@ -56,8 +55,17 @@ def out_of_memory_kind(err: BaseException) -> str | None:
             return "accelerator"
         if isinstance(cause, MemoryError) or "can't allocate memory" in text:
             return "ram"
-        cause = cause.__cause__ or cause.__context__
     return None
+
+
+def causes(err: BaseException) -> Iterator[BaseException]:
+    """The exception and what it was raised from, outermost first (OOM and disk-full often arrive wrapped)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -1,4 +1,4 @@
-"""JobManager: the one owner of run lifecycles inside a server process.
+"""JobManager: the one owner of run lifecycles inside a server process (the queue and its worker).
 
 One manager per process (the dashboard holds it in `st.cache_resource`; the CLI calls the engine
 directly). `submit` validates synchronously, creates the run folder and queues the job; a single
@@ -6,13 +6,11 @@ daemon worker thread trains one job at a time (one device) and is the only place
 failures are caught: every run ends in a final status with a message a user can act on.
 
 Readers call `snapshot(run_id)`, which returns the live `RunSink`'s immutable snapshot for runs of
-this manager and a cached, folder-built one for everything else, so polling every second from
-several tabs costs a dict lookup and a few `stat` calls, never a re-read of whole files.
+this manager and a cached, folder-built one (core.history) for everything else, so polling every
+second from several tabs costs a dict lookup and a few `stat` calls, never a re-read of whole files.
 
-Ownership of a run across threads and processes is an exclusive `flock` on `<run>/.lock`, held
-from `submit`/`resume` until the job ends. The kernel drops it when a process dies (even on
-`kill -9`), so at start-up a run whose status says `running` or `queued` but whose lock is free
-has no owner and becomes `interrupted`.
+A job holds its run's ownership lock (core.recovery) from `submit`/`resume` until it ends; at
+start-up the manager marks runs that say `running` or `queued` but have no owner `interrupted`.
 """
 
 from __future__ import annotations
@@ -26,74 +24,54 @@ import threading
 import time
 import traceback
 import weakref
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from core.config import RunConfig
-from core.errors import RunError, TuneboardError, out_of_memory_kind
+from core.errors import RunError, TuneboardError, causes, out_of_memory_kind
+from core.history import RunHistory, RunSummary, folder_key, load_config
+from core.recovery import (
+    ACTIVE,
+    INTERRUPTED_QUEUED,
+    INTERRUPTED_RUNNING,
+    held_lock_fd,
+    interrupt_if_orphaned,
+    owned_message,
+    run_lock,
+    try_lock,
+    unlock,
+)
 from core.runs import (
     FINISHED,
     RESUMABLE,
-    RUN_ID_PATTERN,
-    STATUSES,
     RunFolder,
     default_runs_root,
-    elapsed_seconds,
+    list_runs,
     new_run_id,
     now_iso,
     validate_run_id,
 )
 from core.sink import RunSink, RunSnapshot
 
-try:  # POSIX only; elsewhere ownership falls back to this process's registry of managers
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+# Re-exported: pages, tests and the CLI import these from here.
+__all__ = [
+    "INTERRUPTED_QUEUED", "INTERRUPTED_RUNNING", "JobManager", "RunSummary", "describe_failure", "held_lock_fd",
+    "run_lock", "train_in_this_process",
+]
 
 logger = logging.getLogger(__name__)
 
 TrainFn = Callable[..., Any]
 PreflightFn = Callable[[RunConfig], None]
 
-LOCK_NAME = ".lock"
-ACTIVE = ("queued", "running")
-INTERRUPTED_RUNNING = "The server stopped while this run was training; resume it from its last checkpoint."
-INTERRUPTED_QUEUED = "The server stopped before this run started; resume it to start it."
 NO_RESULT = (
     "Training ended without reporting a result (the run was still marked {status!r}). "
     "The log is in run.log; resume the run or start it again."
 )
-SINK_CACHE_SIZE = 32          # finished runs whose snapshots stay in memory
-ACTIVE_DISK_TTL_S = 10.0      # how often list_runs re-walks the folder of a run that is training
 SHUTDOWN_TIMEOUT_S = 60.0     # time a stopping run gets to save its checkpoint at exit
-
-
-# ---- public data ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One row of the run history, read from a run folder."""
-
-    run_id: str
-    status: str
-    name: str = ""
-    task: str = ""
-    model: str = ""
-    strategy: str = ""
-    summary: str = ""
-    created_at: str | None = None
-    duration_s: float | None = None
-    final_metrics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    disk_bytes: int = 0
-    resumable: bool = False
-    error: str | None = None
-    step: int = 0
-    max_steps: int = 0
 
 
 def describe_failure(err: BaseException) -> str:
@@ -110,7 +88,7 @@ def describe_failure(err: BaseException) -> str:
             "The machine ran out of memory (RAM). Lower training.batch_size or model.max_length, "
             "or close other programs; then start a new run from this config."
         )
-    for cause in _causes(err):
+    for cause in causes(err):
         text = str(cause)
         if (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) or "No space left on device" in text:
             where = f" while writing {cause.filename}" if getattr(cause, "filename", None) else ""
@@ -123,18 +101,6 @@ def describe_failure(err: BaseException) -> str:
     if len(message) > 300:
         message = message[:297] + "..."
     return f"Training crashed: {type(err).__name__}: {message}. The traceback is in run.log."
-
-
-@contextmanager
-def run_lock(folder: RunFolder) -> Iterator[None]:
-    """Hold a run's ownership lock (for the CLI); RunError if another process is training it."""
-    handle = _try_lock(folder)
-    if handle is None:
-        raise RunError(f"Run {folder.run_id} is being trained by another Tuneboard process; stop it there first.")
-    try:
-        yield
-    finally:
-        _unlock(handle)
 
 
 # ---- the manager ------------------------------------------------------------------------------
@@ -175,11 +141,8 @@ class JobManager:
         self._pending: set[str] = set()           # resumes / deletes being prepared
         self._worker: threading.Thread | None = None
         self._closed = False
-        self._sinks: OrderedDict[str, tuple[Any, RunSink]] = OrderedDict()  # finished runs
         self._overrides: dict[str, dict[str, Any]] = {}  # final status we could not write to disk
-        self._summaries: dict[str, tuple[Any, RunSummary, int]] = {}
-        self._disk: dict[str, tuple[Any, float, int]] = {}
-        self._configs: dict[str, tuple[Any, RunConfig]] = {}
+        self._history = RunHistory(self.runs_root)  # what the folders say, for runs not live here
         self._recover()
         _register(self)
 
@@ -191,7 +154,7 @@ class JobManager:
         self._preflight_fn(cfg)
         cfg = copy.deepcopy(cfg)  # the caller's object may keep changing in the UI
         folder = RunFolder.create(self.runs_root, new_run_id(cfg), cfg)
-        handle = _try_lock(folder)
+        handle = try_lock(folder)
         job = _Job(folder.run_id, folder, cfg, RunSink(folder, load_existing=False), False, handle)
         job.sink.log(f"Queued: {cfg.summary()}")
         self._enqueue(job)
@@ -209,11 +172,11 @@ class JobManager:
             status = previous.get("status")
             if not folder.is_resumable(status):
                 raise RunError(_not_resumable(run_id, status))
-            cfg = _load_config(folder)
+            cfg = load_config(folder)
             self._preflight_fn(cfg)
-            handle = _try_lock(folder)
+            handle = try_lock(folder)
             if handle is None:
-                raise RunError(f"Run {run_id} is already running in another Tuneboard process.")
+                raise RunError(owned_message(folder))
             checkpoint = folder.last_complete_checkpoint()
             sink = RunSink(folder)
             sink.set_status(status="queued", error=None)
@@ -223,14 +186,14 @@ class JobManager:
                 sink.log("Queued to resume; no complete checkpoint was saved, so training starts again from step 0.")
             job = _Job(run_id, folder, cfg, sink, True, handle, previous=previous, from_checkpoint=checkpoint is not None)
         except BaseException:
-            _unlock(handle)
+            unlock(handle)
             with self._lock:
                 self._pending.discard(run_id)
             raise
         with self._lock:
             self._pending.discard(run_id)
             self._overrides.pop(run_id, None)
-            self._sinks.pop(run_id, None)
+        self._history.forget(run_id)
         self._enqueue(job)
         return run_id
 
@@ -305,20 +268,20 @@ class JobManager:
             folder = RunFolder(self.runs_root / run_id)
             if not folder.path.is_dir():
                 raise RunError(f"There is no run {run_id} in {self.runs_root}: check the id on the Runs page.")
-            handle = _try_lock(folder)
+            handle = try_lock(folder)
             if handle is None:
                 raise RunError(f"Run {run_id} is running in another Tuneboard process; stop it before deleting it.")
             try:
                 folder.delete()
             finally:
-                _unlock(handle)
+                unlock(handle)
             if folder.path.exists():
                 raise RunError(f"Run {run_id} could not be deleted completely; check the permissions of {folder.path}.")
         finally:
             with self._lock:
                 self._pending.discard(run_id)
-                for cache in (self._sinks, self._summaries, self._disk, self._overrides, self._configs):
-                    cache.pop(run_id, None)
+                self._overrides.pop(run_id, None)
+            self._history.forget(run_id)
 
     def shutdown(self, timeout: float | None = SHUTDOWN_TIMEOUT_S) -> None:
         """Stop the running run (it saves a checkpoint), hand queued runs back as resumable, join."""
@@ -342,7 +305,6 @@ class JobManager:
         validate_run_id(run_id)
         with self._lock:
             job = self._live.get(run_id)
-            cached = self._sinks.get(run_id)
             override = self._overrides.get(run_id)
         if job is not None:
             sink = job.sink
@@ -350,7 +312,7 @@ class JobManager:
             other = _owner_of(self, run_id)
             sink = other._live_sink(run_id) if other is not None else None
             if sink is None:
-                sink = self._folder_sink(run_id, cached)
+                sink = self._history.sink(run_id)
         snap = sink.snapshot()
         if override:
             snap = replace(snap, **override)
@@ -393,41 +355,22 @@ class JobManager:
 
     def config(self, run_id: str) -> RunConfig:
         """The RunConfig saved in a run folder (a copy: callers may edit it)."""
-        folder = RunFolder.open(self.runs_root, run_id)
-        key = _stat_key(folder.config_path)
-        with self._lock:
-            cached = self._configs.get(run_id)
-        if cached is None or cached[0] != key:  # pages ask every refresh; parse the YAML once
-            cached = (key, _load_config(folder))
-            with self._lock:
-                self._configs[run_id] = cached
-        return copy.deepcopy(cached[1])
+        return self._history.config(run_id)
 
     def list_runs(self) -> list[RunSummary]:
         """Every run folder, newest first; unreadable folders are listed as failed with a reason."""
-        rows: list[tuple[int, str, RunSummary]] = []
-        try:
-            children = list(self.runs_root.iterdir())
-        except OSError:
-            return []
-        for path in children:
-            if not RUN_ID_PATTERN.match(path.name) or ".." in path.name or not path.is_dir():
-                continue
-            if not (path / "config.yaml").exists() and not (path / "status.json").exists():
-                continue  # not a run folder
+        rows = []
+        for folder in list_runs(self.runs_root):
             try:
-                summary, order = self._summary(RunFolder(path))
+                rows.append(self._summary(folder))
             except Exception as err:  # one broken folder must not break the history page
-                logger.warning("Cannot read run folder %s: %s", path, err)
-                summary = RunSummary(
-                    run_id=path.name,
+                logger.warning("Cannot read run folder %s: %s", folder.path, err)
+                rows.append(RunSummary(
+                    run_id=folder.run_id,
                     status="failed",
                     error=f"This run folder cannot be read ({type(err).__name__}: {err}); delete it.",
-                )
-                order = _mtime_ns(path)
-            rows.append((order, path.name, summary))
-        rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
-        return [row[2] for row in rows]
+                ))
+        return rows
 
     # ---- the worker -------------------------------------------------------------------------
     def _enqueue(self, job: _Job) -> None:
@@ -530,15 +473,15 @@ class JobManager:
 
     def _retire(self, job: _Job) -> None:
         """A job left the manager: release its folder lock, then forget it, keeping its sink cached."""
-        _unlock(job.lock)
+        unlock(job.lock)
         job.lock = None
-        key = _folder_key(job.folder)
+        # Cached before the job leaves `_live`, so a reader always finds one of the two.
+        self._history.remember(job.run_id, job.sink, folder_key(job.folder))
         with self._lock:
             if self._active is job:
                 self._active = None
             if self._live.get(job.run_id) is job:
                 del self._live[job.run_id]
-            self._remember(job.run_id, key, job.sink)
 
     # ---- helpers ----------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -581,103 +524,31 @@ class JobManager:
             job = self._live.get(run_id)
             return job.sink if job is not None else None
 
-    def _folder_sink(self, run_id: str, cached: tuple[Any, RunSink] | None) -> RunSink:
-        """A sink read from the folder once, rebuilt only when the folder's files change."""
-        folder = RunFolder(self.runs_root / run_id)
-        key = _folder_key(folder)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        folder = RunFolder.open(self.runs_root, run_id)  # RunError when it does not exist
-        sink = RunSink(folder)
-        with self._lock:
-            self._remember(run_id, key, sink)
-        return sink
-
-    def _remember(self, run_id: str, key: Any, sink: RunSink) -> None:
-        """Under the lock: cache a finished run's sink, least recently used out first."""
-        self._sinks[run_id] = (key, sink)
-        self._sinks.move_to_end(run_id)
-        while len(self._sinks) > SINK_CACHE_SIZE:
-            self._sinks.popitem(last=False)
-
-    def _summary(self, folder: RunFolder) -> tuple[RunSummary, int]:
+    def _summary(self, folder: RunFolder) -> RunSummary:
+        """The history's row for a run, with this manager's live state laid over it."""
         run_id = folder.run_id
-        key = (_stat_key(folder.status_path), _stat_key(folder.config_path))
         with self._lock:
-            cached = self._summaries.get(run_id)
             job = self._live.get(run_id)
             busy = job is not None or run_id in self._pending
             override = self._overrides.get(run_id)
-        if cached is not None and cached[0] == key:
-            summary, order = cached[1], cached[2]
-        else:
-            summary, order = _read_summary(folder)
-            with self._lock:
-                self._summaries[run_id] = (key, summary, order)
-        changes: dict[str, Any] = {"disk_bytes": self._disk_bytes(folder, summary.status)}
-        if override:
-            changes.update(override)
+        summary = self._history.summary(folder)
+        changes: dict[str, Any] = dict(override or {})
         if job is not None:  # training here: the live sink is fresher than status.json
             snap = job.sink.snapshot()
             changes.update(status=snap.status, step=snap.step, max_steps=snap.max_steps or summary.max_steps, duration_s=snap.elapsed_s)
-        elif summary.status == "running":  # e.g. the CLI in another process
-            info = folder.status()
-            if info.get("started_at"):
-                changes["duration_s"] = float(info.get("elapsed_before_s") or 0.0) + elapsed_seconds(info["started_at"])
         status = changes.get("status", summary.status)
         changes["resumable"] = not busy and (status in RESUMABLE or (status == "failed" and folder.is_resumable(status)))
-        return replace(summary, **changes), order
-
-    def _disk_bytes(self, folder: RunFolder, status: str) -> int:
-        """Disk use of a run folder, re-walked only when the folder changed (or every few s while active)."""
-        key = (_mtime_ns(folder.path), _stat_key(folder.status_path))
-        now = time.monotonic()
-        with self._lock:
-            cached = self._disk.get(folder.run_id)
-        if cached is not None and cached[0] == key and (status not in ACTIVE or now - cached[1] < ACTIVE_DISK_TTL_S):
-            return cached[2]
-        total = folder.disk_usage_bytes()
-        with self._lock:
-            self._disk[folder.run_id] = (key, now, total)
-        return total
+        return replace(summary, **changes)
 
     def _recover(self) -> None:
         """Runs marked running/queued that nobody owns were cut off by a crash: mark them interrupted."""
-        try:
-            children = list(self.runs_root.iterdir())
-        except OSError as err:
-            logger.warning("Cannot scan %s: %s", self.runs_root, err)
-            return
-        for path in children:
-            if not RUN_ID_PATTERN.match(path.name) or not (path / "status.json").exists():
-                continue
-            folder = RunFolder(path)
+        for folder in list_runs(self.runs_root):
+            if _owner_of(self, folder.run_id) is not None:
+                continue  # another manager in this process trains or queued it
             try:
-                info = folder.status()
-                status = info.get("status")
-                if status not in ACTIVE or _owner_of(self, folder.run_id) is not None:
-                    continue
-                handle = _try_lock(folder)
-                if handle is None:
-                    continue  # another process is training it right now
-                try:
-                    # Re-read under the lock: the owner may have finished between the two reads.
-                    info = folder.status()
-                    status = info.get("status")
-                    if status not in ACTIVE:
-                        continue
-                    message = INTERRUPTED_RUNNING if status == "running" else INTERRUPTED_QUEUED
-                    changes: dict[str, Any] = {"status": "interrupted", "error": message, "finished_at": now_iso()}
-                    if status == "running" and info.get("started_at"):
-                        changes["elapsed_s"] = round(
-                            float(info.get("elapsed_before_s") or 0.0) + _seconds_between(info["started_at"], info.get("updated_at")), 3
-                        )
-                    folder.update_status(**changes)
-                    folder.log(f"Marked interrupted at start-up: {message}")
-                finally:
-                    _unlock(handle)
+                interrupt_if_orphaned(folder, note="Marked interrupted at start-up")
             except OSError as err:
-                logger.warning("Cannot recover run %s: %s", path.name, err)
+                logger.warning("Cannot recover run %s: %s", folder.run_id, err)
 
 
 class _StoppedBeforeStart(Exception):
@@ -710,16 +581,6 @@ def _engine_preflight(cfg: RunConfig) -> None:
     engine.preflight(cfg)
 
 
-def _causes(err: BaseException) -> Iterator[BaseException]:
-    """The exception and what it was raised from (OOM often arrives wrapped)."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def _not_resumable(run_id: str, status: Any) -> str:
     if status == "completed":
         return f"Run {run_id} is completed; start a new run from its config instead."
@@ -733,141 +594,12 @@ def _not_resumable(run_id: str, status: Any) -> str:
     return f"Run {run_id} has status {status!r} and cannot be resumed; start a new run from its config."
 
 
-def _load_config(folder: RunFolder) -> RunConfig:
-    try:
-        return folder.config()
-    except TuneboardError as err:
-        raise RunError(f"The config of run {folder.run_id} cannot be read: {err}") from None
-
-
-def _read_summary(folder: RunFolder) -> tuple[RunSummary, int]:
-    """Build a summary from status.json and config.yaml (the slow part; cached by file stats)."""
-    info = folder.status()
-    status = info.get("status")
-    error = info.get("error")
-    if status not in STATUSES:
-        error = error or f"status.json holds an unknown status {status!r}."
-        status = "failed"
-    try:
-        cfg = folder.config()
-        config_fields = {
-            "name": cfg.name or "",
-            "task": cfg.task,
-            "model": cfg.model.source,
-            "strategy": cfg.strategy.name,
-            "summary": cfg.summary(),
-        }
-    except TuneboardError as err:
-        config_fields = {}
-        status, error = "failed", f"config.yaml cannot be read: {err}"
-    metrics = info.get("final_metrics")
-    elapsed = info.get("elapsed_s")
-    summary = RunSummary(
-        run_id=folder.run_id,
-        status=status,
-        created_at=info.get("created_at"),
-        duration_s=float(elapsed) if isinstance(elapsed, (int, float)) else None,
-        final_metrics=MappingProxyType(dict(metrics) if isinstance(metrics, dict) else {}),
-        error=error,
-        step=_as_int(info.get("step")),
-        max_steps=_as_int(info.get("max_steps")),
-        **config_fields,
-    )
-    order = _mtime_ns(folder.config_path) or _mtime_ns(folder.path)  # config.yaml is written once
-    return summary, order
-
-
-def _as_int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _seconds_between(start: str, end: str | None) -> float:
-    from datetime import datetime
-
-    try:
-        stop = datetime.fromisoformat(end).timestamp() if end else time.time()
-        return max(0.0, stop - datetime.fromisoformat(start).timestamp())
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _stat_key(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-def _mtime_ns(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
-def _folder_key(folder: RunFolder) -> tuple[Any, ...]:
-    """Changes whenever anything a snapshot shows changes on disk."""
-    return tuple(
-        _stat_key(p) for p in (folder.status_path, folder.metrics_path, folder.probes_path, folder.log_path)
-    )
-
-
 def _safe(fn: Callable[..., Any], *args: Any) -> None:
     """Best-effort logging at the thread boundary: a full disk must not hide the real error."""
     try:
         fn(*args)
     except OSError as err:
         logger.error("Cannot write to a run log: %s", err)
-
-
-_HELD_LOCKS: dict[Path, Any] = {}  # run folder -> the open handle that holds its flock
-_HELD_LOCKS_GUARD = threading.Lock()
-
-
-def _try_lock(folder: RunFolder) -> Any:
-    """Take the run's exclusive lock without waiting; None when someone else holds it."""
-    if fcntl is None:  # pragma: no cover - Windows
-        return True
-    try:
-        handle = open(folder.path / LOCK_NAME, "a")  # noqa: SIM115 - held open for the job's life
-    except OSError:
-        return True  # a read-only folder cannot be locked; ownership falls back to the registry
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    with _HELD_LOCKS_GUARD:
-        _HELD_LOCKS[folder.path.resolve()] = handle
-    return handle
-
-
-def _unlock(handle: Any) -> None:
-    if handle is None or handle is True:
-        return
-    with _HELD_LOCKS_GUARD:
-        for path, held in list(_HELD_LOCKS.items()):
-            if held is handle:
-                del _HELD_LOCKS[path]
-    try:
-        handle.close()  # closing drops the flock (once no child process holds a copy of it)
-    except OSError:
-        pass
-
-
-def held_lock_fd(folder: RunFolder) -> int | None:
-    """The file descriptor of this process's lock on a run folder, for a child process to inherit.
-
-    A flock belongs to the open file, not to a process: a child that inherits the descriptor keeps
-    the run owned for as long as it lives, even if this process dies first.
-    """
-    with _HELD_LOCKS_GUARD:
-        handle = _HELD_LOCKS.get(folder.path.resolve())
-    return handle.fileno() if handle is not None else None
 
 
 # ---- managers alive in this process ------------------------------------------------------------

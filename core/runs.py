@@ -230,18 +230,39 @@ def is_complete_checkpoint(checkpoint: Path) -> bool:
 
 
 def list_runs(root: Path) -> list[RunFolder]:
-    """Run folders under root, newest first."""
-    if not root.exists():
+    """Every run folder under root (a config.yaml or a status.json in it), newest first.
+
+    The one walk of a runs folder: the history, the job manager's listing and its start-up recovery
+    all build on it. A folder with a status but an unreadable or missing config is listed, so the
+    history can show it as broken instead of hiding it.
+    """
+    try:
+        children = list(root.iterdir())
+    except OSError:
         return []
-    folders = [RunFolder(p) for p in root.iterdir() if p.is_dir() and (p / "config.yaml").exists()]
+    folders = [
+        RunFolder(path) for path in children
+        if RUN_ID_PATTERN.match(path.name) and ".." not in path.name and path.is_dir()
+        and ((path / "config.yaml").exists() or (path / "status.json").exists())
+    ]
     # config.yaml is written once at creation; the folder's own mtime moves with every status write.
-    return sorted(folders, key=lambda f: (f.config_path.stat().st_mtime_ns, f.run_id), reverse=True)
+    return sorted(folders, key=lambda f: (mtime_ns(f.config_path) or mtime_ns(f.path), f.run_id), reverse=True)
 
 
-def elapsed_seconds(started_at: str | None) -> float:
+def mtime_ns(path: Path) -> int:
+    """A path's modification time in ns, 0 when it cannot be read."""
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def elapsed_seconds(started_at: str | None, ended_at: str | None = None) -> float:
+    """Seconds from an ISO time to another (default: now); 0 when either cannot be read."""
     if not started_at:
         return 0.0
     try:
-        return max(0.0, time.time() - datetime.fromisoformat(started_at).timestamp())
-    except ValueError:
+        end = datetime.fromisoformat(ended_at).timestamp() if ended_at else time.time()
+        return max(0.0, end - datetime.fromisoformat(started_at).timestamp())
+    except (TypeError, ValueError):
         return 0.0

@@ -1,6 +1,6 @@
 """Runs: the history of every run folder, overlaid curves, and what to do with one run.
 
-Reads `jobs.list_runs()` (RunSummary rows, cached by file stats in core.jobs) and snapshots for
+Reads `jobs.list_runs()` (RunSummary rows, cached by file stats in core.history) and snapshots for
 the curves. Exports: config.yaml, the model or LoRA adapter as a zip (optionally merged through
 core.engine.export_run), and the commands that rerun the config headless or on several GPUs.
 """
@@ -115,7 +115,7 @@ def overlay_section(jobs, runs: list) -> None:
 
 
 def run_actions(jobs, summary) -> None:
-    """Open the run elsewhere, resume it, or delete it (with confirmation)."""
+    """Open the run elsewhere, resume it, cancel it while it is queued, or delete it (with confirmation)."""
     run_id = summary.run_id
     cols = st.columns(5)
     if cols[0].button(text.OPEN_SETUP, icon=":material/tune:", help=text.OPEN_SETUP_HELP, key="tb_runs_setup",
@@ -141,8 +141,18 @@ def run_actions(jobs, summary) -> None:
         else:
             state.select_run(run_id)
             st.switch_page("pages/train.py", query_params={"run": run_id})
-    if cols[4].button(text.DELETE, icon=":material/delete:", disabled=summary.status in ("queued", "running"),
-                      key="tb_runs_delete", width="stretch"):
+    if summary.status == "queued":  # a queued run cannot be deleted, but it can leave the queue
+        if cols[4].button(text.CANCEL_RUN, icon=":material/cancel:", help=text.CANCEL_RUN_HELP,
+                          key="tb_runs_cancel", width="stretch"):
+            try:
+                jobs.cancel(run_id)
+            except TuneboardError as err:
+                show_error(err)
+            else:
+                st.toast(text.CANCELLED_RUN.format(run_id=run_id))
+                st.rerun()
+    elif cols[4].button(text.DELETE, icon=":material/delete:", disabled=summary.status == "running",
+                        key="tb_runs_delete", width="stretch"):
         st.session_state[DELETE_KEY] = run_id
     if st.session_state.get(DELETE_KEY) == run_id:
         delete_confirmation(jobs, summary)

@@ -124,3 +124,25 @@ def test_resume_from_the_history(jobs, trainer, runs_root):  # noqa: F811
     assert not at.exception
     assert at.title[0].value == text.TRAIN_TITLE
     assert wait_for(lambda: [call[0] for call in trainer.calls] == [run_id])
+
+
+def test_cancel_a_queued_run(jobs, trainer, runs_root):  # noqa: F811
+    from core.config import RunConfig
+
+    trainer.hold = True  # the first run trains until Stop, so the second one waits in the queue
+    first = jobs.submit(RunConfig(name="first"))
+    assert trainer.started.wait(15)
+    queued = jobs.submit(RunConfig(name="second"))
+    assert jobs.queued() == [queued]
+    at = open_page(PAGE, {"run": queued})
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.button(key="tb_runs_cancel").disabled
+    at.button(key="tb_runs_cancel").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert jobs.queued() == [] and jobs.snapshot(queued).status == "cancelled"
+    assert jobs.active_run_id() == first  # the running run is not touched
+    assert not at.button(key="tb_runs_delete").disabled  # a cancelled run can be deleted; no Cancel left
+    assert not any(b.key == "tb_runs_cancel" for b in at.button)
+    jobs.stop(first)
+    assert wait_for(lambda: jobs.snapshot(first).status == "stopped")
+    assert [call[0] for call in trainer.calls] == [first]  # the cancelled run never trained

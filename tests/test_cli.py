@@ -132,3 +132,68 @@ def test_sigterm_stops_gracefully_with_a_checkpoint(tmp_path, tiny_bert):
     status = json.loads((out_dir / "status.json").read_text())
     assert status["status"] == "stopped"
     assert any(p.name.startswith("checkpoint-") for p in out_dir.iterdir())
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again(capsys, tmp_path, tiny_bert):
+    from core.runs import RunFolder
+    from tests.test_engine import tiny_config
+
+    folder = RunFolder.create(tmp_path / "runs", "early", tiny_config(tiny_bert, "mlm", max_steps=2))
+    folder.update_status(status="running", started_at="2024-01-01T00:00:00+00:00", step=1)  # as kill -9 left it
+    folder.metrics_path.write_text('{"step": 1, "loss": 5.0}\n')
+    code, out, err = run_cli(capsys, "--resume", str(folder.path))
+    assert code == 0, err
+    assert "marked interrupted" in out and "starts again from step 0" in out
+    assert folder.status()["status"] == "completed"
+    assert [m["step"] for m in folder.metrics() if "loss" in m] == [1, 2]  # one attempt's curve
+    assert list((folder.path / "previous-attempts").glob("*/metrics.jsonl"))
+
+
+@pytest.mark.slow
+def test_a_run_killed_hard_resumes_from_its_last_checkpoint(capsys, tmp_path, tiny_bert):
+    from core.recovery import INTERRUPTED_RUNNING, run_lock
+    from core.runs import RunFolder
+    from tests.test_engine import tiny_config
+
+    config = tmp_path / "tiny.yaml"
+    tiny_config(tiny_bert, "mlm", max_steps=12, save_steps=2, eval_steps=6).save(config)
+    out_dir = tmp_path / "runs" / "killed"
+    folder = RunFolder(out_dir)
+    # The CLI trains in its own process, out of monkeypatch's reach: the hook slows each of its steps
+    # so the kill lands after the first checkpoint and before the last step.
+    hooks = ROOT / "tests" / "child_hooks"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT)]), "TUNEBOARD_TEST_STEP_DELAY_S": "0.3"}
+    with open(tmp_path / "cli.err", "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "core", "train", "--config", str(config), "--output-dir", str(out_dir)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while folder.last_complete_checkpoint() is None and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            process.kill()  # SIGKILL: no handler runs, status.json keeps saying "running"
+            process.wait(30)
+    checkpoint = folder.last_complete_checkpoint()
+    assert checkpoint is not None, (tmp_path / "cli.err").read_text()
+    assert folder.status()["status"] == "running"
+    saved_at = int(checkpoint.name.removeprefix("checkpoint-"))
+    assert saved_at < 12
+    logged_before = len([m for m in folder.metrics() if "loss" in m])
+
+    with run_lock(folder):  # a live owner: resume must refuse and leave the run alone
+        code, _, err = run_cli(capsys, "--resume", str(out_dir))
+    assert code == EXIT_USER_ERROR
+    assert_one_line_error(err, "another tuneboard process")
+    assert folder.status()["status"] == "running"
+
+    code, out, err = run_cli(capsys, "--resume", str(out_dir))
+    assert code == 0, err
+    assert "marked interrupted" in out and "Run completed" in out
+    assert f"Marked interrupted before resuming: {INTERRUPTED_RUNNING}" in folder.log_path.read_text()
+    status = folder.status()
+    assert status["status"] == "completed" and status["step"] == 12 and status.get("error") is None
+    resumed = [m["step"] for m in folder.metrics() if "loss" in m][logged_before:]
+    assert resumed[0] == saved_at + 1 and resumed[-1] == 12  # the steps continue from the checkpoint
+    assert resumed == sorted(set(resumed))

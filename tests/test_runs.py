@@ -123,3 +123,13 @@ def test_sink_is_safe_under_concurrent_readers(tmp_path):
         reader.join()
     assert not errors
     assert len(sink.snapshot().metrics) == 200
+
+
+def test_list_runs_keeps_broken_run_folders_and_skips_the_rest(tmp_path):
+    RunFolder.create(tmp_path, "whole", RunConfig())
+    (tmp_path / "no-config").mkdir()
+    (tmp_path / "no-config" / "status.json").write_text("{}")  # a run whose config is lost: still listed
+    (tmp_path / "empty").mkdir()                                # no config, no status: not a run
+    (tmp_path / "stray.txt").write_text("x")
+    assert sorted(f.run_id for f in list_runs(tmp_path)) == ["no-config", "whole"]
+    assert list_runs(tmp_path / "missing") == []

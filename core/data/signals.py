@@ -295,49 +295,46 @@ def _flatten(signal: Signal, cls: type) -> tuple[Signal, ...]:
 
 
 @dataclass(eq=False)
-class And(Signal):
-    """Rows passing every child."""
+class _Group(Signal):
+    """A combinator over one or more children; subclasses name the operator and how masks join."""
 
     items: tuple[Signal, ...]
-    op: ClassVar[str] = "and"
+    op: ClassVar[str]
+    label: ClassVar[str]
+    join: ClassVar[np.ufunc]  # reduced over the children's masks
 
     def __post_init__(self) -> None:
-        self.items = _check_children(self.items, "and")
+        self.items = _check_children(self.items, self.op)
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "children": [c.to_dict() for c in self.items]}
 
     def describe(self) -> str:
-        return "ALL of"
+        return self.label
 
     def children(self) -> tuple[Signal, ...]:
         return self.items
 
     def combine(self, masks: list[np.ndarray]) -> np.ndarray:
-        return np.logical_and.reduce(masks)
+        return self.join.reduce(masks)
 
 
 @dataclass(eq=False)
-class Or(Signal):
+class And(_Group):
+    """Rows passing every child."""
+
+    op: ClassVar[str] = "and"
+    label: ClassVar[str] = "ALL of"
+    join: ClassVar[np.ufunc] = np.logical_and
+
+
+@dataclass(eq=False)
+class Or(_Group):
     """Rows passing at least one child."""
 
-    items: tuple[Signal, ...]
     op: ClassVar[str] = "or"
-
-    def __post_init__(self) -> None:
-        self.items = _check_children(self.items, "or")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "children": [c.to_dict() for c in self.items]}
-
-    def describe(self) -> str:
-        return "ANY of"
-
-    def children(self) -> tuple[Signal, ...]:
-        return self.items
-
-    def combine(self, masks: list[np.ndarray]) -> np.ndarray:
-        return np.logical_or.reduce(masks)
+    label: ClassVar[str] = "ANY of"
+    join: ClassVar[np.ufunc] = np.logical_or
 
 
 @dataclass(eq=False)
