@@ -266,60 +266,91 @@ class RunConfig:
 
     # ---- validation ---------------------------------------------------------------------
     def validate(self) -> RunConfig:
-        """Check every value; raise ConfigError naming the field and what to do."""
-        _choice("task", self.task, TASKS)
-        _choice("strategy.name", self.strategy.name, STRATEGIES)
-        _choice("data.source", self.data.source, DATA_SOURCES)
-        _choice("training.lr_scheduler", self.training.lr_scheduler, SCHEDULERS)
-        _choice("training.device", self.training.device, DEVICES)
-        _choice("training.precision", self.training.precision, PRECISIONS)
-        _choice("data.curation.too_long", self.data.curation.too_long, TOO_LONG_ACTIONS)
-        _choice("data.curation.check_action", self.data.curation.check_action, CHECK_ACTIONS)
+        """Check every value; raise ConfigError naming the field and what to do (the first problem)."""
+        found = self.problems()
+        if found:
+            raise found[0]
+        return self
+
+    def problems(self) -> list[ConfigError]:
+        """Every invalid value, in form order, each naming its field (validate() raises the first).
+
+        All of them, not just the first, so Setup can show each one under its widget at once: a
+        probe without [MASK] is flagged even while the data path is still missing.
+        """
+        found: list[ConfigError] = []
+        for check in self._checks():
+            try:
+                check()
+            except ConfigError as err:
+                found.append(err)
+        return found
+
+    def _checks(self):
+        """One callable per independent check; each raises ConfigError."""
+        t, d, s = self.training, self.data, self.strategy
+        yield lambda: _choice("task", self.task, TASKS)
+        yield lambda: _choice("strategy.name", s.name, STRATEGIES)
+        yield lambda: _choice("data.source", d.source, DATA_SOURCES)
+        yield lambda: _choice("training.lr_scheduler", t.lr_scheduler, SCHEDULERS)
+        yield lambda: _choice("training.device", t.device, DEVICES)
+        yield lambda: _choice("training.precision", t.precision, PRECISIONS)
+        yield lambda: _choice("data.curation.too_long", d.curation.too_long, TOO_LONG_ACTIONS)
+        yield lambda: _choice("data.curation.check_action", d.curation.check_action, CHECK_ACTIONS)
+        yield self._check_model_source
+        yield lambda: _positive("model.max_length", self.model.max_length, upper=8192)
+        if t.max_steps == 0:
+            yield lambda: _positive("training.epochs", t.epochs, upper=10_000)
+        yield lambda: _at_least("training.max_steps", t.max_steps, 0)
+        yield lambda: _positive("training.batch_size", t.batch_size, upper=65_536)
+        yield lambda: _positive("training.gradient_accumulation_steps", t.gradient_accumulation_steps, upper=4096)
+        yield lambda: _positive("training.learning_rate", t.learning_rate, upper=1.0)
+        yield lambda: _between("training.warmup_ratio", t.warmup_ratio, 0.0, 1.0)
+        yield lambda: _between("training.weight_decay", t.weight_decay, 0.0, 1.0)
+        yield lambda: _positive("training.logging_steps", t.logging_steps)
+        yield lambda: _positive("training.eval_steps", t.eval_steps)
+        yield lambda: _positive("training.save_steps", t.save_steps)
+        yield lambda: _positive("training.save_total_limit", t.save_total_limit, upper=1000)
+        yield lambda: _between("training.mlm_probability", t.mlm_probability, 0.01, 0.99)
+        yield lambda: _between("data.validation_fraction", d.validation_fraction, 0.0, 0.9)
+        if d.max_rows is not None:
+            yield lambda: _positive("data.max_rows", d.max_rows)
+        yield lambda: _positive("data.synthetic.rows", d.synthetic.rows, upper=10_000_000)
+        yield lambda: _between("data.synthetic.null_fraction", d.synthetic.null_fraction, 0.0, 0.9)
+        yield self._check_data_path
+        yield self._check_columns
+        yield lambda: _at_least("strategy.freeze_layers", s.freeze_layers, 0)
+        yield lambda: _at_least("strategy.unfreeze_every_steps", s.unfreeze_every_steps, 0)
+        yield lambda: _positive("strategy.lora_r", s.lora_r, upper=1024)
+        yield lambda: _positive("strategy.lora_alpha", s.lora_alpha, upper=4096)
+        yield lambda: _between("strategy.lora_dropout", s.lora_dropout, 0.0, 0.9)
+        yield lambda: _positive("probes.top_k", self.probes.top_k, upper=100)
+        if self.task == "mlm":
+            yield self._check_mask
+
+    def _check_model_source(self) -> None:
         if not str(self.model.source).strip():
             raise ConfigError("Choose a model: 'bundled', a Hub id or a local folder.", field="model.source")
-        _positive("model.max_length", self.model.max_length, upper=8192)
-        t = self.training
-        if t.max_steps == 0:
-            _positive("training.epochs", t.epochs, upper=10_000)
-        _at_least("training.max_steps", t.max_steps, 0)
-        _positive("training.batch_size", t.batch_size, upper=65_536)
-        _positive("training.gradient_accumulation_steps", t.gradient_accumulation_steps, upper=4096)
-        _positive("training.learning_rate", t.learning_rate, upper=1.0)
-        _between("training.warmup_ratio", t.warmup_ratio, 0.0, 1.0)
-        _between("training.weight_decay", t.weight_decay, 0.0, 1.0)
-        _positive("training.logging_steps", t.logging_steps)
-        _positive("training.eval_steps", t.eval_steps)
-        _positive("training.save_steps", t.save_steps)
-        _positive("training.save_total_limit", t.save_total_limit, upper=1000)
-        _between("training.mlm_probability", t.mlm_probability, 0.01, 0.99)
+
+    def _check_data_path(self) -> None:
         d = self.data
-        _between("data.validation_fraction", d.validation_fraction, 0.0, 0.9)
-        if d.max_rows is not None:
-            _positive("data.max_rows", d.max_rows)
-        _positive("data.synthetic.rows", d.synthetic.rows, upper=10_000_000)
-        _between("data.synthetic.null_fraction", d.synthetic.null_fraction, 0.0, 0.9)
         if d.source in ("file", "hub", "curated") and not (d.path or "").strip():
             what = "Hub dataset name" if d.source == "hub" else "file"
             raise ConfigError(f"Data source '{d.source}' needs a {what}: set data.path.", field="data.path")
-        if not d.text_column.strip():
+
+    def _check_columns(self) -> None:
+        if not self.data.text_column.strip():
             raise ConfigError("Name the text column.", field="data.text_column")
-        if self.task == "classification" and not d.label_column.strip():
+        if self.task == "classification" and not self.data.label_column.strip():
             raise ConfigError("Classification needs a label column.", field="data.label_column")
-        s = self.strategy
-        _at_least("strategy.freeze_layers", s.freeze_layers, 0)
-        _at_least("strategy.unfreeze_every_steps", s.unfreeze_every_steps, 0)
-        _positive("strategy.lora_r", s.lora_r, upper=1024)
-        _positive("strategy.lora_alpha", s.lora_alpha, upper=4096)
-        _between("strategy.lora_dropout", s.lora_dropout, 0.0, 0.9)
-        _positive("probes.top_k", self.probes.top_k, upper=100)
-        if self.task == "mlm":
-            for text in self.probe_texts():
-                if not has_mask(text):
-                    raise ConfigError(
-                        f"Masked-LM probe {text!r} has no [MASK]: add one where the model should guess.",
-                        field="probes.texts",
-                    )
-        return self
+
+    def _check_mask(self) -> None:
+        for text in self.probe_texts():
+            if not has_mask(text):
+                raise ConfigError(
+                    f"Masked-LM probe {text!r} has no [MASK]: add one where the model should guess.",
+                    field="probes.texts",
+                )
 
     # ---- (de)serialisation --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

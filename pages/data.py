@@ -17,6 +17,7 @@ import yaml
 from core.config import RunConfig
 from core.errors import TuneboardError
 from ui import signals, state, text
+from ui.columns import pick_columns
 from ui.widgets import show_error
 
 TREE_KEY = "tb_signal_tree"
@@ -30,10 +31,10 @@ MAX_DEPTH = 2
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _frame(data_yaml: str, mtime_ns: int) -> pd.DataFrame:
-    """The raw rows of the Setup dataset (mtime_ns: the file's, so an edited file reloads)."""
-    from core.data.sources import load_frame
+    """The raw rows of the Setup dataset, whatever its columns (mtime_ns: the file's, so an edited file reloads)."""
+    from core.data.sources import load_rows
 
-    return load_frame(RunConfig.from_dict({"data": yaml.safe_load(data_yaml)}).data)
+    return load_rows(RunConfig.from_dict({"data": yaml.safe_load(data_yaml)}).data)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -66,7 +67,8 @@ def _frame_key(cfg: RunConfig) -> tuple[str, int]:
     from pathlib import Path
 
     data = copy.deepcopy(cfg.data)
-    data.curation = type(data.curation)()  # curation does not change the raw rows
+    data.curation = type(data.curation)()  # curation does not change the raw rows, nor do the columns picked
+    data.text_column, data.label_column = "text", "label"
     path = Path(data.path).expanduser() if data.source == "file" and data.path else None
     mtime = path.stat().st_mtime_ns if path is not None and path.is_file() else 0
     return yaml.safe_dump(RunConfig(data=data).to_dict()["data"], sort_keys=True), mtime
@@ -248,9 +250,10 @@ def overview(frame: pd.DataFrame, cfg: RunConfig) -> None:
 
 
 def column_mapping(frame: pd.DataFrame, cfg: RunConfig) -> None:
-    """Text (and label) column; written to the tab's config."""
+    """Text (and label) column, offered from the data's own columns; written to the tab's config."""
     from core.config import field_help
 
+    pick_columns(cfg.data, frame, state.form_generation())
     columns = [str(c) for c in frame.columns]
     cols = st.columns(2)
     text_index = columns.index(cfg.data.text_column) if cfg.data.text_column in columns else 0
@@ -387,10 +390,12 @@ except TuneboardError as err:
     st.page_link("pages/setup.py", label=text.OPEN_SETUP_PAGE, icon=":material/tune:")
     st.stop()
 
-overview(frame, cfg)
+overview_box = st.container()  # drawn after the mapping: it counts empty texts in the chosen column
 with st.container(border=True):
     st.subheader(text.SECTION_COLUMNS)
     column_mapping(frame, cfg)
+with overview_box:
+    overview(frame, cfg)
 
 with st.container(border=True):
     st.subheader(text.SECTION_SIGNALS)

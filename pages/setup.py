@@ -7,6 +7,7 @@ submits the config to the shared JobManager and opens the Train page.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -24,10 +25,12 @@ from core.config import (
     StrategyConfig,
     TrainingConfig,
 )
+from core.data.preflight import DataFacts, data_problems
 from core.errors import ConfigError, DataError, ModelError, TuneboardError
-from ui import state, text
+from ui import charts, state, text
+from ui.columns import pick_columns
 from ui.files import file_suffix, save_upload
-from ui.widgets import Form, format_count
+from ui.widgets import Form, format_count, mark_loaded, touch
 
 PREVIEW_ROWS = 200
 SYNTH_SAMPLE_ROWS = 8
@@ -95,9 +98,37 @@ def _synthetic_sample(seed: int, null_fraction: float) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _curated_preview(name: str) -> pd.DataFrame:
-    from core.data.sources import load_frame
+    from core.data.sources import load_rows
 
-    return load_frame(DataConfig(source="curated", path=name)).head(PREVIEW_ROWS)
+    return load_rows(DataConfig(source="curated", path=name)).head(PREVIEW_ROWS)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _data_facts(data_yaml: str, mtime_ns: int, text_column: str, label_column: str | None) -> DataFacts:
+    """Rows, usable rows and classes of the whole dataset (mtime_ns: the file's, so an edited file reloads)."""
+    from core.data.preflight import data_facts
+    from core.data.sources import load_rows
+
+    return data_facts(load_rows(RunConfig.from_dict({"data": _yaml(data_yaml)}).data), text_column, label_column)
+
+
+def _facts(data: DataConfig, task: str) -> DataFacts | None:
+    """Facts of the configured data; None where they cannot be known cheaply (Hub: network) or read."""
+    if data.source == "hub" or (data.source != "synthetic" and not data.path):
+        return None
+    path = Path(data.path).expanduser() if data.source == "file" and data.path else None
+    if path is not None and not path.is_file():
+        return None
+    mtime = path.stat().st_mtime_ns if path is not None else 0
+    key = {"source": data.source, "path": data.path, "hub_split": data.hub_split}
+    if data.source == "synthetic":
+        key["synthetic"] = dataclasses.asdict(data.synthetic)
+    try:
+        return _data_facts(
+            _dump(key), mtime, data.text_column, data.label_column if task == "classification" else None
+        )
+    except TuneboardError:
+        return None  # the preview above already says why the data cannot be read
 
 
 def _yaml(text_: str) -> dict:
@@ -107,11 +138,13 @@ def _yaml(text_: str) -> dict:
 
 
 def _as_yaml(obj) -> str:
-    import dataclasses
+    return _dump(dataclasses.asdict(obj))
 
+
+def _dump(data: dict) -> str:
     import yaml
 
-    return yaml.safe_dump(dataclasses.asdict(obj), sort_keys=True)
+    return yaml.safe_dump(data, sort_keys=True)
 
 
 # ---- sections ------------------------------------------------------------------------------
@@ -182,8 +215,10 @@ def model_section(form: Form, model: ModelConfig, task: str) -> ModelConfig:
     return model
 
 
-def data_section(form: Form, data: DataConfig, task: str) -> tuple[DataConfig, list[TuneboardError]]:
-    """Dataset source with its options, a preview, column mapping; returns data problems found."""
+def data_section(
+    form: Form, data: DataConfig, task: str
+) -> tuple[DataConfig, list[TuneboardError], DataFacts | None]:
+    """Dataset source with its options, a preview, column mapping, the classes; returns problems and facts."""
     problems: list[TuneboardError] = []
     data.source = form.select(
         "data.source", text.DATA_SOURCE, list(text.DATA_SOURCES), data.source,
@@ -205,7 +240,10 @@ def data_section(form: Form, data: DataConfig, task: str) -> tuple[DataConfig, l
         st.caption(text.FILE_PREVIEW.format(rows=min(len(preview), 20)))
         st.dataframe(preview.head(20), hide_index=True, height=240)
     if data.source != "synthetic":
-        problems += column_mapping(form, data, task, None if preview is None else list(preview.columns))
+        problems += column_mapping(form, data, task, preview)
+    facts = None if problems else _facts(data, task)
+    if facts is not None and facts.labels is not None and facts.labels.classes:
+        label_balance(facts)
     with st.expander(text.DATA_ADVANCED):
         cols = st.columns(2)
         with cols[0]:
@@ -217,7 +255,20 @@ def data_section(form: Form, data: DataConfig, task: str) -> tuple[DataConfig, l
             data.max_rows = max_rows or None
         if data.source != "synthetic":
             data.eval_path = form.text("data.eval_path", text.EVAL_PATH, data.eval_path) or None
-    return data, problems
+    return data, problems, facts
+
+
+def label_balance(facts: DataFacts) -> None:
+    """Classes of the label column: how many, how balanced, and a small bar chart of their rows."""
+    labels = facts.labels
+    if labels.balance is not None:
+        template = text.LABEL_CLASSES_IMBALANCED if labels.imbalanced else text.LABEL_CLASSES
+        st.caption(template.format(classes=labels.classes, rows=facts.usable, balance=labels.balance))
+    if labels.missing or labels.unparseable:
+        st.caption(text.LABEL_ROWS_DROPPED.format(missing=labels.missing, unparseable=labels.unparseable))
+    st.plotly_chart(
+        charts.class_counts_figure(labels.counts), config={"displayModeBar": False}, key="tb_setup_label_chart"
+    )
 
 
 def synthetic_inputs(form: Form, data: DataConfig) -> None:
@@ -247,21 +298,23 @@ def file_inputs(form: Form, data: DataConfig) -> pd.DataFrame | None:
     from core.data.sources import SUPPORTED_SUFFIXES
 
     suffixes = sorted({s.lower().lstrip(".") for s in SUPPORTED_SUFFIXES})
+    # Choosing or removing a file is touching the data path: its errors may turn red from then on.
     uploaded = st.file_uploader(
-        text.UPLOAD_LABEL, type=suffixes, help=text.UPLOAD_HELP, key=form.key("data.upload")
+        text.UPLOAD_LABEL, type=suffixes, help=text.UPLOAD_HELP, key=form.key("data.upload"),
+        on_change=touch, args=(form.key("data.path"),),
     )
     if uploaded is not None:
         if file_suffix(uploaded.name).lstrip(".") not in suffixes:
-            form.slot("data.path")
+            form.slot("data.path", owner=form.key("data.path"))
             raise DataError(text.UPLOAD_BAD_TYPE.format(name=uploaded.name, types=", ".join(suffixes)))
         content = uploaded.getvalue()
         if not content.strip():
-            form.slot("data.path")
+            form.slot("data.path", owner=form.key("data.path"))
             raise DataError(text.UPLOAD_EMPTY.format(name=uploaded.name))
         stored = save_upload(uploaded.name, content, state.uploads_root())
         data.path = str(stored)
         st.caption(text.UPLOAD_SAVED.format(path=data.path))
-        form.slot("data.path")
+        form.slot("data.path", owner=form.key("data.path"))
         try:
             return _read_preview(str(stored), stored.stat().st_mtime_ns)
         except DataError as err:  # name the file as the user knows it, not our stored copy
@@ -302,7 +355,7 @@ def curated_inputs(form: Form, data: DataConfig) -> pd.DataFrame | None:
     datasets = {str(d.get("name")): d for d in state.curated_datasets() if d.get("name")}
     if not datasets:
         st.info(text.CURATED_NONE)
-        form.slot("data.path")
+        form.slot("data.path", owner=form.key("data.path", "curated"))
         return None
     names = list(datasets)
     data.path = form.select(
@@ -315,9 +368,14 @@ def curated_inputs(form: Form, data: DataConfig) -> pd.DataFrame | None:
     return _curated_preview(data.path)
 
 
-def column_mapping(form: Form, data: DataConfig, task: str, columns: list[str] | None) -> list[TuneboardError]:
-    """Which column holds the text (and the label); a configured column missing from the data is flagged."""
+def column_mapping(
+    form: Form, data: DataConfig, task: str, preview: pd.DataFrame | None
+) -> list[TuneboardError]:
+    """Which column holds the text (and the label): only the data's own columns, found by name or type."""
     problems: list[TuneboardError] = []
+    columns = None if preview is None else [str(c) for c in preview.columns]
+    if columns:
+        pick_columns(data, preview, state.form_generation())
     cols = st.columns(2)
     wanted = [("data.text_column", text.TEXT_COLUMN, "text_column")]
     if task == "classification":
@@ -438,8 +496,10 @@ def probes_section(form: Form, cfg: RunConfig) -> ProbeConfig:
     return ProbeConfig(texts=None if lines == defaults or not lines else lines, top_k=top_k)
 
 
-def summary_section(cfg: RunConfig, problems: list[TuneboardError], params: tuple | None, form: Form) -> None:
-    """Parameter count, time estimate, readiness and the Start button."""
+def summary_section(
+    cfg: RunConfig, problems: list[TuneboardError], params: tuple | None, form: Form, hints: dict[int, str]
+) -> None:
+    """Parameter count, time estimate, readiness (errors, or hints before the user touched a field) and Start."""
     st.subheader(text.SECTION_SUMMARY)
     st.caption(cfg.summary())
     trainable, total = params or (None, None)
@@ -464,7 +524,10 @@ def summary_section(cfg: RunConfig, problems: list[TuneboardError], params: tupl
     if seconds:
         st.caption(text.ESTIMATE_DEVICE.format(device=state.device_label()))
     for problem in problems:
-        st.error(str(problem), icon=":material/error:")
+        if id(problem) in hints:
+            st.info(hints[id(problem)], icon=":material/info:")
+        else:
+            st.error(str(problem), icon=":material/error:")
     if not problems:
         st.success(text.CONFIG_OK, icon=":material/check_circle:")
     if st.button(text.START, type="primary", help=text.START_HELP, disabled=bool(problems),
@@ -497,6 +560,7 @@ def config_file_section(cfg: RunConfig) -> None:
         else:
             st.session_state[YAML_LOADED_KEY] = upload.file_id
             state.load_config(loaded)
+            mark_loaded(state.form_generation())  # its values were chosen: show their errors at once
             st.toast(text.LOAD_YAML_OK.format(name=upload.name))
             st.rerun()
     if st.button(text.RESET_DEFAULTS, key="tb_setup_reset"):
@@ -520,6 +584,23 @@ def _model_kind(source: str, popular: list[dict]) -> str:
     return "hub"
 
 
+def _blank(cfg: RunConfig, field: str | None) -> bool:
+    """Whether the config value at a dotted field path is still empty (None or blank text)."""
+    value: object = cfg
+    for part in (field or "").split("."):
+        if not part or not hasattr(value, part):
+            return False
+        value = getattr(value, part)
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _hint(err: TuneboardError, cfg: RunConfig) -> str:
+    """A neutral next step for a required value the user has not entered yet."""
+    if err.field == "data.path":
+        return text.DATA_PATH_HINTS.get(cfg.data.source, str(err))
+    return text.FIELD_HINTS.get(err.field or "", str(err))
+
+
 def _at(err: TuneboardError, field: str) -> TuneboardError:
     """The error, attached to a widget's field when it names none."""
     if not err.field:
@@ -527,14 +608,19 @@ def _at(err: TuneboardError, field: str) -> TuneboardError:
     return err
 
 
-def _check(cfg: RunConfig, data_problems: list[TuneboardError]) -> tuple[list[TuneboardError], tuple | None]:
+def _check(
+    cfg: RunConfig, found: list[TuneboardError], facts: DataFacts | None
+) -> tuple[list[TuneboardError], tuple | None]:
     """Every problem of the config (values, data, model source, task support) and the param count."""
-    problems = list(data_problems)
-    try:
-        cfg.validate()
-    except ConfigError as err:
+    problems = list(found)
+    for err in cfg.problems():
         if not any(p.field == err.field for p in problems):
-            problems.insert(0, err)
+            problems.append(err)
+    if facts is not None:
+        # What the data itself shows (one class, fewer rows than a batch), where the value is valid.
+        for err in data_problems(facts, cfg):
+            if not any(p.field == err.field for p in problems):
+                problems.append(err)
     if any((p.field or "").startswith(("model.", "strategy.", "task")) for p in problems):
         return problems, None
     found = _model_problem(cfg.model.source)
@@ -566,7 +652,7 @@ with main:
         cfg.model = model_section(form, cfg.model, cfg.task)
     with st.container(border=True):
         st.subheader(text.SECTION_DATA)
-        cfg.data, data_problems = data_section(form, cfg.data, cfg.task)
+        cfg.data, found, facts = data_section(form, cfg.data, cfg.task)
     with st.container(border=True):
         st.subheader(text.SECTION_STRATEGY)
         cfg.strategy = strategy_section(form, cfg.strategy)
@@ -578,11 +664,16 @@ with main:
         cfg.probes = probes_section(form, cfg)
 
 state.set_config(cfg)
-problems, params = _check(cfg, data_problems)
+problems, params = _check(cfg, found, facts)
+# A required value not entered yet, under a widget the user has not touched: guide, do not scold.
+pending = {id(p): _hint(p, cfg) for p in problems if _blank(cfg, p.field) and not form.touched(p.field)}
 with side:
     with st.container(border=True):
-        summary_section(cfg, problems, params, form)
+        summary_section(cfg, problems, params, form, pending)
     with st.container(border=True):
         config_file_section(cfg)
 for problem in problems:
-    form.show_error(problem)
+    if id(problem) in pending:
+        form.show_hint(problem, pending[id(problem)])
+    else:
+        form.show_error(problem)

@@ -119,3 +119,24 @@ def test_unreadable_setup_data_is_explained(jobs, isolated_runs):  # noqa: F811
     at.switch_page(PAGE).run()
     assert text.DATA_LOAD_FAILED in texts(at.error)
     assert not at.exception
+
+
+def test_columns_are_found_in_a_file_without_a_text_column(jobs, isolated_runs):  # noqa: F811
+    data = isolated_runs.parent / "reviews.csv"
+    rows = "\n".join(f"{i},Review {i} of the Nike shoes,{'positive' if i % 2 else 'negative'}" for i in range(30))
+    data.write_text("id,review,sentiment\n" + rows + "\n")
+    at = open_page("pages/setup.py")
+    cfg = RunConfig(task="classification")
+    cfg.data.source, cfg.data.path = "file", str(data)
+    at.session_state["tb_config"] = cfg
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert text.DATA_LOAD_FAILED not in texts(at.error)
+    assert at.selectbox(key="tb_data_text_col").value == "review"
+    assert at.selectbox(key="tb_data_label_col").value == "sentiment"
+    assert at.selectbox(key="tb_data_text_col").options == ["id", "review", "sentiment"]
+    # The user's choice sticks across reruns and carries back to Setup.
+    at.selectbox(key="tb_data_label_col").set_value("id").run()
+    at.run()
+    assert at.selectbox(key="tb_data_label_col").value == "id"
+    assert at.session_state["tb_config"].data.label_column == "id"

@@ -87,18 +87,101 @@ def test_uploaded_csv_is_previewed_and_stored_safely(jobs, isolated_runs):  # no
     assert len(stored) == 1 and stored[0].name.endswith("My_Reviews_.csv")
     assert stored[0].read_bytes() == csv
     assert at.selectbox(key=key("data.text_column", "text|label")).value == "text"
+    # Two rows: one trains, one is held out, so a batch of 32 cannot be filled.
+    assert any("Only 1 training rows" in e for e in texts(at.error)), texts(at.error)
+    at.number_input(key=key("training.batch_size")).set_value(1).run()
     assert text.CONFIG_OK in texts(at.success)
 
 
-def test_upload_missing_the_text_column_is_flagged(jobs):  # noqa: F811
+def review_csv(rows: int = 60, labels=("positive", "negative")) -> bytes:
+    lines = ["id,review,sentiment"]
+    for i in range(rows):
+        lines.append(f"{i},Review number {i} of these Nike shoes,{labels[i % len(labels)]}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def upload(at, name: str, content: bytes, task: str = "classification"):
+    at.radio(key=key("task")).set_value(task).run()
+    at.radio(key=key("data.source")).set_value("file").run()
+    at.file_uploader(key=key("data.upload")).upload(name, content, "text/csv")
+    return at.run()
+
+
+def test_review_and_sentiment_columns_are_found_without_touching_the_pickers(jobs):  # noqa: F811
+    at = upload(setup_page(jobs), "reviews.csv", review_csv())
+    assert not at.exception, [e.value for e in at.exception]
+    columns = "id|review|sentiment"
+    text_picker = at.selectbox(key=key("data.text_column", columns))
+    label_picker = at.selectbox(key=key("data.label_column", columns))
+    assert (text_picker.value, label_picker.value) == ("review", "sentiment")
+    # Only columns the file has are offered: no phantom 'text' or 'label'.
+    assert text_picker.options == ["id", "review", "sentiment"] == label_picker.options
+    assert text.CONFIG_OK in texts(at.success), texts(at.error)
+    assert not at.button(key="tb_setup_start").disabled
+    cfg = at.session_state["tb_config"]
+    assert (cfg.data.text_column, cfg.data.label_column) == ("review", "sentiment")
+
+
+def test_an_explicit_column_choice_sticks_across_reruns(jobs):  # noqa: F811
+    at = upload(setup_page(jobs), "reviews.csv", review_csv())
+    columns = "id|review|sentiment"
+    at.selectbox(key=key("data.label_column", columns)).set_value("id").run()
+    at.number_input(key=key("training.batch_size")).set_value(8).run()
+    at.run()
+    assert at.selectbox(key=key("data.label_column", columns)).value == "id"
+    assert at.session_state["tb_config"].data.label_column == "id"
+
+
+def test_a_one_class_label_column_is_refused_before_start_with_its_classes_drawn(jobs):  # noqa: F811
+    at = upload(setup_page(jobs), "one-class.csv", review_csv(labels=("positive",)))
+    assert not at.exception
+    errors = [e for e in texts(at.error) if "single class" in e and "'positive', 60 rows" in e]
+    assert len(errors) == 2, texts(at.error)  # under the label picker, and next to Start
+    assert at.button(key="tb_setup_start").disabled
+    assert text.CONFIG_OK not in texts(at.success)
+    assert at.get("plotly_chart"), "the label column's classes as a bar chart"
+
+
+def test_label_classes_are_drawn_for_classification(jobs):  # noqa: F811
+    at = setup_page(jobs)
+    assert not at.get("plotly_chart")  # masked-LM has no labels
+    at.radio(key=key("task")).set_value("classification").run()
+    assert not at.exception
+    assert at.get("plotly_chart")
+    assert any("2 classes in" in c for c in texts(at.caption)), texts(at.caption)
+    assert text.CONFIG_OK in texts(at.success)
+
+
+def test_too_few_rows_for_a_batch_is_shown_under_the_batch_size(jobs):  # noqa: F811
+    at = upload(setup_page(jobs), "small.csv", review_csv(rows=20))
+    errors = [e for e in texts(at.error) if "Only 18 training rows" in e]
+    assert len(errors) == 2, texts(at.error)
+    assert at.button(key="tb_setup_start").disabled
+    at.number_input(key=key("training.batch_size")).set_value(16).run()
+    assert text.CONFIG_OK in texts(at.success), texts(at.error)
+
+
+def test_a_fresh_file_step_guides_instead_of_scolding(jobs):  # noqa: F811
     at = setup_page(jobs)
     at.radio(key=key("data.source")).set_value("file").run()
-    at.file_uploader(key=key("data.upload")).upload("reviews.csv", b"review,stars\ngood,5\nbad,1\n", "text/csv")
-    at.run()
     assert not at.exception
-    missing = [e for e in texts(at.error) if "'text'" in e and "review, stars" in e]
-    assert missing, texts(at.error)
+    assert not at.error, texts(at.error)
+    assert text.DATA_PATH_HINTS["file"] in texts(at.info)
     assert at.button(key="tb_setup_start").disabled
+    # Once the user has typed a path and cleared it, the missing file is an error.
+    at.text_input(key=key("data.path")).set_value("x").run()
+    at.text_input(key=key("data.path")).set_value("").run()
+    assert any("needs a file" in e for e in texts(at.error))
+
+
+def test_a_probe_without_mask_is_shown_next_to_the_probes_before_start(jobs):  # noqa: F811
+    at = setup_page(jobs)
+    at.radio(key=key("data.source")).set_value("file").run()
+    at.text_area(key=key("probes.texts", "mlm")).set_value("Nike shoes are very comfortable").run()
+    errors = [e for e in texts(at.error) if "has no [MASK]" in e]
+    assert len(errors) == 2, texts(at.error)  # under the probes, and next to Start
+    assert at.button(key="tb_setup_start").disabled
+    assert not any("needs a file" in e for e in texts(at.error))  # still a hint: not touched yet
 
 
 def test_empty_and_broken_uploads_show_errors_not_tracebacks(jobs):  # noqa: F811

@@ -653,6 +653,8 @@ UPLOADS = {
 def test_setup_page_shows_upload_problems_next_to_the_widget(case, jobs):  # noqa: F811
     name, content, message = UPLOADS[case]
     at = app().run()
+    # The repaired files hold ~30 rows: a smaller batch than the default 32 fits them.
+    at.number_input(key="cfg:training.batch_size@0").set_value(8).run()
     at.radio(key="cfg:data.source@0").set_value("file").run()
     at.file_uploader(key="cfg:data.upload@0").upload(name, content, "text/csv")
     at.run()

@@ -48,14 +48,15 @@ APP_START_TIMEOUT_S = 180
 TRAIN_TIMEOUT_S = 300  # a bound: the run takes ~40 s on an idle 2-core CPU, ~4 min on a busy one
 UI_TIMEOUT_MS = 60_000
 
-# A short run, set through the Setup widgets.
+# A short run, set through the Setup widgets; long enough (~20 s of training) that the Train page
+# redraws its charts while it trains (new points reach them every few seconds, not every step).
 RUN_NAME = "e2e-browser"
 ROWS = 400
-MAX_STEPS = 20
+MAX_STEPS = 60
 BATCH_SIZE = 8
 LOG_EVERY = 2
-EVAL_EVERY = 10
-SAVE_EVERY = 10
+EVAL_EVERY = 30
+SAVE_EVERY = 30
 PROBE = "Nike shoes are very [MASK]"
 RUN_FILES = ("config.yaml", "status.json", "run.log", "metrics.jsonl", "probes.jsonl")
 
@@ -435,7 +436,7 @@ def test_a_second_tab_follows_stop_and_resume_without_a_reload(app_url, page, tm
     runs = tmp_path / "runs"
     _poll("the run to train", lambda: _status(runs / run_id) == "running", TRAIN_TIMEOUT_S, interval_s=0.5)
 
-    other = page.context.new_page()
+    other = page.context.browser.new_page(viewport=VIEWPORT)
     other.set_default_timeout(UI_TIMEOUT_MS)
     other.goto(f"{app_url}/train?run={run_id}")
     _wait_idle(other)

@@ -68,6 +68,20 @@ def test_mlm_probe_without_mask_is_refused():
         cfg.validate()
 
 
+def test_problems_lists_every_invalid_value_in_form_order():
+    cfg = RunConfig(task="mlm")
+    cfg.data.source = "file"
+    cfg.training.batch_size = 0
+    cfg.probes.texts = ["Nike shoes are very comfortable"]
+    problems = cfg.problems()
+    assert [p.field for p in problems] == ["training.batch_size", "data.path", "probes.texts"]
+    # validate() raises the first of them; a valid config has none.
+    with pytest.raises(ConfigError) as raised:
+        cfg.validate()
+    assert raised.value.field == "training.batch_size"
+    assert RunConfig().problems() == []
+
+
 def test_yaml_that_is_not_yaml():
     with pytest.raises(ConfigError, match="not valid YAML"):
         RunConfig.from_yaml("task: [mlm\n  bad: : :")

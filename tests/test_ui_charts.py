@@ -135,3 +135,11 @@ def test_weight_names_are_summarised_by_module():
     assert summarise_weight_names(names) == "cls.predictions.* (6 tensors), score.weight"
     assert summarise_weight_names(["classifier.weight", "classifier.bias"]) == "classifier.* (2 tensors)"
     assert summarise_weight_names([]) == ""
+
+
+def test_class_counts_figure_draws_one_bar_per_class_with_count_and_share():
+    fig = charts.class_counts_figure({"positive": 30, "negative": 10})
+    (bar,) = fig.data
+    assert list(bar.y) == ["positive", "negative"] and list(bar.x) == [30, 10]
+    assert list(bar.text) == ["30 (75%)", "10 (25%)"]
+    assert charts.class_counts_figure({}).data[0].x == ()

@@ -348,3 +348,30 @@ def label_figure(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[st
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
     )
     return fig
+
+
+def class_counts_figure(counts: Mapping[str, int]) -> go.Figure:
+    """Rows per class of a label column, as small horizontal bars with count and share."""
+    labels = [str(label) for label in counts]
+    values = [int(counts[label]) for label in counts]
+    total = sum(values) or 1
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=labels,
+            orientation="h",
+            marker_color=PRIMARY,
+            text=[f"{v:,} ({v / total:.0%})" for v in values],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:,} " + text.AXIS_ROWS + "<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        template="plotly_white",
+        height=max(120, 32 * len(labels) + 60),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis={"title": text.AXIS_ROWS, "rangemode": "tozero"},
+        yaxis={"autorange": "reversed", "title": None, "type": "category"},
+        showlegend=False,
+    )
+    return fig

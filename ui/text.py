@@ -155,6 +155,20 @@ CURATED_OPTION = "{name} · {rows} rows"
 TEXT_COLUMN = "Text column"
 LABEL_COLUMN = "Label column"
 COLUMN_MISSING = "Column {column!r} is not in the data; the columns are: {columns}."
+LABEL_CLASSES = "{classes} classes in {rows:,} usable rows; the smallest has {balance:.0%} of the rows of the largest."
+LABEL_CLASSES_IMBALANCED = (
+    "{classes} classes in {rows:,} usable rows; the smallest has only {balance:.0%} of the rows of the "
+    "largest: accuracy will flatter the model, so watch F1."
+)
+LABEL_ROWS_DROPPED = "{missing:,} rows without a label and {unparseable:,} with an unreadable one will not train."
+DATA_PATH_HINTS = {
+    "file": "Upload a table (CSV, TSV, JSON, JSONL or Parquet), or enter the path of a file on this machine.",
+    "hub": "Enter the name of a Hub dataset, e.g. imdb.",
+    "curated": "Pick a dataset saved from the **Data** page.",
+}
+FIELD_HINTS = {
+    "model.source": "Enter a Hub model id such as distilbert-base-uncased, or the path of a model folder.",
+}
 DATA_ADVANCED = "Split and size"
 VALIDATION_FRACTION = "Validation share"
 MAX_ROWS = "Max training rows (0: all)"
@@ -369,6 +383,7 @@ AXIS_STEP = "Step"
 AXIS_LOSS = "Loss"
 AXIS_LR = "Learning rate"
 AXIS_PROBABILITY = "Probability"
+AXIS_ROWS = "rows"
 SERIES_RAW = "loss"
 SERIES_SMOOTHED = "smoothed"
 SERIES_EVAL_LOSS = "eval loss"
@@ -472,4 +487,7 @@ DELETE_YES = "Yes, delete"
 DELETE_NO = "Keep it"
 DELETED = "Deleted {run_id}."
 RESUME_RUN = "Resume run"
+CANCEL_RUN = "Cancel run"
+CANCEL_RUN_HELP = "Take this run out of the queue before it starts; its folder and config stay."
+CANCELLED_RUN = "Cancelled {run_id}."
 DURATION_UNKNOWN = "—"

@@ -5,6 +5,10 @@ Each helper takes the field's dotted path (e.g. "training.learning_rate"), uses
 leaves an empty slot under the widget. After the whole form is built the page validates the
 config and `Form.show_error(err)` writes the message into the slot of `err.field`.
 
+Each widget also records, through its on_change callback, that the user touched it. Until then a
+required value that is still empty (no file chosen yet) is a neutral hint, not a red error: a new
+user should be guided, not scolded. A config loaded from YAML counts as touched everywhere.
+
 Numeric widgets carry no min/max on purpose: an out-of-range value (typed, or loaded from YAML)
 must reach `RunConfig.validate()` and be explained under the widget, not crash the page.
 """
@@ -19,6 +23,19 @@ import streamlit as st
 from core.config import field_help
 from core.errors import TuneboardError
 
+TOUCHED_KEY = "tb_form_touched"
+LOADED_KEY = "tb_form_loaded"
+
+
+def touch(key: str) -> None:
+    """on_change callback: the user changed the widget with this key."""
+    st.session_state.setdefault(TOUCHED_KEY, set()).add(key)
+
+
+def mark_loaded(generation: int) -> None:
+    """A whole config was loaded into this form generation: every field counts as touched."""
+    st.session_state[LOADED_KEY] = generation
+
 
 class Form:
     """Builds config widgets and remembers where each field's error goes."""
@@ -26,15 +43,39 @@ class Form:
     def __init__(self, generation: int = 0):
         self.generation = generation
         self.slots: dict[str, Any] = {}
+        self.owners: dict[str, str] = {}  # field -> key of the widget whose slot shows its error
+        self._last_key: str | None = None
 
     def key(self, path: str, *extra: Any) -> str:
         """Widget key of a field, unique per form generation."""
         suffix = "".join(f"/{part}" for part in extra)
         return f"cfg:{path}{suffix}@{self.generation}"
 
-    def slot(self, path: str) -> None:
-        """An empty placeholder under the last widget, for the field's error."""
+    def slot(self, path: str, owner: str | None = None) -> None:
+        """An empty placeholder under the last widget (or `owner`'s key), for the field's error."""
         self.slots[path] = st.empty()
+        key = owner or self._last_key
+        if key:
+            self.owners[path] = key
+
+    def touched(self, path: str | None) -> bool:
+        """Whether the user changed the widget of this field (or loaded a whole config)."""
+        if st.session_state.get(LOADED_KEY) == self.generation:
+            return True
+        return self.owners.get(path or "") in st.session_state.get(TOUCHED_KEY, set())
+
+    def show_hint(self, err: TuneboardError, message: str) -> bool:
+        """A neutral hint under the field's widget instead of its error (the user has not touched it yet)."""
+        placeholder = self.slots.get(err.field or "")
+        if placeholder is None:
+            return False
+        placeholder.info(message, icon=":material/info:")
+        return True
+
+    def _key(self, path: str, *extra: Any) -> str:
+        """The widget key, remembered as the owner of the next slot."""
+        self._last_key = self.key(path, *extra)
+        return self._last_key
 
     def show_error(self, err: TuneboardError) -> bool:
         """Write the error under its widget; False when no widget of that field is on the page."""
@@ -56,7 +97,9 @@ class Form:
             step=int(step) if is_int else float(step),
             format=format,
             help=help or field_help(path),
-            key=self.key(path),
+            key=self._key(path),
+            on_change=touch,
+            args=(self.key(path),),
         )
         self.slot(path)
         return result
@@ -76,7 +119,9 @@ class Form:
             index=options.index(value),
             format_func=format_func,
             help=help or field_help(path),
-            key=self.key(path, *key_extra),
+            key=self._key(path, *key_extra),
+            on_change=touch,
+            args=(self.key(path, *key_extra),),
             **kwargs,
         )
         self.slot(path)
@@ -84,7 +129,8 @@ class Form:
 
     def toggle(self, path: str, label: str, value: bool, *, help: str | None = None) -> bool:
         """st.toggle for a bool field."""
-        result = st.toggle(label, value=bool(value), help=help or field_help(path), key=self.key(path))
+        result = st.toggle(label, value=bool(value), help=help or field_help(path), key=self._key(path),
+                           on_change=touch, args=(self.key(path),))
         self.slot(path)
         return result
 
@@ -96,7 +142,9 @@ class Form:
             value=value or "",
             placeholder=placeholder,
             help=help or field_help(path),
-            key=self.key(path, *key_extra),
+            key=self._key(path, *key_extra),
+            on_change=touch,
+            args=(self.key(path, *key_extra),),
         )
         self.slot(path)
         return result.strip()
@@ -104,8 +152,9 @@ class Form:
     def text_area(self, path: str, label: str, value: str, *, height: int | None = None,
                   help: str | None = None, key_extra: Sequence[Any] = ()) -> str:
         """st.text_area."""
+        key = self._key(path, *key_extra)
         result = st.text_area(
-            label, value=value, height=height, help=help or field_help(path), key=self.key(path, *key_extra)
+            label, value=value, height=height, help=help or field_help(path), key=key, on_change=touch, args=(key,)
         )
         self.slot(path)
         return result

@@ -470,6 +470,14 @@ def check_columns(frame: pd.DataFrame, data_cfg: DataConfig, task: str, *, what:
 
 def load_frame(data_cfg: DataConfig) -> pd.DataFrame:
     """Rows of the configured source (synthetic/file/hub/curated); the text column must exist."""
+    frame = load_rows(data_cfg)
+    what = "The synthetic data" if data_cfg.source == "synthetic" else f"'{data_cfg.path}'"
+    check_columns(frame, data_cfg, "mlm", what=what)
+    return frame
+
+
+def load_rows(data_cfg: DataConfig) -> pd.DataFrame:
+    """Rows of the configured source, whatever its columns (the pages pick the columns from them)."""
     source = data_cfg.source
     if source == "synthetic":
         from core.data.synthetic import generate_reviews, label_names
@@ -495,6 +503,4 @@ def load_frame(data_cfg: DataConfig) -> pd.DataFrame:
     else:
         raise DataError(f"Unknown data source {source!r}: choose synthetic, file, hub or curated.", field="data.source")
     frame.attrs["source"] = origin
-    what = "The synthetic data" if source == "synthetic" else f"'{data_cfg.path}'"
-    check_columns(frame, data_cfg, "mlm", what=what)
     return frame

@@ -1,0 +1,161 @@
+"""What can be known about the data before a run is queued: usable rows, classes, split sizes.
+
+Pure pandas, no torch, no tokenizer: Setup runs these on every rerun (on cached facts) and shows
+each problem under its widget, so a one-class label column or a dataset smaller than one batch is
+refused before Start instead of failing a second after it. The counts mirror core.data.prepare
+(null texts and missing or unparseable labels cannot train; the split holds out at least one row)
+but are taken before curation, whose signals may need a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from core.config import RunConfig
+from core.data.signals import canonical_labels, null_text_mask, parse_labels
+from core.errors import DataError
+
+# Below this share of the largest class, the smallest class is called imbalanced.
+IMBALANCE_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """Usable rows per class of a label column, most common first."""
+
+    column: str
+    counts: dict[str, int] = field(default_factory=dict)
+    missing: int = 0
+    unparseable: int = 0
+
+    @property
+    def classes(self) -> int:
+        """How many distinct classes the usable rows hold."""
+        return len(self.counts)
+
+    @property
+    def balance(self) -> float | None:
+        """Smallest class over largest class (1.0: balanced); None without two classes."""
+        if self.classes < 2:
+            return None
+        return min(self.counts.values()) / max(self.counts.values())
+
+    @property
+    def imbalanced(self) -> bool:
+        """Whether the smallest class is under IMBALANCE_SHARE of the largest."""
+        return self.balance is not None and self.balance < IMBALANCE_SHARE
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """Rows read and rows that can train (text present; a valid label for classification)."""
+
+    rows: int
+    usable: int
+    empty_text: int
+    labels: LabelSummary | None = None
+
+
+def label_summary(values: pd.Series, column: str, names: list[str] | None = None) -> LabelSummary:
+    """Counts per class of the rows whose label parses; integer labels 0..K-1 show as `names` when given."""
+    _, kind, missing, unparseable = parse_labels(values)
+    valid = ~missing & ~unparseable
+    canon = canonical_labels(values)[valid]
+    if kind == "int" and names:
+        ints = canon.astype(int)
+        if ints.between(0, len(names) - 1).all():
+            canon = ints.map(lambda i: names[i])
+    counts = canon.value_counts()
+    return LabelSummary(
+        column=column,
+        counts={str(k): int(v) for k, v in counts.items()},
+        missing=int(missing.sum()),
+        unparseable=int(unparseable.sum()),
+    )
+
+
+def data_facts(frame: pd.DataFrame, text_column: str, label_column: str | None = None) -> DataFacts:
+    """Rows, usable rows and (with a label column) the classes of a table; absent columns count as empty."""
+    if text_column in frame.columns:
+        empty = null_text_mask(frame[text_column])
+    else:
+        empty = pd.Series(True, index=frame.index).to_numpy()
+    usable = ~empty
+    labels = None
+    if label_column is not None and label_column in frame.columns:
+        values = frame[label_column][usable]
+        labels = label_summary(values, label_column, frame.attrs.get("label_names"))
+        usable_count = sum(labels.counts.values())
+    else:
+        usable_count = int(usable.sum())
+    return DataFacts(rows=len(frame), usable=usable_count, empty_text=int(empty.sum()), labels=labels)
+
+
+def split_sizes(usable: int, cfg: RunConfig) -> tuple[int, int | None]:
+    """(training rows, evaluation rows) as prepare_data splits `usable` rows; eval None when unknown.
+
+    A separate evaluation file is not read here (None); a validation share holds out
+    round(n * share) rows, at least one and at most n - 1; data.max_rows caps the training rows.
+    """
+    d = cfg.data
+    fraction = 0.0 if d.eval_path else float(d.validation_fraction)
+    n = usable
+    if d.max_rows:
+        extra = math.ceil(d.max_rows * fraction / (1 - fraction)) if fraction else 0
+        n = min(n, d.max_rows + extra)
+    if d.eval_path:
+        return min(n, d.max_rows or n), None
+    if fraction == 0:
+        return min(n, d.max_rows or n), 0
+    held = min(max(int(round(n * fraction)), 1), n - 1) if n >= 2 else 0
+    return min(n - held, d.max_rows or n), held
+
+
+def data_problems(facts: DataFacts, cfg: RunConfig) -> list[DataError]:
+    """Every problem the facts show for this config, each naming the field (widget) it belongs to."""
+    d, t = cfg.data, cfg.training
+    problems: list[DataError] = []
+    if facts.rows and facts.empty_text == facts.rows:
+        problems.append(DataError(
+            f"Column '{d.text_column}' has no text in any of its {facts.rows:,} rows: choose the column "
+            "that holds the text.",
+            field="data.text_column",
+        ))
+        return problems
+    labels = facts.labels
+    if cfg.task == "classification" and labels is not None:
+        if labels.classes == 0:
+            problems.append(DataError(
+                f"Label column '{labels.column}' has no usable label ({labels.missing:,} missing, "
+                f"{labels.unparseable:,} unreadable): choose the column that holds the labels.",
+                field="data.label_column",
+            ))
+            return problems
+        if labels.classes == 1:
+            only, count = next(iter(labels.counts.items()))
+            problems.append(DataError(
+                f"Label column '{labels.column}' has a single class ({only!r}, {count:,} rows): classification "
+                "needs at least two. Choose another label column, add rows of other classes, or choose "
+                "the mlm task.",
+                field="data.label_column",
+            ))
+            return problems
+    if d.validation_fraction > 0 and not d.eval_path and facts.usable < 2:
+        problems.append(DataError(
+            f"Only {facts.usable} usable row(s): a validation share of {d.validation_fraction:g} leaves 0 rows "
+            "to evaluate on. Add rows, or set the validation share to 0.",
+            field="data.validation_fraction",
+        ))
+        return problems
+    train, held = split_sizes(facts.usable, cfg)
+    if isinstance(t.batch_size, int) and 0 < train < t.batch_size:
+        held_note = f", {held:,} held out for evaluation" if held else ""
+        problems.append(DataError(
+            f"Only {train:,} training rows ({facts.usable:,} usable{held_note}) for a batch of {t.batch_size}: "
+            f"lower the batch size to {train} or less, or add rows.",
+            field="training.batch_size",
+        ))
+    return problems
