@@ -171,7 +171,7 @@ st.caption(text.COMPARE_CAPTION)
 
 jobs = state.get_jobs()
 run_id, snap, cfg = picked_run(jobs)
-state.watch(snap, probes=True)  # new probe scores (each evaluation) and the run's end redraw the page
+state.watch(jobs, snap, probes=True)  # new probe scores (each evaluation) and the run's end redraw the page
 
 load_report_panel(load_report(snap, run_id))
 if snap.is_active:

@@ -238,7 +238,7 @@ def offer_first_start() -> None:
 
 
 run_id, snap, cfg = picked_run(jobs, when_none=offer_first_start)
-state.watch(snap)
+state.watch(jobs, snap)
 
 controls(jobs, snap)
 options = st.columns([1, 2, 4])

@@ -35,8 +35,14 @@ def sidebar(page=None) -> None:
 def _train_shows_active_run(page) -> bool:
     if page is None or getattr(page, "url_path", None) != "train":
         return False
-    active = state.get_jobs().active_run_id()
-    return active is not None and active == state.selected_run_id()
+    jobs = state.get_jobs()
+    active = jobs.active_run_id()
+    if active is None or active != state.selected_run_id():
+        return False
+    try:  # a run that has reported its end but is still being handed back is not followed live
+        return jobs.snapshot(active).is_active
+    except TuneboardError:
+        return False
 
 
 def sidebar_run() -> None:

@@ -135,18 +135,19 @@ def select_run(run_id: str | None) -> None:
 
 # ---- following a run's state in every tab --------------------------------------------------
 
-def run_fingerprint(snap, *, probes: bool = False) -> tuple:
-    """What a page drew of a run that only a full rerun redraws: its status (and probe count)."""
-    return (snap.run_id, snap.status, len(snap.probes) if probes else None)
+def run_fingerprint(jobs, snap, *, probes: bool = False) -> tuple:
+    """What a page drew of a run that only a full rerun redraws: its status, whether the manager
+    still holds it (Resume waits for that), and its probe count where the page shows probes."""
+    return (snap.run_id, snap.status, jobs.is_busy(snap.run_id), len(snap.probes) if probes else None)
 
 
-def watch(snap, *, probes: bool = False) -> None:
+def watch(jobs, snap, *, probes: bool = False) -> None:
     """Remember what this page drew; the sidebar's fragment reruns the page when it changes.
 
     Stop, Resume, a failure or the end of a run in one tab must show in every other tab within
     about two seconds, without a reload, and without re-sending every chart every second.
     """
-    st.session_state[WATCH_KEY] = (run_fingerprint(snap, probes=probes), probes)
+    st.session_state[WATCH_KEY] = (run_fingerprint(jobs, snap, probes=probes), probes)
 
 
 def forget_watch() -> None:
@@ -164,7 +165,7 @@ def watched_run_changed(jobs) -> bool:
         snap = jobs.snapshot(drawn[0])
     except RunError:
         return True  # deleted meanwhile: the page says so after a rerun
-    return run_fingerprint(snap, probes=probes) != drawn
+    return run_fingerprint(jobs, snap, probes=probes) != drawn
 
 
 # ---- the per-tab config --------------------------------------------------------------------
