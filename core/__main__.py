@@ -225,7 +225,7 @@ def _record_failure(folder, sink, err: BaseException) -> None:
     else:
         message = f"Training crashed: {type(err).__name__}: {err}. The traceback is in {folder.log_path}."
         status = "failed"
-        sink.log("".join(traceback.format_exception(err)))
+        folder.log("".join(traceback.format_exception(err)))  # the file only; the console gets one line
     sink.set_status(status=status, error=message, finished_at=now_iso())
 
 

@@ -225,16 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as err:  # the process boundary: the parent turns this into a failed run
         from core.jobs import describe_failure
 
-        _log_safely(sink, "".join(traceback.format_exception(err)).rstrip())
+        _log_safely(folder, "".join(traceback.format_exception(err)).rstrip())
         send(relay, relay_lock, {"kind": "crash", "message": describe_failure(err)})
         return 1
     send(relay, relay_lock, {"kind": "result", "status": status})
     return 0
 
 
-def _log_safely(sink: RunSink, message: str) -> None:
+def _log_safely(folder: RunFolder, message: str) -> None:
+    """To run.log only (not relayed): a traceback belongs in the file, never on a page."""
     try:
-        sink.log(message)
+        folder.log(message)
     except OSError:
         pass  # a full disk: the parent still gets the message
 

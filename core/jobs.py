@@ -453,7 +453,10 @@ class JobManager:
             self._set_status(job, **changes)
 
     def _fail(self, job: _Job, message: str, *, field: str | None = None) -> None:
-        _safe(job.sink.log, f"Run failed: {message}\n{traceback.format_exc().rstrip()}")
+        _safe(job.sink.log, f"Run failed: {message}")
+        # The traceback goes to run.log only: the Train page shows the log's tail, and a page never
+        # shows a traceback.
+        _safe(job.folder.log, traceback.format_exc().rstrip())
         self._set_status(job, status="failed", error=message, error_field=field)
 
     def _set_status(self, job: _Job, **changes: Any) -> None:

@@ -42,6 +42,7 @@ FINISHED = ("stopped", "completed", "failed", "interrupted", "cancelled")
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+LOG_ENTRY = re.compile(r"^\[\d\d:\d\d:\d\d\] (?!Traceback)")  # what RunFolder.log writes, tracebacks excepted
 # A checkpoint is usable only when all of these exist: Trainer writes them one after another and a
 # kill between two writes leaves a folder that resume_from_checkpoint would choke on.
 CHECKPOINT_REQUIRED = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
@@ -173,11 +174,14 @@ class RunFolder:
             handle.write(f"[{stamp}] {message}\n")
 
     def log_tail(self, lines: int = 30) -> list[str]:
+        """The last log entries a page may show: Tuneboard's own timestamped lines, not the
+        tracebacks and library warnings that run.log also keeps for whoever debugs a run."""
         try:
             with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-                return handle.read().splitlines()[-lines:]
+                entries = [line for line in handle.read().splitlines() if LOG_ENTRY.match(line)]
         except FileNotFoundError:
             return []
+        return entries[-lines:]
 
     def checkpoints(self) -> list[Path]:
         """Checkpoint folders, oldest first."""

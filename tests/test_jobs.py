@@ -439,6 +439,9 @@ def test_exception_in_training_fails_with_message_and_traceback(manager, trainer
     assert snap.error == "Training crashed: ValueError: tensor shapes do not match. The traceback is in run.log."
     log = (manager.runs_root / run_id / "run.log").read_text()
     assert "Traceback (most recent call last)" in log and "tensor shapes do not match" in log
+    # ... and only there: the Train page shows the log's tail, live or rebuilt from the folder.
+    assert not any("Traceback" in line for line in snap.log_tail)
+    assert not any("Traceback" in line for line in RunFolder(manager.runs_root / run_id).log_tail(200))
     assert snap.info["finished_at"] and snap.info["elapsed_s"] >= 0
     assert manager.active_run_id() is None
     # the worker survives: the next run trains normally
