@@ -23,28 +23,22 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from bench import browser
+from bench.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 from ui import text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
 DOCS_SCREENSHOT = REPO / "docs" / "screenshot.png"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-VIEWPORT = {"width": 1400, "height": 900}
 
-APP_START_TIMEOUT_S = 180
 TRAIN_TIMEOUT_S = 300  # a bound: the run takes ~40 s on an idle 2-core CPU, ~4 min on a busy one
 UI_TIMEOUT_MS = 60_000
 
@@ -67,27 +61,6 @@ PLOT_TRACES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'
 
 # ---- the app -------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def _log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 @pytest.fixture
 def app_url(tmp_path) -> Iterator[str]:
     """The app started with the README's command, in its own process group; killed afterwards."""
@@ -96,36 +69,14 @@ def app_url(tmp_path) -> Iterator[str]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for stale in ARTIFACTS.glob("*.png"):  # pictures of an earlier run would pass for this one's
         stale.unlink()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TUNEBOARD_RUNS": str(tmp_path / "runs"),
-        "TUNEBOARD_DATA": str(tmp_path / "datasets"),
-        "TUNEBOARD_UPLOADS": str(tmp_path / "uploads"),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log_path = ARTIFACTS / "app.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            ["make", "run", f"STREAMLIT_ARGS=--server.port {port} --server.headless true"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + APP_START_TIMEOUT_S
-        while not _healthy(url):
-            if proc.poll() is not None:
-                pytest.fail(f"`make run` exited with {proc.returncode}:\n{_log_tail(log_path)}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app did not answer within {APP_START_TIMEOUT_S}s:\n{_log_tail(log_path)}")
-            time.sleep(0.5)
+        proc, url = browser.start_app(tmp_path, ARTIFACTS / "app.log")
+    except browser.AppError as err:
+        pytest.fail(str(err))
+    try:
         yield url
     finally:
-        _kill_group(proc)
+        browser.stop_app(proc)
         _keep_run_files(tmp_path / "runs", ARTIFACTS / "runs")
 
 
@@ -137,20 +88,6 @@ def _keep_run_files(runs: Path, dest: Path) -> None:
             if (run / name).is_file():
                 (dest / run.name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(run / name, dest / run.name / name)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the app's process group (make and streamlit), then SIGKILL what is left."""
-    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            time.sleep(0.5)  # let streamlit (a child of make) go too
-        except subprocess.TimeoutExpired:
-            continue
 
 
 # ---- the browser ---------------------------------------------------------------------------
@@ -180,14 +117,7 @@ def _expect():
 
 def _wait_idle(page) -> None:
     """Wait until Streamlit finished the script run and drew every element (no loading skeletons)."""
-    idle = """() => {
-        const app = document.querySelector('[data-testid="stApp"]');
-        return app && app.dataset.testScriptState === 'notRunning'
-            && !document.querySelector('[data-testid="stSkeleton"]');
-    }"""
-    for _ in range(2):  # twice, so a rerun that starts just after an action is waited for too
-        page.wait_for_timeout(300)
-        page.wait_for_function(idle, timeout=UI_TIMEOUT_MS)
+    browser.wait_idle(page, UI_TIMEOUT_MS)
 
 
 def _screenshot(page, name: str, *, full: bool = True, height: int | None = None) -> Path:
@@ -346,7 +276,7 @@ def test_fine_tune_in_the_browser(app_url, page, tmp_path):
     if seen < MAX_STEPS:
         _poll("the sidebar to follow the run", lambda: sidebar_steps() > seen, TRAIN_TIMEOUT_S)
     status = _poll("the run to finish", lambda: _finished(runs / run_id), TRAIN_TIMEOUT_S, interval_s=2)
-    assert status == "completed", f"the run ended {status}:\n{_log_tail(runs / run_id / 'run.log')}"
+    assert status == "completed", f"the run ended {status}:\n{browser.log_tail(runs / run_id / 'run.log')}"
     clock.lap("training")
 
     # Train shows the completed run: Stop disabled, the steps set on Setup, every logged point.
