@@ -246,6 +246,7 @@ st.caption(text.RUNS_CAPTION.format(root=os.path.relpath(state.runs_root()) if s
 
 jobs = state.get_jobs()
 runs = jobs.list_runs()
+state.watch_history(runs)  # a run that starts, ends or is handed back elsewhere redraws the table
 if not runs:
     st.info(text.NO_RUNS, icon=":material/info:")
     st.stop()

@@ -146,3 +146,17 @@ def test_cancel_a_queued_run(jobs, trainer, runs_root):  # noqa: F811
     jobs.stop(first)
     assert wait_for(lambda: jobs.snapshot(first).status == "stopped")
     assert [call[0] for call in trainer.calls] == [first]  # the cancelled run never trained
+
+
+def test_the_history_page_notices_a_run_that_ends_elsewhere(jobs, runs_root):  # noqa: F811
+    """What Runs drew is remembered; the sidebar's fragment reruns the page once it is stale."""
+    from core.runs import RunFolder
+    from ui import state
+
+    run_id = make_run(runs_root, status="running")
+    at = open_page(PAGE, {"run": run_id})
+    assert not at.exception
+    drawn = at.session_state[state.WATCH_HISTORY_KEY]
+    assert drawn == state.history_fingerprint(jobs.list_runs())
+    RunFolder(runs_root / run_id).update_status(status="completed")  # e.g. a CLI run finishing
+    assert state.history_fingerprint(jobs.list_runs()) != drawn

@@ -26,6 +26,7 @@ FORM_GEN_KEY = "tb_form_gen"
 RUN_KEY = "tb_run"
 ROUTER_KEY = "tb_router_active"
 WATCH_KEY = "tb_watch"
+WATCH_HISTORY_KEY = "tb_watch_history"
 
 
 @st.cache_resource(show_spinner=False)
@@ -150,13 +151,29 @@ def watch(jobs, snap, *, probes: bool = False) -> None:
     st.session_state[WATCH_KEY] = (run_fingerprint(jobs, snap, probes=probes), probes)
 
 
+def history_fingerprint(runs) -> tuple:
+    """What a page listing every run drew: each run's id, status and whether it can resume."""
+    return tuple((r.run_id, r.status, r.resumable) for r in runs)
+
+
+def watch_history(runs) -> None:
+    """Like `watch`, for a page that lists every run (Runs): a run queued, started, ended or
+    handed back anywhere reruns it. `runs` is the jobs.list_runs() the page drew."""
+    st.session_state[WATCH_HISTORY_KEY] = history_fingerprint(runs)
+
+
 def forget_watch() -> None:
     """Drop what the last page drew, at the start of a full run, before the sidebar's fragment."""
     st.session_state.pop(WATCH_KEY, None)
+    st.session_state.pop(WATCH_HISTORY_KEY, None)
 
 
 def watched_run_changed(jobs) -> bool:
-    """Whether the run this page drew has moved on (status, or probes where the page shows them)."""
+    """Whether what this page drew has moved on: its run (status, or probes where the page shows
+    them), or the run history on a page that lists it."""
+    history = st.session_state.get(WATCH_HISTORY_KEY)
+    if history is not None and history_fingerprint(jobs.list_runs()) != history:
+        return True
     watched = st.session_state.get(WATCH_KEY)
     if not watched:
         return False
