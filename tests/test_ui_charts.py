@@ -68,12 +68,25 @@ def test_loss_figure_downsamples_long_runs_and_handles_empty():
     assert len(empty.data) == 0
 
 
-def test_eval_figure_language_model_puts_perplexity_on_the_right_axis():
+def test_eval_figure_language_model_draws_one_line_with_perplexity_on_the_right_axis():
     records = [{"step": 10, "eval_loss": 2.0, "eval_perplexity": math.exp(2.0)},
                {"step": 20, "eval_loss": 1.5, "eval_perplexity": math.exp(1.5)}]
     fig = charts.eval_figure(records, "mlm")
-    by_name = {t.name: t for t in fig.data}
-    assert by_name["eval loss"].yaxis == "y" and by_name["perplexity"].yaxis == "y2"
+    drawn = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in drawn] == ["eval loss"]  # not a second line retracing the first
+    assert list(drawn[0].customdata) == pytest.approx([math.exp(2.0), math.exp(1.5)])  # perplexity on hover
+    right = fig.layout.yaxis2
+    assert right.overlaying == "y" and tuple(right.range) == tuple(fig.layout.yaxis.range)
+    for value, label in zip(right.tickvals, right.ticktext, strict=True):  # each label sits at its loss
+        assert float(label.replace(",", "")) == pytest.approx(math.exp(value), rel=1e-3)
+        assert right.range[0] <= value <= right.range[1]
+
+
+def test_perplexity_ticks_are_round_and_inside_the_range():
+    ticks = charts.perplexity_ticks(1.0, 3.0)
+    assert ticks and all(math.exp(1.0) <= t <= math.exp(3.0) for t in ticks)
+    assert all(float(f"{t:.2g}") == t for t in ticks)
+    assert charts.perplexity_ticks(2.0, 2.0) == []
 
 
 def test_eval_figure_classification_shows_accuracy_and_f1_on_a_unit_axis():

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from ui import text
 
@@ -195,31 +194,66 @@ def eval_figure(
                 fig.add_trace(
                     go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, line={"color": color, "dash": dash})
                 )
-        fig.update_yaxes(range=[0, 1.02], title_text=text.AXIS_PROBABILITY)
+        fig.update_yaxes(range=[0, 1.02], title_text=text.AXIS_SCORE)  # accuracy and F1 are scores
         return add_events(fig, events)
 
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    _layout(fig, y_title=text.METRIC_NAMES["eval_loss"], log_y=log_y)
+    # Perplexity is exp(eval loss): drawn as a second trace it retraces the same line on another
+    # axis. One line, then, with the right axis labelled in perplexity at the same heights.
+    fig = _empty(text.METRIC_NAMES["eval_loss"], log_y)
     steps, values = series(metrics, "eval_loss")
-    if steps:
-        xs, ys = downsample(steps, values)
-        fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines+markers", name=text.SERIES_EVAL_LOSS, line={"color": PRIMARY}),
-            secondary_y=False,
+    if not steps:
+        return add_events(fig, events)
+    xs, ys = downsample(steps, values)
+    fig.add_trace(
+        go.Scatter(
+            x=xs, y=ys, mode="lines+markers", name=text.SERIES_EVAL_LOSS, line={"color": PRIMARY},
+            customdata=[_perplexity(v) for v in ys],
+            hovertemplate=text.EVAL_LOSS_HOVER + "<extra></extra>",
         )
-    steps, values = series(metrics, "eval_perplexity")
-    if steps:
-        xs, ys = downsample(steps, values)
-        fig.add_trace(
-            go.Scatter(
-                x=xs, y=ys, mode="lines+markers", name=text.SERIES_PERPLEXITY,
-                line={"color": TERTIARY, "dash": "dash"},
-            ),
-            secondary_y=True,
+    )
+    if not log_y:
+        low, high = min(ys), max(ys)
+        pad = max(0.05, (high - low) * 0.08)
+        y_range = [low - pad, high + pad]
+        ticks = perplexity_ticks(*y_range)
+        fig.update_yaxes(range=y_range)
+        fig.update_layout(
+            yaxis2={
+                "overlaying": "y", "side": "right", "range": y_range, "showgrid": False,
+                "tickvals": [math.log(t) for t in ticks], "ticktext": [f"{t:,.4g}" for t in ticks],
+                "title": {"text": text.METRIC_NAMES["eval_perplexity"]},
+            }
         )
-    fig.update_yaxes(title_text=text.METRIC_NAMES["eval_perplexity"], secondary_y=True,
-                     type="log" if log_y else "linear", showgrid=False)
+        # An invisible trace on the right axis, so plotly draws that axis at all.
+        fig.add_trace(go.Scatter(x=[xs[0]], y=[ys[0]], yaxis="y2", mode="markers", opacity=0,
+                                 showlegend=False, hoverinfo="skip"))
     return add_events(fig, events)
+
+
+def _perplexity(loss: float) -> float | None:
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return None
+
+
+def perplexity_ticks(low_loss: float, high_loss: float, count: int = 5) -> list[float]:
+    """Round perplexity values (1-2-5 steps) whose log falls inside the loss range, about `count`."""
+    low, high = _perplexity(low_loss), _perplexity(high_loss)
+    if low is None or high is None or high <= low:
+        return []
+    candidates = []
+    decade = 10 ** math.floor(math.log10(max(low, 1e-12)))
+    while decade <= high * 10:
+        for mantissa in (1, 1.5, 2, 3, 5, 7):
+            value = mantissa * decade
+            if low <= value <= high:
+                candidates.append(value)
+        decade *= 10
+    if len(candidates) <= count:
+        return candidates
+    stride = (len(candidates) - 1) / (count - 1)
+    return [candidates[round(i * stride)] for i in range(count)]
 
 
 def lr_figure(metrics: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]] = ()) -> go.Figure:
