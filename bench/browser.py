@@ -63,7 +63,7 @@ def app_env(state_dir: Path) -> dict[str, str]:
     }
 
 
-def start_app(state_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_app(state_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """`make run` on a free port; returns (process, base url) once the app answers."""
     if shutil.which("make") is None:
         raise AppError("`make` is not installed; the app is started with `make run`")
@@ -72,7 +72,7 @@ def start_app(state_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             ["make", "run", f"STREAMLIT_ARGS=--server.port {port} --server.headless true"],
-            cwd=REPO, env=app_env(state_dir), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=REPO, env={**app_env(state_dir), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"

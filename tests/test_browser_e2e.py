@@ -42,8 +42,8 @@ DOCS_SCREENSHOT = REPO / "docs" / "screenshot.png"
 TRAIN_TIMEOUT_S = 300  # a bound: the run takes ~40 s on an idle 2-core CPU, ~4 min on a busy one
 UI_TIMEOUT_MS = 60_000
 
-# A short run, set through the Setup widgets; long enough (~20 s of training) that the Train page
-# redraws its charts while it trains (new points reach them every few seconds, not every step).
+# A short run, set through the Setup widgets. New points reach the Train page's charts every few
+# seconds, not every step: SLOW_STEPS makes sure the run lasts long enough to see that happen.
 RUN_NAME = "e2e-browser"
 ROWS = 400
 MAX_STEPS = 60
@@ -52,6 +52,13 @@ LOG_EVERY = 2
 EVAL_EVERY = 30
 SAVE_EVERY = 30
 PROBE = "Nike shoes are very [MASK]"
+# Each training step sleeps this long (tests/child_hooks/sitecustomize.py, loaded by the training
+# child through PYTHONPATH), so that on any machine the run outlasts the Train page's chart
+# throttle and the charts are seen to redraw while it trains.
+SLOW_STEPS = {
+    "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "child_hooks"), str(REPO)]),
+    "TUNEBOARD_TEST_STEP_DELAY_S": "0.25",
+}
 RUN_FILES = ("config.yaml", "status.json", "run.log", "metrics.jsonl", "probes.jsonl")
 
 # Trace names and point counts of every plotly chart on the page (Plotly keeps `data` on its div).
@@ -70,7 +77,7 @@ def app_url(tmp_path) -> Iterator[str]:
     for stale in ARTIFACTS.glob("*.png"):  # pictures of an earlier run would pass for this one's
         stale.unlink()
     try:
-        proc, url = browser.start_app(tmp_path, ARTIFACTS / "app.log")
+        proc, url = browser.start_app(tmp_path, ARTIFACTS / "app.log", extra_env=SLOW_STEPS)
     except browser.AppError as err:
         pytest.fail(str(err))
     try:
