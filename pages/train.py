@@ -165,16 +165,16 @@ def shown_figures(snap: RunSnapshot, task: str, log_y: bool, smoothing: float) -
     redraw at once.
     """
     options = (snap.run_id, task, log_y, smoothing)
+    data_key = chart_data_key(snap)
     held = st.session_state.get(FIGURES_KEY)
     now = time.monotonic()
     if held is not None:
         held_options, held_key, figures, drawn_at = held
-        if held_key == chart_data_key(snap) and held_options == options:
+        fresh_enough = held_key == data_key or (snap.is_active and now - drawn_at < CHART_REFRESH_S)
+        if held_options == options and fresh_enough:
             return figures
-        if held_options == options and snap.is_active and now - drawn_at < CHART_REFRESH_S:
-            return figures
-    figures = training_figures(chart_data_key(snap), task, log_y, smoothing, snap)
-    st.session_state[FIGURES_KEY] = (options, chart_data_key(snap), figures, now)
+    figures = training_figures(data_key, task, log_y, smoothing, snap)
+    st.session_state[FIGURES_KEY] = (options, data_key, figures, now)
     return figures
 
 

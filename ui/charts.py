@@ -327,25 +327,29 @@ def topk_figure(
     scores = [_number(p.get("score")) or 0.0 for p in predictions]
     colors = [highlight_color if n.strip() in marked else color for n in names]
     labels = [repr(n) if n != n.strip() or not n else n for n in names]  # make stray spaces visible
+    return _bar_list(
+        labels, scores, colors, [f"{s:.1%}" for s in scores], "%{y}: %{x:.2%}<extra></extra>",
+        height=height or max(140, 34 * len(names) + 50),
+        xaxis={"range": [0, shared_x_max(scores) if x_max is None else x_max], "tickformat": ".0%", "title": None},
+        bargap=0.25,
+    )
+
+
+def _bar_list(labels: list[str], values: list[float], colors: Any, texts: list[str], hovertemplate: str, *,
+              height: int, xaxis: dict[str, Any], **layout: Any) -> go.Figure:
+    """Horizontal bars, first label on top, one per category: top-k tokens, class counts."""
     fig = go.Figure(
-        go.Bar(
-            x=scores,
-            y=labels,
-            orientation="h",
-            marker_color=colors,
-            text=[f"{s:.1%}" for s in scores],
-            textposition="auto",
-            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
-        )
+        go.Bar(x=values, y=labels, orientation="h", marker_color=colors, text=texts, textposition="auto",
+               hovertemplate=hovertemplate)
     )
     fig.update_layout(
         template="plotly_white",
-        height=height or max(140, 34 * len(names) + 50),
+        height=height,
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"range": [0, shared_x_max(scores) if x_max is None else x_max], "tickformat": ".0%", "title": None},
+        xaxis=xaxis,
         yaxis={"autorange": "reversed", "title": None, "type": "category"},
         showlegend=False,
-        bargap=0.25,
+        **layout,
     )
     return fig
 
@@ -389,23 +393,8 @@ def class_counts_figure(counts: Mapping[str, int]) -> go.Figure:
     labels = [str(label) for label in counts]
     values = [int(counts[label]) for label in counts]
     total = sum(values) or 1
-    fig = go.Figure(
-        go.Bar(
-            x=values,
-            y=labels,
-            orientation="h",
-            marker_color=PRIMARY,
-            text=[f"{v:,} ({v / total:.0%})" for v in values],
-            textposition="auto",
-            hovertemplate="%{y}: %{x:,} " + text.AXIS_ROWS + "<extra></extra>",
-        )
+    return _bar_list(
+        labels, values, PRIMARY, [f"{v:,} ({v / total:.0%})" for v in values],
+        "%{y}: %{x:,} " + text.AXIS_ROWS + "<extra></extra>",
+        height=max(120, 32 * len(labels) + 60), xaxis={"title": text.AXIS_ROWS, "rangemode": "tozero"},
     )
-    fig.update_layout(
-        template="plotly_white",
-        height=max(120, 32 * len(labels) + 60),
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"title": text.AXIS_ROWS, "rangemode": "tozero"},
-        yaxis={"autorange": "reversed", "title": None, "type": "category"},
-        showlegend=False,
-    )
-    return fig
