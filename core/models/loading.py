@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import TASKS, ModelConfig
 from core.errors import ModelError
+from core.models import gguf
 from core.models.resolve import ResolvedModel, local_folder, resolve_model
 
 TASK_NAMES = {"mlm": "masked-LM", "classification": "classification", "causal": "causal LM"}
@@ -173,7 +175,7 @@ def load_tokenizer(model_cfg: ModelConfig) -> tuple[Any, int]:
     """
     resolved = resolve_model(model_cfg.source)
     with quiet_transformers():
-        folder = local_folder(resolved, allow_pickle_weights=model_cfg.allow_pickle_weights)
+        folder = _model_folder(resolved, model_cfg)
         config = _load_config(folder, model_cfg)
         tokenizer = _load_tokenizer(folder, model_cfg)
     ensure_pad_token(tokenizer)
@@ -187,14 +189,18 @@ def load_for_task(model_cfg: ModelConfig, task: str, *, label_names: list[str] |
     if task not in TASKS:
         raise ModelError(f"Unknown task {task!r}; choose one of: {', '.join(TASKS)}.", field="task")
     resolved = resolve_model(model_cfg.source)
+    parent_run = check_parent_run(resolved, task)
     with quiet_transformers():
-        folder = local_folder(resolved, allow_pickle_weights=model_cfg.allow_pickle_weights)
+        folder = _model_folder(resolved, model_cfg)
         config = _load_config(folder, model_cfg)
         model_type = getattr(config, "model_type", "unknown")
         tasks = _check_task(config, task)
         weights_format = _check_weights(folder, model_cfg)
         tokenizer = _load_tokenizer(folder, model_cfg)
         warnings: list[str] = []
+        converted = gguf.take_conversion_note(folder)  # why this first load was slow
+        if converted:
+            warnings.append(converted)
         if task == "mlm" and tokenizer.mask_token is None:
             raise ModelError(
                 f"The tokenizer of {resolved.display} has no mask token, so it cannot do masked-LM. "
@@ -218,6 +224,8 @@ def load_for_task(model_cfg: ModelConfig, task: str, *, label_names: list[str] |
         model.config.pad_token_id = tokenizer.pad_token_id
     report = _build_report(model_cfg, resolved, model, task, info, tasks, weights_format, warnings)
     report["max_length"] = effective_max_length(model_cfg, model, tokenizer, report["warnings"])
+    if parent_run is not None:
+        report["parent_run"] = parent_run
     return LoadedModel(model=model, tokenizer=tokenizer, report=report)
 
 
@@ -228,7 +236,12 @@ def empty_model(model_cfg: ModelConfig, task: str, *, num_labels: int = 2):
     resolved = resolve_model(model_cfg.source)
     with quiet_transformers():
         # Online and not cached, location is a Hub id: the config alone is a small download.
-        config = _load_config(resolved.location, model_cfg)
+        if resolved.gguf:  # a bundled GGUF not converted yet: its header holds the config
+            config = gguf.header_config(Path(resolved.gguf))
+        elif check_parent_run(resolved, task) is not None:
+            config = _load_config(run_model_folder(resolved), model_cfg)
+        else:
+            config = _load_config(resolved.location, model_cfg)
         tasks = _check_task(config, task)
         if task == "classification":
             config.num_labels = num_labels
@@ -395,11 +408,12 @@ def _build_report(model_cfg, resolved: ResolvedModel, model, task, info, tasks, 
 
 # ---- what a run saved ------------------------------------------------------------------------
 
-def load_saved(path: str | Path, task: str | None = None) -> tuple[Any, Any]:
+def load_saved(path: str | Path, task: str | None = None, label_names: Sequence[str] | None = None) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) from a folder a run saved; a LoRA adapter loads onto its base.
 
     `task` None reads it from the folder's config.json. Only safetensors are loaded: Tuneboard
-    itself never saves pickles.
+    itself never saves pickles. An adapter folder has no config.json, so a classification adapter
+    needs the run's `label_names` to rebuild its head with the right classes and names.
     """
     path = Path(path)
     try:
@@ -408,7 +422,12 @@ def load_saved(path: str | Path, task: str | None = None) -> tuple[Any, Any]:
 
             if task is None:
                 raise ModelError(f"{path} holds a LoRA adapter: say which task it was trained for.")
-            model = getattr(peft, PEFT_CLASSES[task]).from_pretrained(str(path))
+            labels = {}
+            if task == "classification" and label_names:
+                names = [str(name) for name in label_names]
+                labels = {"num_labels": len(names), "id2label": dict(enumerate(names)),
+                          "label2id": {name: i for i, name in enumerate(names)}}
+            model = getattr(peft, PEFT_CLASSES[task]).from_pretrained(str(path), **labels)
             base_path = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
         else:
             task = task or saved_task(path)
@@ -431,3 +450,104 @@ def load_saved(path: str | Path, task: str | None = None) -> tuple[Any, Any]:
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line.rstrip(".")
+
+
+# ---- a finished run as the base model ('run:FOLDER') -----------------------------------------
+
+def check_parent_run(resolved: ResolvedModel, task: str) -> dict[str, Any] | None:
+    """For a 'run:' source, what a child run records about its parent; ModelError if its task differs. None otherwise."""
+    if resolved.kind != "run":
+        return None
+    from core.models.resolve import original_base_source
+    from core.runs import RunFolder
+
+    final = Path(resolved.location)
+    parent = RunFolder(final.parent)
+    try:
+        cfg = parent.config()
+    except Exception as err:  # a config edited by hand into something unreadable
+        raise ModelError(f"Cannot read the config of run {parent.run_id}: {err}", field="model.source") from None
+    if cfg.task != task:
+        raise ModelError(
+            f"Run {parent.run_id} fine-tuned a {TASK_NAMES[cfg.task]} model, so a {TASK_NAMES[task]} run cannot "
+            f"continue from it. Set the task to {TASK_NAMES[cfg.task]}, or choose a {TASK_NAMES[task]} run.",
+            field="model.source",
+        )
+    return {
+        "id": parent.run_id,
+        "path": str(parent.path),
+        "task": cfg.task,
+        "strategy": cfg.strategy.name,
+        "model_source": str(cfg.model.source),
+        "original_base": original_base_source(str(cfg.model.source)),
+        "adapter": (final / "adapter_config.json").is_file(),
+    }
+
+
+def run_model_folder(resolved: ResolvedModel) -> Path:
+    """A plain model folder for a 'run:' source: the run's final/, or its LoRA adapter merged into its base.
+
+    The merged model is written once into the parent's export-merged/ (where the Runs page's merged
+    download goes too) and reused while it is newer than the adapter.
+    """
+    final = Path(resolved.location)
+    if (final / "config.json").is_file():
+        return final
+    target = final.parent / "export-merged"
+    if (target / "config.yaml").is_file() and target.stat().st_mtime >= final.stat().st_mtime:
+        return target
+    return _merge_parent_adapter(final, target)
+
+
+def _merge_parent_adapter(final: Path, target: Path) -> Path:
+    """Load the parent's base with the usual loader, apply its adapter (peft), merge, save into `target`."""
+    import os
+    import secrets
+    import shutil
+
+    from peft import PeftModel
+
+    from core.runs import RunFolder
+    from core.strategies import export_model
+
+    parent = RunFolder(final.parent)
+    cfg = parent.config()
+    label_names = parent.status().get("label_names") or None
+    base = load_for_task(cfg.model, cfg.task, label_names=label_names)
+    try:
+        with quiet_transformers():
+            model = PeftModel.from_pretrained(base.model, str(final)).merge_and_unload()
+            tokenizer = base.tokenizer
+            if (final / "tokenizer_config.json").is_file():  # the tokenizer the parent trained with
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(str(final))
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise ModelError(
+            f"Cannot apply the LoRA adapter of run {parent.run_id} to its base model ({_first_line(str(err))}). "
+            "Check that its base model is still available, or fine-tune from another run.",
+            field="model.source",
+        ) from None
+    # Written beside the target, then renamed: a crash or a second child merging at the same time
+    # never leaves a half-written folder that looks complete.
+    scratch = target.parent / f".{target.name}-{secrets.token_hex(4)}"
+    try:
+        export_model(model, tokenizer, scratch, merge=False)
+        cfg.save(scratch / "config.yaml")
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(scratch, target)
+        except OSError:  # another child renamed its merge into place first: use that one
+            if not (target / "config.yaml").is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _model_folder(resolved: ResolvedModel, model_cfg: ModelConfig) -> Path:
+    """The folder to load a model from; a 'run:' source is the run's (merged) saved model."""
+    if resolved.kind == "run":
+        return run_model_folder(resolved)
+    return local_folder(resolved, allow_pickle_weights=model_cfg.allow_pickle_weights)
