@@ -1,0 +1,227 @@
+"""Evaluate: what fine-tuning changed, example by example.
+
+Reads the per-example predictions a run stored in predictions/ (core.insight): for classification the
+confusion matrices, the per-class table, an example browser and agreement with human labels; for
+language models the per-example loss distribution and the largest improvements and regressions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import insight
+from core.errors import TuneboardError
+from ui import charts, state, text
+from ui.widgets import picked_run, report_button
+
+EXAMPLE_LIMIT = 500  # rows the browser shows; the CSV download has them all
+TOP_CHANGES = 10
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_predictions(run_path: str, stamp: tuple) -> insight.RunPredictions | None:
+    """The run's predictions, re-read only when its predictions folder changes (stamp)."""
+    return insight.load_predictions(run_path)
+
+
+def predictions_stamp(run_path: Path) -> tuple:
+    """File names and modification times of the predictions folder: the cache key of what is stored."""
+    folder = insight.predictions_dir(run_path)
+    try:
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()))
+    except OSError:
+        return ()
+
+
+def rows_caption(meta: dict) -> str:
+    """How many eval rows the predictions cover (and that they are a sample, when they are)."""
+    used, total = int(meta.get("rows_used") or 0), int(meta.get("rows_total") or 0)
+    if meta.get("sampled"):
+        return text.EVALUATE_SAMPLED.format(used=used, total=total)
+    return text.EVALUATE_ROWS.format(used=used)
+
+
+def tuned_title(predictions: insight.RunPredictions) -> str:
+    """'Fine-tuned (final, step N)' or '(evaluation at step N)'."""
+    template = text.EVALUATE_TUNED_FINAL if predictions.tuned_stage == "final" else text.EVALUATE_TUNED_EVAL
+    return template.format(step=predictions.tuned_step if predictions.tuned_step is not None else "?")
+
+
+
+
+# ---- classification ---------------------------------------------------------------------------
+
+def confusion_panel(predictions: insight.RunPredictions) -> None:
+    """Base and fine-tuned confusion matrices side by side."""
+    st.subheader(text.CONFUSION_TITLE)
+    st.caption(text.CONFUSION_CAPTION)
+    labels = predictions.label_names
+    frames = [(text.EVALUATE_BASE, predictions.base), (tuned_title(predictions), predictions.tuned)]
+    for column, (title, frame) in zip(st.columns(2), frames, strict=True):
+        with column:
+            if frame is None:
+                st.caption(text.NOT_AVAILABLE)
+                continue
+            counts, shares = insight.confusion(frame["gold"].tolist(), frame["predicted"].tolist(), labels)
+            st.plotly_chart(charts.confusion_figure(counts, shares, labels, title), key=f"tb_eval_confusion_{title}")
+
+
+def per_class_panel(predictions: insight.RunPredictions) -> None:
+    """Precision, recall, F1 and support per class, with the change from the base model."""
+    st.subheader(text.PER_CLASS_TITLE)
+    table = insight.per_class_change(predictions.base, predictions.tuned, predictions.label_names)
+    names = {"label": text.COLUMN_LABEL, "precision": text.COLUMN_PRECISION, "recall": text.COLUMN_RECALL,
+             "f1": text.COLUMN_F1, "support": text.COLUMN_SUPPORT}
+    for metric in ("precision", "recall", "f1"):
+        names[f"{metric}_change"] = text.COLUMN_CHANGE.format(metric=names[metric])
+    shown = table.rename(columns=names)
+    number = {name: st.column_config.NumberColumn(format="%.3f") for key, name in names.items() if key not in ("label", "support")}
+    st.dataframe(shown, hide_index=True, column_config=number, key="tb_eval_per_class")
+    if predictions.base is not None:
+        st.caption(text.PER_CLASS_CAPTION)
+
+
+def examples_panel(predictions: insight.RunPredictions, run_id: str) -> None:
+    """The example browser: a filter, a sortable table and the CSV download."""
+    st.subheader(text.EXAMPLES_TITLE)
+    table = insight.example_table(predictions.base, predictions.tuned)
+    options = list(insight.FILTERS) if predictions.base is not None else ["all", "misclassified", "least_confident"]
+    which = st.segmented_control(text.EXAMPLES_FILTER, options, format_func=text.EXAMPLES_FILTERS.get,
+                                 default="misclassified", key="tb_eval_filter") or "all"
+    chosen = insight.filter_examples(table, which)
+    st.caption(text.EXAMPLES_COUNT.format(count=len(chosen), total=len(table)))
+    if chosen.empty:
+        st.info(text.EXAMPLES_NONE, icon=":material/info:")
+        return
+    shown = chosen.drop(columns=["row", "base_confidence"]).rename(columns={
+        "text": text.COLUMN_TEXT, "gold": text.COLUMN_GOLD, "base_prediction": text.COLUMN_BASE_PREDICTION,
+        "tuned_prediction": text.COLUMN_TUNED_PREDICTION, "confidence": text.COLUMN_CONFIDENCE,
+    })
+    st.dataframe(shown.head(EXAMPLE_LIMIT), hide_index=True, key="tb_eval_examples", column_config={
+        text.COLUMN_CONFIDENCE: st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
+        text.COLUMN_TEXT: st.column_config.TextColumn(width="large"),
+    })
+    st.download_button(text.EXAMPLES_DOWNLOAD, shown.to_csv(index=False).encode("utf-8"),
+                       file_name=f"{run_id}-{which}.csv", mime="text/csv", key="tb_eval_examples_csv",
+                       icon=":material/download:")
+
+
+def human_frame(cfg) -> pd.DataFrame | None:
+    """The human-labelled table the user chose: an upload, or the run's own data file."""
+    from core.data.sources import read_table
+    from ui.files import save_upload
+
+    sources = [text.HUMAN_SOURCE_UPLOAD, text.HUMAN_SOURCE_RUN_DATA]
+    source = st.radio(text.HUMAN_SOURCE, sources, horizontal=True, key="tb_eval_human_source")
+    try:
+        if source == text.HUMAN_SOURCE_UPLOAD:
+            uploaded = st.file_uploader(text.HUMAN_UPLOAD, type=["csv", "tsv", "json", "jsonl", "parquet"],
+                                        key="tb_eval_human_upload")
+            if uploaded is None:
+                return None
+            return read_table(save_upload(uploaded.name, uploaded.getvalue(), state.uploads_root()))
+        if cfg.data.source != "file" or not cfg.data.path:
+            st.caption(text.HUMAN_NO_RUN_DATA)
+            return None
+        return read_table(cfg.data.path)
+    except TuneboardError as err:
+        st.error(text.HUMAN_READ_ERROR.format(error=err), icon=":material/error:")
+        return None
+
+
+def human_panel(predictions: insight.RunPredictions, cfg) -> None:
+    """Accuracy and Cohen's kappa of the base and fine-tuned models against human labels, and the disagreements."""
+    st.subheader(text.HUMAN_TITLE)
+    st.caption(text.HUMAN_CAPTION)
+    frame = human_frame(cfg)
+    if frame is None or frame.empty:
+        return
+    columns = [str(c) for c in frame.columns]
+    default_text = columns.index(cfg.data.text_column) if cfg.data.text_column in columns else 0
+    left, right = st.columns(2)
+    text_column = left.selectbox(text.HUMAN_TEXT_COLUMN, columns, index=default_text, key="tb_eval_human_text")
+    others = [c for c in columns if c != text_column] or columns
+    label_column = right.selectbox(text.HUMAN_LABEL_COLUMN, others, key="tb_eval_human_label")
+    result = insight.human_agreement(frame, text_column, label_column, predictions)
+    if result.matched == 0:
+        st.warning(text.HUMAN_NO_MATCH.format(rows=len(frame)), icon=":material/warning:")
+        return
+    st.caption(text.HUMAN_MATCHED.format(matched=result.matched, unmatched=result.unmatched))
+    first, second = st.columns(2)
+    base_delta = result.base_accuracy is not None
+    first.metric(text.HUMAN_ACCURACY, f"{result.tuned_accuracy:.1%}",
+                 delta=f"{result.tuned_accuracy - result.base_accuracy:+.1%}" if base_delta else None)
+    second.metric(text.HUMAN_KAPPA, f"{result.tuned_kappa:.3f}",
+                  delta=f"{result.tuned_kappa - result.base_kappa:+.3f}" if base_delta else None)
+    if base_delta:
+        first.caption(text.HUMAN_BASE.format(value=f"{result.base_accuracy:.1%}"))
+        second.caption(text.HUMAN_BASE.format(value=f"{result.base_kappa:.3f}"))
+    if result.disagreements.empty:
+        st.success(text.HUMAN_NO_DISAGREEMENTS, icon=":material/check:")
+        return
+    st.markdown(f"**{text.HUMAN_DISAGREEMENTS.format(count=len(result.disagreements))}**")
+    st.dataframe(result.disagreements.rename(columns={
+        "text": text.COLUMN_TEXT, "human": text.COLUMN_HUMAN, "base_prediction": text.COLUMN_BASE_PREDICTION,
+        "tuned_prediction": text.COLUMN_TUNED_PREDICTION,
+    }), hide_index=True, key="tb_eval_human_disagreements")
+
+
+# ---- language models ------------------------------------------------------------------------
+
+def loss_panel(predictions: insight.RunPredictions) -> None:
+    """Per-example loss before and after, and the examples that moved the most."""
+    st.subheader(text.LOSS_TITLE)
+    st.caption(text.LOSS_CAPTION)
+    base = predictions.base["loss"].tolist() if predictions.base is not None else []
+    st.plotly_chart(charts.loss_distribution_figure(base, predictions.tuned["loss"].tolist()), key="tb_eval_losses")
+    if predictions.base is None:
+        return
+    changes = insight.loss_changes(predictions.base, predictions.tuned)
+    names = {"text": text.COLUMN_TEXT, "base_loss": text.COLUMN_BASE_LOSS, "tuned_loss": text.COLUMN_TUNED_LOSS,
+             "change": text.COLUMN_LOSS_CHANGE}
+    for title, rows, empty in (
+        (text.IMPROVEMENTS_TITLE, insight.largest_improvements(changes, TOP_CHANGES), text.NO_IMPROVEMENTS),
+        (text.REGRESSIONS_TITLE, insight.largest_regressions(changes, TOP_CHANGES), text.NO_REGRESSIONS),
+    ):
+        st.markdown(f"**{title}**")
+        if rows.empty:
+            st.caption(empty)
+        else:
+            st.dataframe(rows.drop(columns=["row"]).rename(columns=names), hide_index=True, key=f"tb_eval_{title}",
+                         column_config={name: st.column_config.NumberColumn(format="%.3f") for name in list(names.values())[1:]})
+
+
+# ---- the page ------------------------------------------------------------------------------
+
+state.require_router()
+st.title(text.EVALUATE_TITLE)
+st.caption(text.EVALUATE_CAPTION)
+
+jobs = state.get_jobs()
+run_id, snap, cfg = picked_run(jobs)
+state.watch(jobs, snap)  # a new evaluation or the run's end redraws the page
+
+run_path = state.run_path(run_id)
+predictions = cached_predictions(str(run_path), predictions_stamp(run_path))
+report_button(state.run_path(run_id), run_id, key="tb_eval_report")
+if predictions is None:
+    st.info(text.EVALUATE_NO_PREDICTIONS, icon=":material/info:")
+    st.stop()
+st.caption(rows_caption(predictions.meta))
+if snap.is_active:
+    st.caption(text.STILL_TRAINING)
+if predictions.tuned is None:
+    st.info(text.EVALUATE_PENDING, icon=":material/hourglass_top:")
+    st.stop()
+
+if predictions.task == "classification":
+    confusion_panel(predictions)
+    per_class_panel(predictions)
+    examples_panel(predictions, run_id)
+    st.divider()
+    human_panel(predictions, cfg)
+else:
+    loss_panel(predictions)

@@ -1,0 +1,211 @@
+"""Per-example predictions (core.insight): the numbers against scikit-learn, the filters, the files the
+engine writes for classification and language models."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
+
+from core import insight
+from core.runs import RunFolder
+
+LABELS = ["negative", "neutral", "positive"]
+GOLD = ["negative", "neutral", "positive", "positive", "negative", "neutral", "positive", "negative", "positive", "neutral"]
+PRED = ["negative", "positive", "positive", "neutral", "negative", "neutral", "positive", "positive", "positive", "negative"]
+
+
+def stage(predicted: list[str], confidence: list[float] | None = None) -> pd.DataFrame:
+    """A classification stage frame for GOLD with the given predictions."""
+    n = len(GOLD)
+    return pd.DataFrame({
+        "row": np.arange(n), "text": [f"text {i}" for i in range(n)], "gold": GOLD, "predicted": predicted,
+        "confidence": confidence or [0.5 + i / 40 for i in range(n)],
+    })
+
+
+def test_confusion_matrix_matches_sklearn_with_row_shares():
+    counts, shares = insight.confusion(GOLD, PRED, LABELS)
+    assert counts.tolist() == confusion_matrix(GOLD, PRED, labels=LABELS).tolist()
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    assert shares[0].tolist() == pytest.approx([2 / 3, 0, 1 / 3])
+
+
+def test_confusion_of_a_class_with_no_examples_has_zero_shares():
+    counts, shares = insight.confusion(["a", "a"], ["a", "b"], ["a", "b"])
+    assert counts.tolist() == [[1, 1], [0, 0]] and shares[1].tolist() == [0.0, 0.0]
+
+
+def test_per_class_matches_sklearn():
+    table = insight.per_class(GOLD, PRED, LABELS)
+    precision, recall, f1, support = precision_recall_fscore_support(GOLD, PRED, labels=LABELS, zero_division=0)
+    assert table["label"].tolist() == LABELS
+    assert table["precision"].tolist() == pytest.approx(precision.tolist())
+    assert table["recall"].tolist() == pytest.approx(recall.tolist())
+    assert table["f1"].tolist() == pytest.approx(f1.tolist())
+    assert table["support"].tolist() == support.tolist()
+
+
+def test_per_class_change_is_tuned_minus_base():
+    base = stage(["negative"] * len(GOLD))
+    table = insight.per_class_change(base, stage(PRED), LABELS)
+    before = insight.per_class(GOLD, base["predicted"].tolist(), LABELS)
+    assert table["f1_change"].tolist() == pytest.approx((table["f1"] - before["f1"]).tolist())
+    assert table.loc[table.label == "positive", "recall_change"].item() == pytest.approx(0.75)
+    assert "f1_change" not in insight.per_class_change(None, stage(PRED), LABELS)
+
+
+@pytest.mark.parametrize("other", [PRED, GOLD, ["negative"] * len(GOLD), list(reversed(GOLD))])
+def test_kappa_matches_sklearn(other):
+    assert insight.cohen_kappa(GOLD, other) == pytest.approx(cohen_kappa_score(GOLD, other))
+
+
+def test_kappa_of_identical_single_label_lists_is_one():
+    assert insight.cohen_kappa(["a", "a"], ["a", "a"]) == 1.0
+    assert insight.accuracy([], []) == 0.0
+
+
+def test_filters_select_misclassified_fixed_broken_and_least_confident():
+    base = stage(GOLD[:5] + ["neutral"] * 5)  # right on the first five (and row 5, gold neutral)
+    tuned = stage(PRED, confidence=[0.9, 0.4, 0.8, 0.3, 0.95, 0.6, 0.7, 0.5, 0.85, 0.55])
+    table = insight.example_table(base, tuned)
+    assert table.columns.tolist() == ["row", "text", "gold", "base_prediction", "tuned_prediction", "confidence",
+                                      "base_confidence"]
+    assert insight.filter_examples(table, "misclassified")["row"].tolist() == [1, 3, 7, 9]
+    assert insight.filter_examples(table, "fixed")["row"].tolist() == [6, 8]
+    assert insight.filter_examples(table, "broken")["row"].tolist() == [1, 3, 9]
+    assert insight.filter_examples(table, "least_confident", limit=3)["row"].tolist() == [3, 1, 7]
+    assert len(insight.filter_examples(table, "all")) == len(GOLD)
+    with pytest.raises(ValueError):
+        insight.filter_examples(table, "nonsense")
+
+
+def test_without_a_base_stage_nothing_counts_as_fixed_or_broken():
+    table = insight.example_table(None, stage(PRED))
+    assert insight.filter_examples(table, "fixed").empty and insight.filter_examples(table, "broken").empty
+    assert len(insight.filter_examples(table, "misclassified")) == 4
+
+
+def test_loss_improvements_and_regressions():
+    base = insight.loss_frame(["a", "b", "c", "d"], [3.0, 2.0, 1.0, 4.0])
+    tuned = insight.loss_frame(["a", "b", "c", "d"], [1.0, 2.5, 1.0, 3.5])
+    changes = insight.loss_changes(base, tuned)
+    assert changes["change"].tolist() == pytest.approx([-2.0, 0.5, 0.0, -0.5])
+    assert insight.largest_improvements(changes)["text"].tolist() == ["a", "d"]
+    assert insight.largest_regressions(changes)["text"].tolist() == ["b"]
+    assert insight.largest_improvements(changes, n=1)["text"].tolist() == ["a"]
+
+
+def test_classification_frame_and_softmax():
+    probabilities = insight.softmax(np.array([[2.0, 0.0, 0.0], [0.0, 0.0, 5.0]]))
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    frame = insight.classification_frame(["x", "y"], [0, 1], probabilities, LABELS)
+    assert frame["predicted"].tolist() == ["negative", "positive"] and frame["gold"].tolist() == ["negative", "neutral"]
+    assert frame["confidence"].tolist() == pytest.approx(probabilities.max(axis=1).tolist())
+    assert [c for c in frame.columns if c.startswith(insight.PROB_PREFIX)] == [f"prob:{n}" for n in LABELS]
+
+
+def write_run(tmp_path, *, sampled: bool = False) -> RunFolder:
+    folder = RunFolder(tmp_path / "run")
+    out = insight.predictions_dir(folder.path)
+    out.mkdir(parents=True)
+    (out / insight.META_FILE).write_text(
+        f'{{"task": "classification", "label_names": {LABELS!r}, "rows_used": 10, "rows_total": {2500 if sampled else 10},'
+        f' "sampled": {str(sampled).lower()}, "final_step": 40}}'.replace("'", '"')
+    )
+    insight.write_frame_atomically(out / insight.stage_file_name("base"), stage(["negative"] * len(GOLD)))
+    insight.write_frame_atomically(out / insight.stage_file_name("eval", 20), stage(GOLD))
+    insight.write_frame_atomically(out / insight.stage_file_name("final"), stage(PRED))
+    return folder
+
+
+def test_stages_are_listed_in_training_order_and_final_wins(tmp_path):
+    folder = write_run(tmp_path)
+    assert insight.list_stages(folder.path) == [("base", None), ("eval", 20), ("final", None)]
+    predictions = insight.load_predictions(folder.path)
+    assert predictions.tuned_stage == "final" and predictions.tuned_step == 40
+    assert predictions.tuned["predicted"].tolist() == PRED and predictions.label_names == LABELS
+    assert insight.load_predictions(tmp_path / "nothing-here") is None
+
+
+def test_human_labels_are_matched_by_text_and_scored(tmp_path):
+    predictions = insight.load_predictions(write_run(tmp_path).path)
+    humans = pd.DataFrame({
+        "sentence": [f" text {i} " for i in range(8)] + ["not in the eval set"],
+        "rating": ["NEGATIVE", 1, "positive", "positive", 0, "neutral", "positive", "negative", "positive"],
+    })
+    result = insight.human_agreement(humans, "sentence", "rating", predictions)
+    human = GOLD[:8]  # names in any case and ids both resolve to the run's labels
+    assert result.matched == 8 and result.unmatched == 1
+    assert result.tuned_accuracy == pytest.approx(np.mean([h == p for h, p in zip(human, PRED[:8], strict=True)]))
+    assert result.tuned_kappa == pytest.approx(cohen_kappa_score(human, PRED[:8]))
+    assert result.base_kappa == pytest.approx(cohen_kappa_score(human, ["negative"] * 8))
+    assert result.disagreements.columns.tolist() == ["text", "human", "base_prediction", "tuned_prediction"]
+    assert len(result.disagreements) == sum(
+        h != p or h != "negative" for h, p in zip(human, PRED[:8], strict=True)
+    )
+
+
+# ---- the engine writes the stages -------------------------------------------------------------
+
+def _train(cfg, root):
+    from core import engine
+    from core.sink import RunSink
+
+    folder = RunFolder.create(root, f"r-{cfg.task}", cfg)
+    status = engine.train(cfg, folder, RunSink(folder, load_existing=False), threading.Event())
+    return status, folder
+
+
+def test_engine_stores_classification_stages_from_the_evaluation_logits(tiny_bert, tmp_path, monkeypatch):
+    from tests.test_engine import tiny_config
+
+    passes = []
+    real_pass = insight.classification_pass
+    monkeypatch.setattr(insight, "classification_pass", lambda *a, **k: passes.append(1) or real_pass(*a, **k))
+    status, folder = _train(tiny_config(tiny_bert, "classification"), tmp_path)
+    assert status == "completed"
+    assert insight.list_stages(folder.path) == [("base", None), ("eval", 2), ("eval", 4), ("final", None)]
+    assert len(passes) == 1, "only the base stage may cost an extra pass; evaluations reuse the Trainer's logits"
+    predictions = insight.load_predictions(folder.path)
+    meta = predictions.meta
+    assert meta["task"] == "classification" and meta["rows_used"] == meta["rows_total"] > 0 and not meta["sampled"]
+    for frame in (predictions.base, predictions.tuned):
+        assert {"row", "text", "gold", "predicted", "confidence", "prob:negative", "prob:positive"} <= set(frame.columns)
+        assert len(frame) == meta["rows_used"]
+        assert np.allclose(frame[["prob:negative", "prob:positive"]].sum(axis=1), 1.0, atol=1e-5)
+    # The evaluation logits were put back in row order: the final stage's accuracy is the logged one.
+    accuracy = float((predictions.tuned["gold"] == predictions.tuned["predicted"]).mean())
+    logged = [m for m in folder.metrics() if "eval_accuracy" in m][-1]["eval_accuracy"]
+    assert accuracy == pytest.approx(logged)
+    assert folder.predictions_path == insight.predictions_dir(folder.path)
+
+
+def test_engine_stores_mlm_losses_at_base_and_final(tiny_bert, tmp_path):
+    from tests.test_engine import tiny_config
+
+    status, folder = _train(tiny_config(tiny_bert, "mlm"), tmp_path)
+    assert status == "completed"
+    assert insight.list_stages(folder.path) == [("base", None), ("final", None)]
+    predictions = insight.load_predictions(folder.path)
+    assert predictions.base.columns.tolist() == ["row", "text", "loss"]
+    assert np.isfinite(predictions.base["loss"]).all() and np.isfinite(predictions.tuned["loss"]).all()
+    changes = insight.loss_changes(predictions.base, predictions.tuned)
+    assert len(changes) == predictions.meta["rows_used"]
+
+
+def test_mlm_example_losses_are_repeatable_for_the_same_model(tiny_bert, tmp_path):
+    import datasets
+
+    from core.config import ModelConfig
+    from core.models import load_for_task
+
+    loaded = load_for_task(ModelConfig(source=tiny_bert), "mlm")
+    encoded = loaded.tokenizer(["nike shoes are very good", "the socks are nice"], return_special_tokens_mask=True)
+    dataset = datasets.Dataset.from_dict(dict(encoded))
+    first = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, "mlm", seed=7)
+    again = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, "mlm", seed=7)
+    assert first.shape == (2,) and np.isfinite(first).all() and np.allclose(first, again)
