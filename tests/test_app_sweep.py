@@ -1,0 +1,132 @@
+"""AppTest: Setup's "Compare strategies" mode and the Compare strategies page (table, curves,
+trade-off, recommendation, stop / resume / delete)."""
+
+from __future__ import annotations
+
+from core import sweep
+from core.config import RunConfig
+from core.runs import RunFolder
+from tests.test_app_support import (  # noqa: F401 - fixtures
+    FakeTrainer,
+    all_text,
+    app,
+    clear_streamlit_caches,
+    jobs,
+    open_page,
+    runs_root,
+    texts,
+    trainer,
+    wait_for,
+)
+from ui import text
+
+PAGE = "pages/compare_strategies.py"
+
+
+def classification_config() -> RunConfig:
+    cfg = RunConfig(task="classification", name="shoot")
+    cfg.data.synthetic.rows = 200
+    return cfg
+
+
+def test_setup_mode_queues_a_group_and_opens_its_view(jobs, runs_root):  # noqa: F811
+    at = app().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "tb_sweep_strategies" not in [w.key for w in at.get("multiselect")]  # off until switched on
+    at.toggle(key="tb_sweep_mode").set_value(True).run()
+    assert at.multiselect(key="tb_sweep_strategies").value == ["full", "lora", "feature-extraction"]
+    at.multiselect(key="tb_sweep_strategies").set_value(["full", "lora"]).run()
+    at.text_input(key="tb_sweep_rates").set_value("1e-4, 5e-4").run()
+    assert text.SWEEP_RUN_COUNT.format(runs=4) in texts(at.caption)
+    at.text_input(key="tb_sweep_rates").set_value("1e-4, soon").run()
+    assert any("not a learning rate" in e for e in texts(at.error))
+    assert at.button(key="tb_sweep_start").disabled
+    at.text_input(key="tb_sweep_rates").set_value("").run()
+    at.button(key="tb_sweep_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == text.SWEEP_TITLE
+    group_id = at.query_params.get("group")
+    group = sweep.load_group(runs_root, group_id)
+    assert [m.strategy for m in group.members] == ["full", "lora"]
+    assert wait_for(lambda: sweep.member_states(jobs, group) == ["completed", "completed"])
+
+
+def test_empty_view(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    assert not at.exception, [e.value for e in at.exception]
+    assert text.SWEEP_NO_GROUPS in texts(at.info)
+
+
+def test_view_shows_table_tradeoff_curves_and_recommendation(jobs, runs_root):  # noqa: F811
+    group_id = sweep.submit_group(jobs, classification_config(), ["full", "lora"])
+    group = sweep.load_group(runs_root, group_id)
+    assert wait_for(lambda: not jobs.is_busy())
+    full, lora = group.run_ids()
+    RunFolder(runs_root / full).update_status(elapsed_s=100.0, trainable_params=1000, total_params=1000,
+                                              final_metrics={"eval_f1": 0.90, "eval_loss": 0.3})
+    RunFolder(runs_root / lora).update_status(elapsed_s=40.0, trainable_params=12, total_params=1012,
+                                              final_metrics={"eval_f1": 0.882, "eval_loss": 0.35})
+    at = open_page(PAGE, {"group": group_id})
+    assert not at.exception, [e.value for e in at.exception]
+    assert "lora reaches 98% of full's F1 in 40% of the time, training 1.2% of the parameters." in texts(at.success)
+    table = at.dataframe[0].value
+    assert list(table[text.SWEEP_COLUMNS["label"]]) == ["full", "lora"]
+    assert list(table[text.SWEEP_COLUMNS["front"]]) == ["★", "★"]
+    assert len(at.get("plotly_chart")) == 3
+    assert not at.button(key="tb_sweep_delete").disabled and at.button(key="tb_sweep_stop").disabled
+
+
+def test_view_stops_resumes_and_deletes_the_group(runs_root, monkeypatch):  # noqa: F811
+    import ui.state
+    from core.jobs import JobManager
+
+    held = FakeTrainer(hold=True)
+    manager = JobManager(runs_root, train_fn=held, preflight_fn=lambda cfg: None)
+    monkeypatch.setattr(ui.state, "get_jobs", lambda: manager)
+    try:
+        group_id = sweep.submit_group(manager, classification_config(), ["full", "lora"])
+        assert held.started.wait(10)
+        at = open_page(PAGE, {"group": group_id})
+        assert not at.exception, [e.value for e in at.exception]
+        at.button(key="tb_sweep_stop").click().run()
+        assert wait_for(lambda: not manager.is_busy())
+        group = sweep.load_group(runs_root, group_id)
+        assert sweep.member_states(manager, group) == ["stopped", "cancelled"]
+        held.hold = False
+        at.run()
+        at.button(key="tb_sweep_resume").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert wait_for(lambda: sweep.member_states(manager, sweep.load_group(runs_root, group_id))
+                        == ["completed", "completed"])
+        at.run()
+        at.button(key="tb_sweep_delete").click().run()
+        at.button(key="tb_sweep_delete_confirm").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert sweep.list_groups(runs_root) == [] and manager.list_runs() == []
+        assert text.SWEEP_NO_GROUPS in texts(at.info)
+    finally:
+        manager.shutdown(timeout=10)
+
+
+def test_setup_suggests_a_learning_rate_and_uses_it(jobs, monkeypatch):  # noqa: F811
+    from core import lr_finder
+
+    rates = [lr_finder.ramp_rate(i, 20) for i in range(20)]
+    losses = [2.0 - i * 0.05 for i in range(14)] + [3.0, 9.0, 30.0, 90.0, 200.0, 500.0]
+    pick, minimum, smoothed = lr_finder.pick_learning_rate(rates, losses)
+    fake = lr_finder.RangeTest(tuple(rates), tuple(losses), tuple(smoothed), pick, minimum, 20, 20, True, 3.0)
+    seen: list[RunConfig] = []
+    monkeypatch.setattr(lr_finder, "find_learning_rate", lambda cfg: seen.append(cfg) or fake)
+    at = app().run()
+    at.button(key="tb_lr_finder").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert seen and seen[0].task == "mlm"
+    assert len(at.get("plotly_chart")) >= 1
+    rounded = float(f"{pick:.1e}")
+    assert text.LR_FINDER_RESULT.format(rate=pick, minimum=minimum, steps=20, seconds=3.0) in texts(at.caption)
+    at.button(key="tb_lr_finder_use").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    from ui.state import CONFIG_KEY
+
+    assert at.session_state[CONFIG_KEY].training.learning_rate == rounded
+    assert at.button(key="tb_lr_finder_use").disabled  # the pick is in use
