@@ -1,0 +1,166 @@
+"""Before Start: how long a run will take and how much disk it will use, from the data it will read.
+
+No torch: Setup calls these on every rerun. The duration comes from the rows and text lengths of
+the chosen data (not an assumed size) times a speed: the speed a past run of the same model, task
+and strategy measured on this machine when there is one, else a FLOP count over this device's
+calibrated throughput. `engine.train` records the speed every completed run measured
+(`status.json` "speed"), so the second estimate of a kind is a measured one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from core import devices
+from core.config import MAX_EVAL_ROWS, RunConfig
+from core.data.preflight import DataFacts, approx_tokens, split_sizes
+from core.history import RunSummary
+
+# Calibrated on the bench/ throughput runs (2-core AVX2 CPU, bundled MiniLM, batch 32): the engine
+# sustains ~6e10 FLOP/s by the 6·N·tokens count, so ~3e10 per physical core.
+CPU_FLOPS_PER_CORE = 3e10
+DEVICE_FLOPS = {"mps": 2e12, "cuda": 4e13}
+# Causal LM scores the whole vocabulary at every position (MLM only at the masked 15%), which
+# the 6·N count of the shared weights does not see: measured ~1.6x the MLM step time.
+TASK_COST = {"mlm": 1.0, "classification": 0.8, "causal": 1.6}
+MEGABATCH_BATCHES = 50  # transformers' LengthGroupedSampler
+# Starting the training process, loading a small model and tokenising, seen on every run; larger
+# models add load time in proportion to their size.
+FIXED_OVERHEAD_S = 8.0
+LOAD_S_PER_PARAM = 4.0 / 1e8
+# An evaluation runs forward passes only: about a third of a training step's work per row.
+EVAL_COST_SHARE = 1 / 3
+BYTES_PER_PARAM = 4            # fp32 weights
+OPTIMIZER_BYTES_PER_PARAM = 8  # AdamW's two moments per trained weight
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the run will read: training and evaluation rows and the tokens a padded batch costs per row."""
+
+    train_rows: int
+    eval_rows: int
+    padded_tokens_per_row: float
+
+
+@dataclass(frozen=True)
+class MeasuredSpeed:
+    """The speed a completed run measured: padded tokens per second, and the time outside training."""
+
+    run_id: str
+    tokens_per_s: float
+    overhead_s: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A duration, and in words what it rests on."""
+
+    seconds: float
+    basis: str  # "measured": a past run of this kind on this machine; "computed": FLOPs over throughput
+    measured_run: str | None = None
+
+
+def token_lengths(word_counts: Iterable[int], max_length: int) -> list[int]:
+    """Approximate token counts of texts from their word counts (x TOKENS_PER_WORD, plus specials)."""
+    return [min(max_length, approx_tokens(words)) for words in word_counts]
+
+
+def padded_tokens_per_row(lengths: Sequence[int], batch_size: int, seed: int = 0, *, rows: int | None = None) -> float:
+    """Tokens each row costs once batches are padded to their longest row, batched as the engine does.
+
+    The engine groups by length (Trainer's group_by_length): shuffled rows are cut into mega-batches
+    of up to MEGABATCH_BATCHES batches (fewer when that leaves under four mega-batches), each sorted
+    by length, so a batch's rows are of similar length. `lengths` may be a sample of the `rows`
+    the run trains on; the grouping follows the run's size.
+    """
+    if not lengths:
+        return 0.0
+    order = list(lengths)
+    random.Random(seed).shuffle(order)
+    batch = max(1, batch_size)
+    mega = batch * max(1, min((rows or len(order)) // (batch * 4), MEGABATCH_BATCHES))
+    total = 0
+    for start in range(0, len(order), mega):
+        group = sorted(order[start:start + mega], reverse=True)
+        for first in range(0, len(group), batch):
+            chunk = group[first:first + batch]
+            total += chunk[0] * len(chunk)
+    return total / len(order)
+
+
+def data_shape(cfg: RunConfig, facts: DataFacts) -> DataShape:
+    """The shape of the run's data from the facts Setup gathered (core.data.preflight): split rows, lengths."""
+    train_rows, eval_rows = split_sizes(facts.usable, cfg)
+    if eval_rows is None:  # a separate eval file, not read before Start: assume the validation share's size
+        eval_rows = max(1, round(facts.usable * cfg.data.validation_fraction))
+    eval_rows = min(eval_rows, MAX_EVAL_ROWS)
+    if cfg.data.max_rows:
+        train_rows = min(train_rows, cfg.data.max_rows)
+    lengths = token_lengths(facts.word_counts, cfg.model.max_length)
+    return DataShape(train_rows, eval_rows, padded_tokens_per_row(lengths, cfg.training.batch_size, rows=train_rows))
+
+
+def expected_steps(cfg: RunConfig, train_rows: int) -> int:
+    """Optimizer steps the run will take over train_rows."""
+    t = cfg.training
+    if t.max_steps:
+        return t.max_steps
+    per_epoch = max(1, -(-train_rows // (t.batch_size * t.gradient_accumulation_steps)))
+    return max(1, int(per_epoch * t.epochs))
+
+
+def measured_speed(cfg: RunConfig, runs: Iterable[RunSummary]) -> MeasuredSpeed | None:
+    """The newest speed a completed run of the same model, task, strategy and device measured."""
+    device = devices.pick_device(cfg.training.device)
+    found = [
+        run for run in runs
+        if run.status == "completed" and run.speed and (run.speed.get("tokens_per_s") or 0) > 0
+        and (run.model, run.task, run.strategy) == (cfg.model.source, cfg.task, cfg.strategy.name)
+        and run.device == device
+    ]
+    if not found:
+        return None
+    newest = max(found, key=lambda run: run.finished_at or "")
+    return MeasuredSpeed(newest.run_id, float(newest.speed["tokens_per_s"]), float(newest.speed.get("overhead_s") or 0.0))
+
+
+def computed_tokens_per_s(cfg: RunConfig, trainable: int, total: int) -> float:
+    """Training tokens per second from the FLOP count and this device's calibrated throughput."""
+    # Forward is 2·N FLOPs per token; backward adds 4·N for trained weights, ~2·N for activations only.
+    trainable_share = (trainable or total) / max(total, 1)
+    flops_per_token = total * (4 + 2 * trainable_share) * TASK_COST.get(cfg.task, 1.0)
+    device = devices.pick_device(cfg.training.device)
+    throughput = DEVICE_FLOPS.get(device, CPU_FLOPS_PER_CORE * devices.physical_cores())
+    return throughput / max(flops_per_token, 1.0)
+
+
+def estimate_run(cfg: RunConfig, shape: DataShape, trainable: int, total: int,
+                 speed: MeasuredSpeed | None = None) -> Estimate:
+    """How long the run will take: its padded tokens (training and evaluations) over a speed, plus start-up."""
+    steps = expected_steps(cfg, shape.train_rows)
+    samples_per_step = cfg.training.batch_size * cfg.training.gradient_accumulation_steps
+    train_tokens = steps * samples_per_step * shape.padded_tokens_per_row
+    evals = 0
+    if shape.eval_rows:
+        evals = steps // max(1, cfg.training.eval_steps) + (1 if steps % max(1, cfg.training.eval_steps) else 0)
+    eval_tokens = evals * shape.eval_rows * shape.padded_tokens_per_row * EVAL_COST_SHARE
+    if speed is not None:
+        seconds = (train_tokens + eval_tokens) / speed.tokens_per_s + speed.overhead_s
+        return Estimate(seconds, "measured", speed.run_id)
+    tokens_per_s = computed_tokens_per_s(cfg, trainable, total)
+    seconds = (train_tokens + eval_tokens) / tokens_per_s + FIXED_OVERHEAD_S + total * LOAD_S_PER_PARAM
+    return Estimate(seconds, "computed")
+
+
+def disk_bytes(cfg: RunConfig, trainable: int, total: int) -> tuple[int, int]:
+    """(peak while training, kept after completion) bytes of the run folder's models and checkpoints."""
+    adapter = cfg.strategy.name == "lora"
+    saved_weights = (trainable if adapter else total) * BYTES_PER_PARAM
+    checkpoint = saved_weights + trainable * OPTIMIZER_BYTES_PER_PARAM
+    kept_checkpoints = cfg.training.save_total_limit + (1 if cfg.training.keep_model == "best" else 0)
+    peak = kept_checkpoints * checkpoint + saved_weights
+    kept = saved_weights + (kept_checkpoints * checkpoint if cfg.training.keep_checkpoints else 0)
+    return peak, kept
