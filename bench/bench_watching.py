@@ -187,11 +187,18 @@ def start_from_setup(tabs: Tabs):
     return page, run_id
 
 
-def stop_run(tabs: Tabs, run_id: str) -> None:
+def stop_run(tabs: Tabs, run: Path, run_id: str) -> None:
+    """Stop from a Train tab, as a user would; a run that ends meanwhile needs no Stop."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     from ui import text
 
     page = tabs.open(f"train?run={run_id}")
-    page.get_by_role("button", name=text.STOP).click()
+    try:
+        page.get_by_role("button", name=text.STOP).click(timeout=30_000)
+    except PlaywrightTimeout:
+        if _status(run) not in FINISHED:
+            raise
 
 
 def run_dashboard(condition: str, browser, base_url: str, app_proc, runs: Path, args) -> dict[str, Any]:
@@ -232,7 +239,7 @@ def run_dashboard(condition: str, browser, base_url: str, app_proc, runs: Path, 
             "ws_kb_per_s": round((tabs.bytes - bytes0) / seconds / 1024, 1),
         }
         if _status(run) not in FINISHED:
-            stop_run(tabs, run_id)
+            stop_run(tabs, run, run_id)
             _wait(lambda: _status(run) in FINISHED, 180)
         return {"run": run, "run_id": run_id, **cpu, **watched}
     finally:

@@ -66,6 +66,11 @@ def train_in_child_process(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # A dashboard run shares the CPUs with the browser that watches it. OpenMP's default is to spin
+    # while waiting for a straggler thread, so each time the browser took a core the other training
+    # thread burned its own waiting at the barrier; sleeping instead gave the two-tab run 92% of
+    # the headless rate against 75% (bench/bench_watching.py). An explicit setting is kept.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         with open(folder.log_path, "ab") as log:
             child = subprocess.Popen(

@@ -1,18 +1,18 @@
 """Train: start, stop and resume runs; watch one live.
 
-The live panel is ONE non-nested fragment that re-runs every REFRESH_S seconds while the run is
-active and reads only `jobs.snapshot(run_id)`, an immutable copy; the rest of the page does not
-rerun. The run itself trains in a child process supervised by the JobManager, so this page can be
-closed and reopened, and watching it costs the training CPU only, never its GIL.
+While a run is active two non-nested fragments refresh on their own and read only
+`jobs.snapshot(run_id)`, an immutable copy: the progress line every REFRESH_S seconds and the
+charts with the log every CHART_REFRESH_S; the rest of the page does not rerun. The run itself
+trains in a child process supervised by the JobManager, so this page can be closed and reopened,
+and watching it costs the training CPU only, never its GIL.
 
-Watching must stay cheap: the figures are built once per new data point and shared by every tab
-(`training_figures`), not once per tab per refresh, and a state change made in another tab (Stop,
-Resume) reaches this one through the sidebar's fragment (`state.watch`).
+Watching must stay cheap, because the browser's CPU is the training's on a small machine: the
+frequent refresh sends two elements, the figures are built once per new data point and shared
+by every tab (`loss_chart`, `eval_chart`), and a state change made in another tab (Stop, Resume) reaches
+this one through the sidebar's fragment (`state.watch`).
 """
 
 from __future__ import annotations
-
-import time
 
 import streamlit as st
 
@@ -28,11 +28,12 @@ from ui.widgets import (
     status_badge,
 )
 
-REFRESH_S = 2.5          # progress, ETA, status and log
-CHART_REFRESH_S = 10.0   # new points on the charts, at most this often while the run trains
+REFRESH_S = 2.5          # progress, ETA and status
+# New points on the charts and the log, at most this often while the run trains: redrawing a
+# changed plotly chart costs Chromium about a tenth of a core-second, taken from the training.
+CHART_REFRESH_S = 10.0
 LOG_LINES = 15
 FIGURE_CACHE_ENTRIES = 64
-FIGURES_KEY = "tb_train_figures"
 
 
 # ---- actions -------------------------------------------------------------------------------
@@ -132,95 +133,94 @@ def status_message(snap: RunSnapshot) -> None:
         st.info(text.QUEUED_NOTE, icon=":material/schedule:")
 
 
-def chart_data_key(snap: RunSnapshot) -> tuple:
-    """Changes exactly when the charts' data does: records are only ever appended (or all reset)."""
+def chart_keys(snap: RunSnapshot) -> tuple[tuple, tuple]:
+    """(loss chart key, eval chart key): each changes exactly when its chart's data does.
+
+    Records are only ever appended (or all reset). Keyed apart, the eval chart's figure stays the
+    very same object between evaluations, so Streamlit sends no new figure and the browser does
+    not redraw it.
+    """
+    train = sum(1 for m in snap.metrics if "loss" in m)
+    evals = len(snap.metrics) - train
     last = snap.metrics[-1].get("time") if snap.metrics else None
-    return snap.run_id, len(snap.metrics), len(snap.events), last
+    return (snap.run_id, train, len(snap.events), last), (snap.run_id, evals, len(snap.events))
 
 
 @st.cache_resource(max_entries=FIGURE_CACHE_ENTRIES, show_spinner=False)
-def training_figures(data_key: tuple, task: str, log_y: bool, smoothing: float, _snap: RunSnapshot) -> dict:
-    """The three charts of a run at one data point, shared by every tab that shows it.
+def loss_chart(data_key: tuple, log_y: bool, smoothing: float, _snap: RunSnapshot):
+    """The training-loss chart of a run at one data point, shared by every tab that shows it.
 
     Building a plotly figure (layout templates, validation) is the costly part of a refresh; a
-    tab that refreshes without new data, or a second tab on the same run, gets the built ones.
+    tab that refreshes without new data, or a second tab on the same run, gets the built one.
     """
-    metrics, events = _snap.metrics, _snap.events
+    if not charts.series(_snap.metrics, "loss")[0]:
+        return None
+    return charts.loss_figure(_snap.metrics, _snap.events, log_y=log_y, smoothing=smoothing)
+
+
+@st.cache_resource(max_entries=FIGURE_CACHE_ENTRIES, show_spinner=False)
+def eval_chart(data_key: tuple, task: str, log_y: bool, _snap: RunSnapshot):
+    """The evaluation chart of a run at one data point, shared by every tab that shows it."""
     eval_key = "eval_accuracy" if task == "classification" else "eval_loss"
-    return {
-        "loss": charts.loss_figure(metrics, events, log_y=log_y, smoothing=smoothing)
-        if charts.series(metrics, "loss")[0] else None,
-        "eval": charts.eval_figure(metrics, task, events, log_y=log_y) if charts.series(metrics, eval_key)[0] else None,
-        "lr": charts.lr_figure(metrics, events) if charts.series(metrics, "learning_rate")[0] else None,
-    }
-
-
-def shown_figures(snap: RunSnapshot, task: str, log_y: bool, smoothing: float) -> dict:
-    """This tab's figures: new data reaches them at most every CHART_REFRESH_S while the run trains.
-
-    Re-sending an unchanged figure costs the browser almost nothing (Streamlit sends a cached
-    reference), but redrawing a changed one costs Chromium about a tenth of a core-second per
-    chart: on a fast run whose loss is logged every second or two, redrawing at every refresh took
-    a third of a core away from the training it showed. Options, another run and the run's end
-    redraw at once.
-    """
-    options = (snap.run_id, task, log_y, smoothing)
-    data_key = chart_data_key(snap)
-    held = st.session_state.get(FIGURES_KEY)
-    now = time.monotonic()
-    if held is not None:
-        held_options, held_key, figures, drawn_at = held
-        fresh_enough = held_key == data_key or (snap.is_active and now - drawn_at < CHART_REFRESH_S)
-        if held_options == options and fresh_enough:
-            return figures
-    figures = training_figures(data_key, task, log_y, smoothing, snap)
-    st.session_state[FIGURES_KEY] = (options, data_key, figures, now)
-    return figures
+    if not charts.series(_snap.metrics, eval_key)[0]:
+        return None
+    return charts.eval_figure(_snap.metrics, task, _snap.events, log_y=log_y)
 
 
 def charts_grid(snap: RunSnapshot, task: str, log_y: bool, smoothing: float, logging_steps: int,
                 eval_steps: int | None) -> None:
-    """Training loss, evaluation, learning rate and the log tail, two by two."""
-    figures = shown_figures(snap, task, log_y, smoothing)
+    """Training loss (with the learning rate) and evaluation side by side, then the log tail."""
+    loss_key, eval_key = chart_keys(snap)
     top = st.columns(2)
     with top[0]:
         st.markdown(f"**{text.CHART_LOSS}**")
-        if figures["loss"] is not None:
-            st.plotly_chart(figures["loss"], key="tb_train_chart_loss")
+        figure = loss_chart(loss_key, log_y, smoothing, snap)
+        if figure is not None:
+            st.plotly_chart(figure, key="tb_train_chart_loss")
         else:
             st.caption(text.CHART_EMPTY.format(steps=logging_steps))
     with top[1]:
         st.markdown(f"**{text.CHART_EVAL}**")
-        if figures["eval"] is not None:
-            st.plotly_chart(figures["eval"], key="tb_train_chart_eval")
+        figure = eval_chart(eval_key, task, log_y, snap)
+        if figure is not None:
+            st.plotly_chart(figure, key="tb_train_chart_eval")
         else:
             st.caption(text.CHART_EMPTY.format(steps=eval_steps) if eval_steps else text.CHART_NO_EVAL)
-    bottom = st.columns(2)
-    with bottom[0]:
-        st.markdown(f"**{text.CHART_LR}**")
-        if figures["lr"] is not None:
-            st.plotly_chart(figures["lr"], key="tb_train_chart_lr")
-        else:
-            st.caption(text.CHART_EMPTY.format(steps=logging_steps))
-    with bottom[1]:
-        st.markdown(f"**{text.RUN_LOG}**")
-        lines = snap.log_tail[-LOG_LINES:]
-        st.code("\n".join(lines) if lines else text.RUN_LOG_EMPTY, language=None, wrap_lines=True)
+    st.markdown(f"**{text.RUN_LOG}**")
+    lines = snap.log_tail[-LOG_LINES:]
+    st.code("\n".join(lines) if lines else text.RUN_LOG_EMPTY, language=None, wrap_lines=True, height=220)
 
 
-def live_panel(run_id: str, was_active: bool, task: str, log_y: bool, smoothing: float, logging_steps: int,
-               eval_steps: int | None) -> None:
-    """Everything that changes while training; reruns on its own every REFRESH_S seconds."""
+def live_snapshot(run_id: str, was_active: bool) -> RunSnapshot | None:
+    """The run as it is now; a run that has just finished redraws the whole page instead."""
     try:
         snap = state.get_jobs().snapshot(run_id)
     except TuneboardError as err:
         show_error(err)
-        return
+        return None
     if was_active and not snap.is_active:
-        st.rerun(scope="app")  # finished: redraw the buttons and stop the timer
-    progress_row(snap)
-    status_message(snap)
-    charts_grid(snap, task, log_y, smoothing, logging_steps, eval_steps)
+        st.rerun(scope="app")  # finished: redraw the buttons, the final figures, and stop the timers
+    return snap
+
+
+def live_progress(run_id: str, was_active: bool) -> None:
+    """Progress, ETA and status; reruns on its own every REFRESH_S seconds while the run is active.
+
+    Kept apart from the charts so that the frequent refresh sends two elements, not twenty, and
+    the charts need no timer of their own to hold back their redraws.
+    """
+    snap = live_snapshot(run_id, was_active)
+    if snap is not None:
+        progress_row(snap)
+        status_message(snap)
+
+
+def live_charts(run_id: str, was_active: bool, task: str, log_y: bool, smoothing: float, logging_steps: int,
+                eval_steps: int | None) -> None:
+    """The charts and the log tail; reruns on its own every CHART_REFRESH_S seconds while active."""
+    snap = live_snapshot(run_id, was_active)
+    if snap is not None:
+        charts_grid(snap, task, log_y, smoothing, logging_steps, eval_steps)
 
 
 # ---- the page ------------------------------------------------------------------------------
@@ -245,6 +245,8 @@ options = st.columns([1, 2, 4])
 log_y = options[0].toggle(text.LOG_SCALE, key="tb_train_log")
 smoothing = options[1].slider(text.SMOOTHING, 0.0, 0.99, 0.6, 0.01, help=text.SMOOTHING_HELP, key="tb_train_smooth")
 
-live = st.fragment(live_panel, run_every=REFRESH_S if snap.is_active else None, key="tb_train_live")
 eval_steps = cfg.training.eval_steps if cfg.data.validation_fraction > 0 else None
-live(run_id, snap.is_active, cfg.task, log_y, smoothing, cfg.training.logging_steps, eval_steps)
+active = snap.is_active
+st.fragment(live_progress, run_every=REFRESH_S if active else None, key="tb_train_progress")(run_id, active)
+st.fragment(live_charts, run_every=CHART_REFRESH_S if active else None, key="tb_train_charts")(
+    run_id, active, cfg.task, log_y, smoothing, cfg.training.logging_steps, eval_steps)

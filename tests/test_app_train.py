@@ -37,7 +37,7 @@ def test_completed_run_shows_progress_charts_events_and_log(jobs, runs_root):  #
     assert metrics[text.METRIC_EPOCH] == "1.00"
     assert metrics[text.METRIC_ELAPSED] == "1m 15s"
     assert at.get("progress")[0].value == 100
-    assert len(at.get("plotly_chart")) == 3  # loss, evaluation, learning rate
+    assert len(at.get("plotly_chart")) == 2  # loss (with the learning rate on its right axis), evaluation
     assert "Training started." in at.code[0].value
     assert at.button(key="tb_train_stop").disabled
     assert at.button(key="tb_train_resume").disabled
@@ -152,7 +152,7 @@ def test_empty_charts_say_when_their_first_points_come(jobs, runs_root):  # noqa
     at = open_page(PAGE, {"run": _empty_running_run(runs_root, 0.1)})
     assert not at.exception
     captions = texts(at.caption)
-    assert text.CHART_EMPTY.format(steps=5) in captions  # loss and learning rate: the logging interval
+    assert text.CHART_EMPTY.format(steps=5) in captions  # the loss chart: the logging interval
     assert text.CHART_EMPTY.format(steps=25) in captions  # evaluation: the eval interval
     assert text.NOT_AVAILABLE not in " ".join(c for c in captions if "steps" in c)
 

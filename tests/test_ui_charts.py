@@ -96,9 +96,11 @@ def test_eval_figure_classification_shows_accuracy_and_f1_on_a_unit_axis():
     assert tuple(fig.layout.yaxis.range) == (0, 1.02)
 
 
-def test_lr_and_overlay_figures():
-    fig = charts.lr_figure(train_records(10))
-    assert len(fig.data) == 1 and len(fig.data[0].x) == 10
+def test_the_learning_rate_shares_the_loss_chart_on_its_own_axis_and_overlays():
+    fig = charts.loss_figure(train_records(10))
+    (lr,) = [t for t in fig.data if t.yaxis == "y2"]
+    assert len(lr.x) == 10 and fig.layout.yaxis2.side == "right"
+    assert len(charts.loss_figure(train_records(10), learning_rate=False).data) == len(fig.data) - 1
     overlay = charts.overlay_figure({"run a": train_records(10), "run b": [], "run c": train_records(5)}, "loss")
     assert [t.name for t in overlay.data] == ["run a", "run c"]
 
@@ -134,7 +136,7 @@ def test_label_figure_groups_before_and_after():
     before = [{"label": "negative", "score": 0.6}, {"label": "positive", "score": 0.4}]
     after = [{"label": "positive", "score": 0.9}, {"label": "negative", "score": 0.1}]
     fig = charts.label_figure(before, after)
-    assert [t.name for t in fig.data] == ["base", "fine-tuned"]
+    assert [t.name for t in fig.data] == ["base: negative", "fine-tuned: positive"]  # each names its predicted label
     assert list(fig.data[0].y) == ["negative", "positive"]
     assert list(fig.data[1].x) == [0.1, 0.9]
 

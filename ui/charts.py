@@ -152,8 +152,14 @@ def loss_figure(
     *,
     log_y: bool = False,
     smoothing: float = 0.6,
+    learning_rate: bool = True,
 ) -> go.Figure:
-    """Training loss: the raw series (light) and its EMA (bold), with event markers."""
+    """Training loss: the raw series (light) and its EMA (bold), with event markers; the learning
+    rate on the right axis.
+
+    One chart for both, because every changed chart costs the watching browser a redraw, and the
+    browser's CPU is the training's on a small machine.
+    """
     steps, losses = series(metrics, "loss")
     fig = _empty(text.AXIS_LOSS, log_y)
     if not steps:
@@ -168,6 +174,13 @@ def loss_figure(
         fig.add_trace(
             go.Scatter(x=xs, y=ys, mode="lines", name=text.SERIES_SMOOTHED, line={"color": PRIMARY, "width": 2.5})
         )
+    lr_steps, rates = series(metrics, "learning_rate")
+    if learning_rate and lr_steps:
+        xs, ys = downsample(lr_steps, rates)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=text.AXIS_LR, yaxis="y2",
+                                 line={"color": SECONDARY, "width": 1, "dash": "dash"}))
+        fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "exponentformat": "e",
+                                  "rangemode": "tozero", "title": {"text": text.AXIS_LR}})
     return add_events(fig, events)
 
 
@@ -254,17 +267,6 @@ def perplexity_ticks(low_loss: float, high_loss: float, count: int = 5) -> list[
         return candidates
     stride = (len(candidates) - 1) / (count - 1)
     return [candidates[round(i * stride)] for i in range(count)]
-
-
-def lr_figure(metrics: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]] = ()) -> go.Figure:
-    """Learning rate over steps."""
-    steps, values = series(metrics, "learning_rate")
-    fig = _empty(text.AXIS_LR)
-    fig.update_yaxes(exponentformat="e")
-    if steps:
-        xs, ys = downsample(steps, values)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=text.AXIS_LR, line={"color": SECONDARY}))
-    return add_events(fig, events)
 
 
 def overlay_figure(
@@ -362,8 +364,10 @@ def label_figure(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[st
         if name not in labels:
             labels.append(name)
     fig = go.Figure()
-    for name, records, color in ((text.SERIES_BEFORE, before, NEUTRAL), (text.SERIES_AFTER, after, PRIMARY)):
+    for series, records, color in ((text.SERIES_BEFORE, before, NEUTRAL), (text.SERIES_AFTER, after, PRIMARY)):
         scores = {prediction_name(p): _number(p.get("score")) or 0.0 for p in records}
+        # The legend names each side's predicted label (the top one), so the answer reads without the bars.
+        name = text.SERIES_PREDICTS.format(series=series, label=prediction_name(records[0])) if records else series
         fig.add_trace(
             go.Bar(
                 x=[scores.get(label, 0.0) for label in labels],
@@ -398,3 +402,83 @@ def class_counts_figure(counts: Mapping[str, int]) -> go.Figure:
         "%{y}: %{x:,} " + text.AXIS_ROWS + "<extra></extra>",
         height=max(120, 32 * len(labels) + 60), xaxis={"title": text.AXIS_ROWS, "rangemode": "tozero"},
     )
+
+
+# ---- per-example results (core.insight) ----------------------------------------------------
+
+def confusion_figure(counts: Any, shares: Any, labels: Sequence[str], title: str) -> go.Figure:
+    """A confusion-matrix heatmap coloured by row share, each cell labelled with count and share."""
+    labels = [str(label) for label in labels]
+    cell_text = [[f"{int(counts[i][j]):,}<br>{shares[i][j]:.0%}" for j in range(len(labels))] for i in range(len(labels))]
+    fig = go.Figure(go.Heatmap(
+        z=[[float(v) for v in row] for row in shares], x=labels, y=labels, zmin=0, zmax=1,
+        colorscale=[[0, "#F8FAFC"], [1, PRIMARY]], showscale=False, text=cell_text, texttemplate="%{text}",
+        hovertemplate=text.CONFUSION_GOLD + ": %{y}<br>" + text.CONFUSION_PREDICTED + ": %{x}<br>%{text}<extra></extra>",
+    ))
+    fig.update_layout(
+        template="plotly_white", title={"text": title, "x": 0, "font": {"size": 14}},
+        height=max(260, 60 * len(labels) + 120), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={"title": text.CONFUSION_PREDICTED, "type": "category", "side": "bottom"},
+        yaxis={"title": text.CONFUSION_GOLD, "type": "category", "autorange": "reversed"},
+    )
+    return fig
+
+
+def loss_distribution_figure(base: Sequence[float], tuned: Sequence[float]) -> go.Figure:
+    """Per-example losses of the base and the fine-tuned model: overlaid histograms with box plots above."""
+    fig = go.Figure()
+    for name, values, color in ((text.EVALUATE_BASE, base, NEUTRAL), (text.COLUMN_TUNED_LOSS, tuned, PRIMARY)):
+        clean = [float(v) for v in values if _number(v) is not None]
+        if not clean:
+            continue
+        fig.add_trace(go.Histogram(x=clean, name=name, marker_color=color, opacity=0.6, nbinsx=40,
+                                   hovertemplate="%{x}: %{y}<extra>" + name + "</extra>"))
+        fig.add_trace(go.Box(x=clean, name=name, marker_color=color, yaxis="y2", boxpoints=False, showlegend=False))
+    fig.update_layout(
+        template="plotly_white", barmode="overlay", height=CHART_HEIGHT, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+        xaxis={"title": text.LOSS_AXIS}, yaxis={"title": text.AXIS_ROWS, "domain": [0, 0.74]},
+        yaxis2={"domain": [0.78, 1], "showticklabels": False},
+    )
+    return fig
+
+
+# ---- strategy shoot-out and learning-rate finder ------------------------------------------------
+
+def tradeoff_figure(points: Sequence[Mapping[str, Any]], metric_title: str, *, higher_is_better: bool) -> go.Figure:
+    """Quality against wall time, one point per run ({label, wall_s, metric, front}); the front joined by a line."""
+    fig = _layout(go.Figure(), y_title=metric_title)
+    fig.update_layout(hovermode="closest", xaxis_title=text.SWEEP_AXIS_TIME)
+    shown = [p for p in points if _number(p.get("wall_s")) is not None and _number(p.get("metric")) is not None]
+    front = sorted((p for p in shown if p.get("front")), key=lambda p: p["wall_s"])
+    if len(front) > 1:
+        fig.add_trace(go.Scatter(
+            x=[p["wall_s"] for p in front], y=[p["metric"] for p in front], mode="lines", name=text.SWEEP_FRONT,
+            line={"color": NEUTRAL, "width": 2, "dash": "dot", "shape": "hv" if higher_is_better else "linear"},
+            hoverinfo="skip",
+        ))
+    for i, point in enumerate(shown):
+        fig.add_trace(go.Scatter(
+            x=[point["wall_s"]], y=[point["metric"]], mode="markers+text", name=str(point["label"]),
+            text=[str(point["label"])], textposition="top center",
+            marker={"size": 14 if point.get("front") else 10, "color": PALETTE[i % len(PALETTE)],
+                    "symbol": "star" if point.get("front") else "circle"},
+            hovertemplate=f"{point['label']}<br>%{{x:.0f}} s<br>{metric_title} %{{y:.4g}}<extra></extra>",
+        ))
+    return fig
+
+
+def lr_finder_figure(learning_rates: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],
+                     pick: float | None) -> go.Figure:
+    """Loss against learning rate (log x) from a range test, raw and smoothed, with the pick marked."""
+    fig = _layout(go.Figure(), y_title=text.METRIC_NAMES["loss"])
+    fig.update_layout(hovermode="closest", xaxis_title=text.METRIC_NAMES["learning_rate"])
+    fig.update_xaxes(type="log", exponentformat="e")
+    fig.add_trace(go.Scatter(x=list(learning_rates), y=list(losses), mode="markers", name=text.LR_FINDER_RAW,
+                             marker={"color": PRIMARY_LIGHT, "size": 6}))
+    fig.add_trace(go.Scatter(x=list(learning_rates), y=list(smoothed), mode="lines", name=text.LR_FINDER_SMOOTHED,
+                             line={"color": PRIMARY, "width": 2}))
+    if pick is not None:
+        fig.add_vline(x=pick, line={"color": TERTIARY, "width": 2, "dash": "dash"},
+                      annotation_text=text.LR_FINDER_PICK_MARK.format(rate=pick), annotation_position="top")
+    return fig
