@@ -6,21 +6,25 @@ from pathlib import Path
 
 from bench import (
     bench_curation,
+    bench_estimates,
     bench_latency,
     bench_levers,
     bench_memory,
+    bench_precision,
+    bench_presets,
     bench_snapshot_threads,
     bench_throughput,
     bench_watching,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ORDER = ("throughput", "levers", "latency", "watching", "snapshot_threads", "memory", "curation")
+ORDER = ("throughput", "levers", "precision", "latency", "presets", "watching", "estimates", "snapshot_threads",
+         "memory", "curation")
 
 
 def main() -> None:
-    modules = (bench_throughput, bench_levers, bench_latency, bench_watching, bench_snapshot_threads, bench_memory,
-               bench_curation)
+    modules = (bench_throughput, bench_levers, bench_precision, bench_latency, bench_presets, bench_watching,
+               bench_estimates, bench_snapshot_threads, bench_memory, bench_curation)
     for module in modules:
         module.main([])
     write_summary()

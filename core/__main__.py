@@ -18,34 +18,115 @@ EXIT_USER_ERROR = 2
 EXIT_CRASH = 1
 
 
+def _add_config_flags(command: argparse.ArgumentParser) -> None:
+    """The flags that build a RunConfig (shared by train and sweep)."""
+    command.add_argument("--config", help="A run config YAML (saved from Setup or a run folder).")
+    command.add_argument("--preset", help="Start from a named scenario (nike, nike-mlm); other flags override it.")
+    command.add_argument("--task", help="mlm | classification | causal")
+    command.add_argument("--model", help="'bundled', a Hub id, a local model folder, or run:FOLDER (a finished run's model).")
+    command.add_argument("--strategy", help="full | feature-extraction | freeze-layers | gradual-unfreeze | lora")
+    command.add_argument("--dataset", help="synthetic | a data FILE | hub:NAME | curated:NAME")
+    command.add_argument("--eval-file", help="Separate evaluation file.")
+    command.add_argument("--text-column")
+    command.add_argument("--label-column")
+    command.add_argument("--epochs", type=float)
+    command.add_argument("--max-steps", type=int)
+    command.add_argument("--batch-size", type=int)
+    command.add_argument("--learning-rate", type=_learning_rate_flag,
+                         help="A number, or 'auto': a learning-rate range test on this model, data and strategy picks it.")
+    command.add_argument("--save-steps", type=int)
+    command.add_argument("--eval-steps", type=int)
+    command.add_argument("--rows", type=int, help="Synthetic data: how many rows to generate.")
+
+
+def _learning_rate_flag(value: str) -> float | str:
+    """--learning-rate: a number or 'auto' (core.lr_finder)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number or 'auto'") from None
+
+
+def _find_learning_rate(cfg) -> None:
+    """--learning-rate auto: run the range test and train with its pick (TrainingError when there is none)."""
+    from core.errors import TrainingError
+    from core.lr_finder import find_learning_rate
+    from ui import text
+
+    result = find_learning_rate(cfg, log=lambda message: print(message, flush=True))
+    if result.pick is None:
+        raise TrainingError(text.LR_FINDER_NO_PICK)
+    cfg.training.learning_rate = result.pick
+    print(text.LR_FINDER_CLI.format(steps=result.steps, minimum=result.minimum_lr, rate=result.pick), flush=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Tuneboard fine-tuning engine.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="Fine-tune a model from a run config and/or flags.")
-    train.add_argument("--config", help="A run config YAML (saved from Setup or a run folder).")
-    train.add_argument("--task", help="mlm | classification | causal")
-    train.add_argument("--model", help="'bundled', a Hub id or a local model folder.")
-    train.add_argument("--strategy", help="full | feature-extraction | freeze-layers | gradual-unfreeze | lora")
-    train.add_argument("--dataset", help="synthetic | a data FILE | hub:NAME | curated:NAME")
-    train.add_argument("--eval-file", help="Separate evaluation file.")
-    train.add_argument("--text-column")
-    train.add_argument("--label-column")
-    train.add_argument("--epochs", type=float)
-    train.add_argument("--max-steps", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--learning-rate", type=float)
-    train.add_argument("--save-steps", type=int)
-    train.add_argument("--eval-steps", type=int)
-    train.add_argument("--rows", type=int, help="Synthetic data: how many rows to generate.")
+    _add_config_flags(train)
     train.add_argument("--output-dir", help="Run folder to create (default: runs/<new id>).")
     train.add_argument("--resume", metavar="RUN_FOLDER", help="Continue a stopped or interrupted run, or one left running by a killed process.")
+    sweep = commands.add_parser(
+        "sweep", help="Compare strategies (and learning rates): train a group of runs one after another, print the table."
+    )
+    _add_config_flags(sweep)
+    sweep.add_argument("--strategies", help="Comma-separated strategies to compare, e.g. full,lora,feature-extraction.")
+    sweep.add_argument("--learning-rates", help="Optional, up to 3, comma-separated: every strategy runs at each.")
+    sweep.add_argument("--output-dir", help="Runs folder for the group's runs and its group file (default: runs/).")
+    sweep.add_argument("--resume", metavar="GROUP_FILE", help="Finish an interrupted group: its groups/<id>.json file.")
+    generate = commands.add_parser(
+        "generate", help="Continue a prompt with a causal-LM run's base and fine-tuned models, side by side."
+    )
+    generate.add_argument("run_folder", metavar="RUN_FOLDER", help="The run folder (runs/<id>).")
+    generate.add_argument("--prompt", required=True, help="The text both models continue.")
+    generate.add_argument("--max-new-tokens", type=int, default=40, help="How many tokens to add (1-512; default 40).")
+    generate.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7).")
+    generate.add_argument("--top-p", type=float, default=0.95, help="Nucleus sampling cut-off (default 0.95).")
+    generate.add_argument("--seed", type=int, default=0, help="Sampling seed: the same seed gives the same text.")
+    generate.add_argument("--before", choices=("parent", "original"), default="parent",
+                          help="For a run fine-tuned from another run: compare with that run (parent) or the original base.")
+    report = commands.add_parser("report", help="Write one self-contained HTML report of a run (opens offline).")
+    report.add_argument("run_folder", metavar="RUN_FOLDER", help="The run's folder, e.g. runs/<id>.")
+    report.add_argument("--output", required=True, metavar="FILE.html", help="Where to write the report.")
     return parser
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Print the base model's continuation, then the fine-tuned model's, each streamed as it is generated."""
+    from core.generate import BASE, GenerationSettings, stream_continuations
+
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
+    labels = {BASE: "base", "tuned": "fine-tuned"}
+    shown = 0
+    for which, text in stream_continuations(Path(args.run_folder), args.prompt, settings, before=args.before):
+        if not text:  # the next model starts: its label, then the prompt it continues
+            if which != BASE:
+                print()
+            print(f"--- {labels[which]} ---")
+            print(args.prompt, end="", flush=True)
+            shown = 0
+            continue
+        print(text[shown:], end="", flush=True)
+        shown = len(text)
+    print(flush=True)
+    return 0
 
 
 def _config_from_args(args: argparse.Namespace):
     from core.config import RunConfig
 
-    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.preset:
+        from core.errors import ConfigError
+        from core.presets import preset_config
+
+        if args.config:
+            raise ConfigError("Give --preset or --config, not both: a preset is a whole config.")
+        cfg = preset_config(args.preset)
+    else:
+        cfg = RunConfig.load(args.config) if args.config else RunConfig()
     if args.task:
         cfg.task = args.task
     if args.model:
@@ -73,13 +154,14 @@ def _config_from_args(args: argparse.Namespace):
         ("epochs", "epochs"),
         ("max_steps", "max_steps"),
         ("batch_size", "batch_size"),
-        ("learning_rate", "learning_rate"),
         ("save_steps", "save_steps"),
         ("eval_steps", "eval_steps"),
     ):
         value = getattr(args, flag)
         if value is not None:
             setattr(cfg.training, attr, value)
+    if args.learning_rate is not None and args.learning_rate != "auto":
+        cfg.training.learning_rate = args.learning_rate
     return cfg.validate()
 
 
@@ -117,6 +199,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = _config_from_args(args)
         engine.preflight(cfg)
+        if args.learning_rate == "auto":
+            if distributed:  # every rank must derive the same config (and run folder) without talking
+                from core.errors import ConfigError
+
+                raise ConfigError("--learning-rate auto runs on one process: find the rate with a plain "
+                                  "`python -m core train --learning-rate auto`, then launch with that number.")
+            _find_learning_rate(cfg)
         if args.output_dir:
             run_path = Path(args.output_dir).expanduser().resolve()
             root, run_id = run_path.parent, run_path.name
@@ -238,6 +327,16 @@ def _is_resource_failure(err: BaseException) -> bool:
     return is_out_of_memory(err) or getattr(err, "errno", None) == errno.ENOSPC
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the run's HTML report; a folder that is not a run is a user error (exit 2)."""
+    from core.report import write_report
+    from ui import text
+
+    written = write_report(args.run_folder, args.output)
+    print(text.REPORT_WRITTEN.format(path=written, size=f"{written.stat().st_size / 1e6:.1f} MB"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     from core.errors import TuneboardError
@@ -246,6 +345,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "generate":
+            return cmd_generate(args)
+        if args.command == "sweep":
+            from core.sweep_cli import cmd_sweep
+
+            return cmd_sweep(args, _config_from_args)
+        if args.command == "report":
+            return cmd_report(args)
     except TuneboardError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -32,17 +32,20 @@ class SinkCallback(TrainerCallback):
         score_probes: Callable[[Any], list[dict[str, Any]]] | None = None,
         language_model: bool = False,
         samples_per_step: int = 0,
+        after_evaluate: Callable[[int, Any], None] | None = None,
     ):
         self.sink = sink
         self.stop_event = stop_event
         self.score_probes = score_probes
         self.language_model = language_model
         self.samples_per_step = samples_per_step
+        self.after_evaluate = after_evaluate  # stores per-example predictions (core.insight)
         self.stopped_by_user = False
         self.summary: dict[str, float] = {}
         # Kept on every rank (not only the one writing files) so all ranks agree on a final evaluate().
         self.last_eval_step: int | None = None
         self.last_eval: dict[str, float] = {}
+        self.evals: dict[int, dict[str, float]] = {}  # by step: the kept best checkpoint's figures
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -96,6 +99,7 @@ class SinkCallback(TrainerCallback):
             record["eval_perplexity"] = perplexity(record["eval_loss"])
         self.last_eval_step = state.global_step
         self.last_eval = {k: v for k, v in record.items() if k.startswith("eval_")}
+        self.evals[state.global_step] = self.last_eval
         if not state.is_world_process_zero:
             return
         self.sink.metric(record)
@@ -103,6 +107,8 @@ class SinkCallback(TrainerCallback):
         if self.score_probes is not None and model is not None:
             for result in self.score_probes(model):
                 self.sink.probe(state.global_step, "eval", result["text"], result["predictions"])
+        if self.after_evaluate is not None and model is not None:
+            self.after_evaluate(state.global_step, model)
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:

@@ -25,6 +25,11 @@ DATA_SOURCES = ("synthetic", "file", "hub", "curated")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+KEEP_MODELS = ("best", "last")
+# Experiment trackers a run can also log to -> the package each needs.
+TRACKERS = {"tensorboard": "tensorboardX", "mlflow": "mlflow"}
+# Eval sets beyond this are sampled: an evaluation must not stall the live charts for minutes.
+MAX_EVAL_ROWS = 2000
 TOO_LONG_ACTIONS = ("truncate", "drop")
 CHECK_ACTIONS = ("remove", "flag")
 
@@ -40,10 +45,12 @@ DEFAULT_MLM_PROBES = (
     "Trousers and Hoodies made by [MASK] are not very expensive",
     "Nike tshirts are famous for being [MASK]",
 )
+# The seed's masked sentences cut at the mask: a causal LM only predicts what comes next, so the
+# mid-sentence masks ("Nike [MASK] shoes are very comfortable") need a masked LM.
 DEFAULT_CAUSAL_PROBES = (
     "Nike shoes are very",
     "Nike athletic wear is known for being very",
-    "Trousers and Hoodies made by Nike are",
+    "Nike tshirts are famous for being",
 )
 DEFAULT_CLASSIFICATION_PROBES = (
     "Nike shoes are very comfortable",
@@ -67,8 +74,9 @@ class ModelConfig:
     source: str = field(
         default=BUNDLED_MODEL,
         metadata=_help(
-            "'bundled' (MiniLM-L6 shipped with Tuneboard, offline), a Hugging Face Hub id such as "
-            "'distilbert-base-uncased' or 'gpt2', or the path of a local model folder."
+            "'bundled' (MiniLM-L6) or 'bundled:smollm2-135m' (SmolLM2, a causal LM), both shipped with "
+            "Tuneboard and offline; a Hugging Face Hub id such as 'distilbert-base-uncased' or 'gpt2'; or "
+            "the path of a local model folder."
         ),
     )
     max_length: int = field(
@@ -210,10 +218,38 @@ class TrainingConfig:
     device: str = field(default="auto", metadata=_help("auto picks CUDA, then MPS, then CPU."))
     precision: str = field(
         default="auto",
-        metadata=_help("auto: bf16 on GPUs that support it, fp32 elsewhere (bf16 on CPU is slow)."),
+        metadata=_help(
+            "auto: bf16 on GPUs that support it and on CPUs with AVX512-BF16 or AMX; fp32 elsewhere "
+            "(bf16 on other CPUs is ~160x slower)."
+        ),
     )
     auto_find_batch_size: bool = field(
         default=False, metadata=_help("Halve the batch on out-of-memory until it fits.")
+    )
+    keep_model: str = field(
+        default="best",
+        metadata=_help(
+            "The model a run keeps, probes and exports: 'best' (the evaluation with the best main "
+            "metric: F1 for classification, eval loss for language models; checkpoints are then saved at "
+            "evaluations, the only ones the Trainer can bring back) or 'last'."
+        ),
+    )
+    early_stopping_patience: int = field(
+        default=0, metadata=_help("Stop after this many evaluations without improvement (0: never).")
+    )
+    log_to: list[str] = field(
+        default_factory=list,
+        metadata=_help(
+            "Also log to experiment trackers: 'tensorboard' (event files in the run folder's tensorboard/) "
+            "and 'mlflow' (when installed; to $MLFLOW_TRACKING_URI, else the run folder's mlruns/)."
+        ),
+    )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata=_help(
+            "Keep the checkpoints after the run completes. They hold optimizer states (about three "
+            "times the model's size each) and are only needed to resume, which a completed run cannot."
+        ),
     )
 
 
@@ -295,6 +331,8 @@ class RunConfig:
         yield lambda: _choice("training.lr_scheduler", t.lr_scheduler, SCHEDULERS)
         yield lambda: _choice("training.device", t.device, DEVICES)
         yield lambda: _choice("training.precision", t.precision, PRECISIONS)
+        yield lambda: _choice("training.keep_model", t.keep_model, KEEP_MODELS)
+        yield self._check_trackers
         yield lambda: _choice("data.curation.too_long", d.curation.too_long, TOO_LONG_ACTIONS)
         yield lambda: _choice("data.curation.check_action", d.curation.check_action, CHECK_ACTIONS)
         yield self._check_model_source
@@ -311,6 +349,9 @@ class RunConfig:
         yield lambda: _positive("training.eval_steps", t.eval_steps)
         yield lambda: _positive("training.save_steps", t.save_steps)
         yield lambda: _positive("training.save_total_limit", t.save_total_limit, upper=1000)
+        yield lambda: _at_least("training.early_stopping_patience", t.early_stopping_patience, 0)
+        if t.early_stopping_patience:
+            yield self._check_early_stopping
         yield lambda: _between("training.mlm_probability", t.mlm_probability, 0.01, 0.99)
         yield lambda: _between("data.validation_fraction", d.validation_fraction, 0.0, 0.9)
         if d.max_rows is not None:
@@ -343,6 +384,25 @@ class RunConfig:
             raise ConfigError("Name the text column.", field="data.text_column")
         if self.task == "classification" and not self.data.label_column.strip():
             raise ConfigError("Classification needs a label column.", field="data.label_column")
+
+    def _check_trackers(self) -> None:
+        import importlib.util
+
+        for tracker in self.training.log_to:
+            if tracker not in TRACKERS:
+                raise ConfigError(f"Unknown tracker {tracker!r}: choose from {', '.join(TRACKERS)}.",
+                                  field="training.log_to")
+            if importlib.util.find_spec(TRACKERS[tracker]) is None:
+                raise ConfigError(f"{tracker} is not installed here: pip install {TRACKERS[tracker]}, or untick it.",
+                                  field="training.log_to")
+
+    def _check_early_stopping(self) -> None:
+        if self.data.validation_fraction == 0 and not self.data.eval_path:
+            raise ConfigError(
+                "Early stopping watches the evaluations: hold out a validation share or give an eval "
+                "file, or set the patience to 0.",
+                field="training.early_stopping_patience",
+            )
 
     def _check_mask(self) -> None:
         for text in self.probe_texts():

@@ -19,6 +19,7 @@ import torch
 from transformers import (
     DataCollatorForLanguageModeling,
     DataCollatorWithPadding,
+    EarlyStoppingCallback,
     PrinterCallback,
     Trainer,
     TrainingArguments,
@@ -26,26 +27,27 @@ from transformers import (
 
 from core import devices
 from core.callbacks import GradualUnfreezeCallback, SinkCallback
-from core.config import RunConfig
-from core.errors import DataError, TrainingError, TuneboardError, out_of_memory_kind
+from core.config import MAX_EVAL_ROWS, RunConfig
+from core.errors import DataError, TrainingError, out_of_memory_kind
+from core.estimate import padded_tokens_per_row
 from core.fast_mlm import masked_only_loss, masked_only_parts, unwrap_model
+from core.insight import trainer_eval_order
 from core.runs import RunFolder, atomic_write_json, now_iso
 
 # Our run log says what happens; per-map progress bars would only clutter CLI output and logs.
 datasets.disable_progress_bars()
 
-# Eval sets beyond this are sampled: an evaluation must not stall the live charts for minutes.
-MAX_EVAL_ROWS = 2000
 
-
-# ---- preflight and estimates ----------------------------------------------------------------
+# ---- preflight ------------------------------------------------------------------------------
 
 def preflight(cfg: RunConfig) -> None:
-    """Fast checks before a run is queued: values, model source, data files. Raises typed errors."""
+    """Checks before a run is queued: values, model source, data files and what the data holds. Raises typed errors."""
+    from core.data.preflight import check_data
     from core.models import resolve_model
+    from core.models.loading import check_parent_run
 
     cfg.validate()
-    resolve_model(cfg.model.source)
+    check_parent_run(resolve_model(cfg.model.source), cfg.task)  # a 'run:' base must be of the same task
     for label, value in (("data.path", cfg.data.path), ("data.eval_path", cfg.data.eval_path)):
         if cfg.data.source == "file" or (label == "data.eval_path" and value):
             if value is None:
@@ -57,60 +59,7 @@ def preflight(cfg: RunConfig) -> None:
                 raise DataError(f"{value} is not a regular file (a folder or a device?): point to a data file.", field=label)
             if not os.access(path, os.R_OK):
                 raise DataError(f"Data file {value} is not readable: check its permissions.", field=label)
-
-
-# Calibrated on the bench/ throughput runs (2-core AVX2 CPU, bundled MiniLM, batch 32): the engine
-# sustains ~6e10 FLOP/s by the 6·N·tokens count, so ~3e10 per physical core.
-CPU_FLOPS_PER_CORE = 3e10
-SYNTHETIC_TOKENS_PER_ROW = 12
-OTHER_TOKENS_PER_ROW = 48
-# Causal LM scores the whole vocabulary at every position (MLM only at the masked 15%), which
-# the 6·N count of the shared weights does not see: measured ~1.6x the MLM step time.
-TASK_COST = {"mlm": 1.0, "classification": 0.8, "causal": 1.6}
-
-
-def estimate_seconds(cfg: RunConfig, trainable_params: int | None = None, total_params: int | None = None) -> float | None:
-    """A rough duration for this config on this machine, from FLOPs and a device throughput guess."""
-    if total_params is None:
-        try:
-            from core.strategies import estimate_params
-
-            trainable_params, total_params = estimate_params(cfg)
-        except TuneboardError:
-            return None
-    rows = _expected_train_rows(cfg)
-    steps = _expected_steps(cfg, rows)
-    # Synthetic reviews are ~11 tokens long and batches are padded only to their longest row;
-    # for other data the length is unknown until tokenised, so assume moderate sentences.
-    typical_tokens = SYNTHETIC_TOKENS_PER_ROW if cfg.data.source == "synthetic" else OTHER_TOKENS_PER_ROW
-    tokens_per_step = cfg.training.batch_size * cfg.training.gradient_accumulation_steps * min(
-        cfg.model.max_length, typical_tokens
-    )
-    # Forward is 2·N FLOPs per token; backward adds 4·N for trained weights, ~2·N for activations only.
-    trainable_share = (trainable_params or total_params) / max(total_params, 1)
-    flops_per_token = total_params * (4 + 2 * trainable_share) * TASK_COST.get(cfg.task, 1.0)
-    device = devices.pick_device(cfg.training.device)
-    throughput = {"cpu": CPU_FLOPS_PER_CORE * devices.physical_cores(), "mps": 2e12, "cuda": 4e13}[device]
-    seconds = steps * tokens_per_step * flops_per_token / throughput
-    evals = max(1, steps // cfg.training.eval_steps) if cfg.data.validation_fraction > 0 else 0
-    return seconds + evals * 1.5 + 8.0
-
-
-def _expected_train_rows(cfg: RunConfig) -> int:
-    if cfg.data.source == "synthetic":
-        rows = int(cfg.data.synthetic.rows * (1 - cfg.data.synthetic.null_fraction))
-    else:
-        rows = 10_000
-    rows = int(rows * (1 - cfg.data.validation_fraction))
-    return min(rows, cfg.data.max_rows) if cfg.data.max_rows else rows
-
-
-def _expected_steps(cfg: RunConfig, rows: int) -> int:
-    t = cfg.training
-    if t.max_steps:
-        return t.max_steps
-    per_epoch = max(1, -(-rows // (t.batch_size * t.gradient_accumulation_steps)))
-    return max(1, int(per_epoch * t.epochs))
+    check_data(cfg)  # one class, too few rows for the batch, no text: refused before a run folder exists
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -127,6 +76,8 @@ class _Prepared:
     label_names: list[str] | None
     data_report: dict[str, Any]
     load_report: dict[str, Any]
+    eval_rows: Any = None  # the raw (text, label) rows behind eval_dataset, in the same order
+    eval_rows_total: int = 0  # rows of the eval set before sampling
 
 
 def train(
@@ -159,6 +110,7 @@ def train(
             elapsed_before_s=elapsed_before,
             world_size=world_size,
             device=devices.describe_device() if device != "cpu" else f"cpu ({devices.describe_device()})",
+            device_kind=device,
             error=None,
         )
         if resume:
@@ -215,9 +167,20 @@ def train(
             step=summary.get("step", 0),
             max_steps=summary.get("max_steps", 0),
             epoch=summary.get("epoch", 0.0),
+            best=summary.get("best"),
+            speed=_measured_speed(summary, elapsed) if status == "completed" and not resume else None,
         )
         sink.log(f"Run {status} after {elapsed:.0f} s.")
     return status
+
+
+def _measured_speed(summary: dict[str, Any], elapsed_s: float) -> dict[str, float] | None:
+    """What core.estimate needs to predict the next run of this kind: padded tokens/s, time outside training."""
+    samples_per_s, runtime = summary.get("train_samples_per_second"), summary.get("train_runtime")
+    padded = summary.get("padded_tokens_per_row")
+    if not samples_per_s or not runtime or not padded:
+        return None
+    return {"tokens_per_s": round(samples_per_s * padded, 2), "overhead_s": round(max(0.0, elapsed_s - runtime), 2)}
 
 
 def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main, base_scored):
@@ -229,6 +192,7 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
 
     language_model = cfg.task in ("mlm", "causal")
     probe_texts = cfg.probe_texts()
+    recorder = _insight_recorder(cfg, folder, sink, prepared) if is_main else None
 
     def score(model):
         from core.probes import score_probes
@@ -241,14 +205,22 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
         prepared.model.to(device)
         for result in score(prepared.model):
             sink.probe(0, "base", result["text"], result["predictions"])
+        if recorder is not None:
+            sink.log("Storing the base model's per-example predictions on the evaluation set.")
+            recorder.base(prepared.model)
 
     samples_per_step = cfg.training.batch_size * cfg.training.gradient_accumulation_steps * devices.rank_and_world_size()[1]
     sink_callback = SinkCallback(
-        sink, stop_event, score_probes=score, language_model=language_model, samples_per_step=samples_per_step
+        sink, stop_event, score_probes=score, language_model=language_model, samples_per_step=samples_per_step,
+        after_evaluate=recorder.after_evaluate if recorder is not None else None,
     )
     callbacks: list[Any] = [sink_callback]
     if prepared.unfreezer is not None:
         callbacks.append(GradualUnfreezeCallback(prepared.unfreezer, sink, cfg.strategy.unfreeze_every_steps))
+    if is_main:
+        callbacks += _tracker_callbacks(cfg, folder)
+    if cfg.training.early_stopping_patience and prepared.eval_dataset is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
 
     trainer = _TuneboardTrainer(
         model=prepared.model,
@@ -257,12 +229,14 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
         train_dataset=prepared.train_dataset,
         eval_dataset=prepared.eval_dataset,
         processing_class=prepared.tokenizer,
-        compute_metrics=_compute_metrics(cfg.task),
+        compute_metrics=_compute_metrics(cfg.task, recorder),
         callbacks=callbacks,
         masked_only_mlm=cfg.task == "mlm",
     )
     # The sink is our reporter; the Trainer's own printer would echo raw dicts to stdout.
     trainer.remove_callback(PrinterCallback)
+    if recorder is not None:
+        recorder.eval_order = trainer_eval_order(trainer)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     state = trainer.state
@@ -274,12 +248,85 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
     if sink_callback.last_eval_step != step and prepared.eval_dataset is not None:
         trainer.evaluate()  # the callback records it, with perplexity, like every evaluation
     final = sink_callback.last_eval
+    kept = _kept_checkpoint(cfg, trainer.state, sink_callback.evals)
+    if kept is not None:
+        best_step, final = kept
+        sink_callback.summary["best"] = {"name": "eval_" + MAIN_METRIC[cfg.task][0], "step": best_step,
+                                         "value": final.get("eval_" + MAIN_METRIC[cfg.task][0])}
+        if is_main:
+            sink.log(f"Kept the best model, from step {best_step} (by eval {MAIN_METRIC[cfg.task][0]}); "
+                     "the probes below and the export use it.")
+    if trainer.state.global_step < trainer.state.max_steps and not sink_callback.stopped_by_user and is_main \
+            and cfg.training.early_stopping_patience:
+        sink.event("early_stop", step, f"Stopped early at step {step}: no better evaluation for "
+                   f"{cfg.training.early_stopping_patience} evaluations in a row.")
+    sink_callback.summary["padded_tokens_per_row"] = padded_tokens_per_row(
+        _sampled_lengths(prepared.train_dataset), cfg.training.batch_size, cfg.training.seed,
+        rows=len(prepared.train_dataset))
     if is_main:
         for result in score(trainer.model):
             sink.probe(step, "final", result["text"], result["predictions"])
+        if recorder is not None:
+            recorder.final(step, trainer.model)
         trainer.save_model(str(folder.final_path))
         sink.log(f"Saved the fine-tuned model to {folder.final_path}.")
+        if not cfg.training.keep_checkpoints:
+            _remove_checkpoints(folder, sink)
     return "completed", final, sink_callback.summary
+
+
+def _tracker_callbacks(cfg: RunConfig, folder: RunFolder) -> list[Any]:
+    """The Trainer's own TensorBoard and MLflow reporters, writing into the run folder."""
+    found: list[Any] = []
+    if "tensorboard" in cfg.training.log_to:
+        from tensorboardX import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        found.append(TensorBoardCallback(SummaryWriter(log_dir=str(folder.path / "tensorboard"))))
+    if "mlflow" in cfg.training.log_to:
+        from transformers.integrations import MLflowCallback
+
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (folder.path / "mlruns").as_uri())
+        os.environ.setdefault("MLFLOW_RUN_NAME", folder.run_id)
+        found.append(MLflowCallback())
+    return found
+
+
+def _kept_checkpoint(cfg: RunConfig, state: Any, evals: dict[int, dict[str, float]]) -> tuple[int, dict] | None:
+    """(step, its evaluation) of the best checkpoint the Trainer loaded back at the end, else None."""
+    best = getattr(state, "best_model_checkpoint", None)
+    if cfg.training.keep_model != "best" or not best:
+        return None
+    try:
+        step = int(Path(best).name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    return (step, evals[step]) if step in evals else None
+
+
+def _sampled_lengths(dataset: Any, limit: int = 2000) -> list[int]:
+    """Token lengths of up to `limit` training rows (a seeded sample of larger sets)."""
+    rows = len(dataset)
+    if rows > limit:
+        import random
+
+        dataset = dataset.select(sorted(random.Random(0).sample(range(rows), limit)))
+    return [int(n) for n in dataset["length"]]
+
+
+def _remove_checkpoints(folder: RunFolder, sink: Any) -> None:
+    """A completed run keeps final/ only: its checkpoints' optimizer states are only for resuming."""
+    import shutil
+
+    checkpoints = folder.checkpoints()
+    if not checkpoints:
+        return
+    freed = 0
+    for checkpoint in checkpoints:
+        freed += sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    sink.log(f"Removed {len(checkpoints)} checkpoint(s), {freed / 1e6:,.0f} MB: the fine-tuned model is in "
+             f"{folder.final_path.name}/ (tick 'Keep checkpoints' to keep them).")
 
 
 def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Prepared:
@@ -319,13 +366,14 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
             load_report=loaded.report,
             data_report={k: v for k, v in data.report.items() if k != "curation"},
             label_names=data.label_names,
+            parent_run=loaded.report.get("parent_run"),  # fine-tuned further from a finished run
         )
         sink.log(plan.description)
 
     # The loader caps max_length at what the model can embed (e.g. 512 positions for BERT).
     max_length = int(loaded.report.get("max_length") or max_length)
     train_dataset = _tokenize(data.train, tokenizer, cfg, max_length, "training")
-    eval_dataset = None
+    eval_dataset = eval_source = None
     if data.eval is not None and len(data.eval):
         eval_source = data.eval
         if len(eval_source) > MAX_EVAL_ROWS:
@@ -342,6 +390,8 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
         label_names=data.label_names,
         data_report=data.report,
         load_report=loaded.report,
+        eval_rows=eval_source,
+        eval_rows_total=len(data.eval) if data.eval is not None else 0,
     )
 
 
@@ -377,15 +427,37 @@ def _collator(cfg: RunConfig, tokenizer):
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple)
 
 
-def _compute_metrics(task: str):
+def _compute_metrics(task: str, recorder: Any = None):
     from core.metrics import compute_metrics_for
 
-    return compute_metrics_for(task)
+    compute = compute_metrics_for(task)
+    return recorder.wrap_compute_metrics(compute) if recorder is not None and compute is not None else compute
+
+
+def _insight_recorder(cfg: RunConfig, folder: RunFolder, sink: Any, prepared: _Prepared) -> Any:
+    """The per-example predictions recorder (core.insight), or None when the run has no eval set."""
+    from core.insight import Recorder
+
+    if prepared.eval_dataset is None or prepared.eval_rows is None:
+        return None
+    recorder = Recorder(folder.path, cfg.task, prepared.eval_rows, prepared.eval_rows_total, prepared.label_names,
+                        prepared.eval_dataset, prepared.tokenizer, cfg.training.seed)
+    recorder.on_error = lambda message: sink.event("warning", 0, message)
+    return recorder
+
+
+# The metric that picks the best checkpoint and stops early: (metric name, higher is better).
+MAIN_METRIC = {"classification": ("f1", True), "mlm": ("loss", False), "causal": ("loss", False)}
 
 
 def _training_arguments(cfg: RunConfig, folder: RunFolder, device: str, *, has_eval: bool = True) -> TrainingArguments:
     t = cfg.training
     bf16 = devices.use_bf16(device, t.precision)
+    metric, greater = MAIN_METRIC[cfg.task]
+    # The Trainer can only bring back a checkpoint saved at an evaluation, so keeping the best one
+    # saves at every evaluation when the save interval is not a multiple of it.
+    keep_best = has_eval and t.keep_model == "best"
+    tracks_metric = keep_best or (has_eval and t.early_stopping_patience > 0)
     return TrainingArguments(
         output_dir=str(folder.path),
         num_train_epochs=t.epochs,
@@ -405,7 +477,10 @@ def _training_arguments(cfg: RunConfig, folder: RunFolder, device: str, *, has_e
         eval_strategy="steps" if has_eval else "no",
         eval_steps=t.eval_steps,
         save_strategy="steps",
-        save_steps=t.save_steps,
+        save_steps=t.save_steps if not keep_best or t.save_steps % t.eval_steps == 0 else t.eval_steps,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model=metric if tracks_metric else None,
+        greater_is_better=greater if tracks_metric else None,
         save_total_limit=t.save_total_limit,
         seed=t.seed,
         bf16=bf16,
@@ -445,7 +520,10 @@ class _TuneboardTrainer(Trainer):
         if self.masked_only_parts is None or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         scaled_items = num_items_in_batch if self.model_accepts_loss_kwargs else None
-        loss = masked_only_loss(self.masked_only_parts, inputs, scaled_items)
+        # The encoder and head are called directly, not through model.forward, which is where
+        # accelerate applies bf16 autocast; without this the bf16 setting never reached MLM runs.
+        with self.accelerator.autocast():
+            loss = masked_only_loss(self.masked_only_parts, inputs, scaled_items)
         return (loss, {"loss": loss}) if return_outputs else loss
 
     def create_optimizer(self, model=None):

@@ -47,6 +47,12 @@ class RunSummary:
     error: str | None = None
     step: int = 0
     max_steps: int = 0
+    finished_at: str | None = None
+    device: str = ""  # "cpu" | "cuda" | "mps": where it trained
+    # The evaluation a completed run kept ({"name", "step", "value"}) when it kept the best one.
+    best: Mapping[str, Any] | None = None
+    # What the run measured for core.estimate: {"tokens_per_s", "overhead_s"}.
+    speed: Mapping[str, Any] | None = None
 
 
 class RunHistory:
@@ -171,6 +177,10 @@ def read_summary(folder: RunFolder) -> RunSummary:
         error=error,
         step=_as_int(info.get("step")),
         max_steps=_as_int(info.get("max_steps")),
+        finished_at=info.get("finished_at"),
+        device=str(info.get("device_kind") or ""),
+        best=MappingProxyType(dict(info["best"])) if isinstance(info.get("best"), dict) else None,
+        speed=MappingProxyType(dict(info["speed"])) if isinstance(info.get("speed"), dict) else None,
         **config_fields,
     )
 

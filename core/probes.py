@@ -135,11 +135,12 @@ def _max_length(tokenizer, model) -> int:
 
 # ---- free-text probes for the Compare page ---------------------------------------------------
 
-def probe_text(run_path, text: str, top_k: int) -> dict[str, Any]:
+def probe_text(run_path, text: str, top_k: int, *, before: str = "parent") -> dict[str, Any]:
     """Score one free-text probe with a run's base model and its newest saved model.
 
     Returns {"base": predictions, "tuned": predictions (empty until the run saved a model),
     "tuned_from": folder name or None}. Both models are cached, so repeated probes are quick.
+    `before` picks the base of a run fine-tuned from another run (see base_model_for).
     """
     import os
     from pathlib import Path
@@ -152,18 +153,54 @@ def probe_text(run_path, text: str, top_k: int) -> dict[str, Any]:
     label_names = folder.status().get("label_names") or None
     if cfg.task == "mlm" and not has_mask(text):
         raise ModelError("A masked-LM probe needs a [MASK] where the model should guess a word.")
-    base_model, base_tokenizer = _base_model_cached(
-        str(cfg.model.source), cfg.task, tuple(label_names or ()), cfg.model.trust_remote_code,
-        cfg.model.allow_pickle_weights, cfg.training.seed,
-    )
+    base_model, base_tokenizer = base_model_for(cfg, before=before, label_names=label_names)
     names = list(label_names) if label_names else None
     base = score_probes(base_model, base_tokenizer, cfg.task, [text], top_k, label_names=names)[0]["predictions"]
     tuned: list[dict[str, Any]] = []
     source = tuned_model_path(folder)
     if source is not None:
-        model, tokenizer = load_saved_model_cached(str(source), cfg.task, os.stat(source).st_mtime_ns)
+        model, tokenizer = load_saved_model_cached(str(source), cfg.task, os.stat(source).st_mtime_ns,
+                                                   tuple(names) if names else None)
         tuned = score_probes(model, tokenizer, cfg.task, [text], top_k, label_names=names)[0]["predictions"]
     return {"base": base, "tuned": tuned, "tuned_from": source.name if source is not None else None}
+
+
+# What the "before" side of a comparison is, for a run fine-tuned from another run ('run:' source):
+# its parent (the model it started from) or the original base model at the root of the chain.
+BEFORE_PARENT = "parent"
+BEFORE_ORIGINAL = "original"
+
+
+def before_source(cfg, before: str = BEFORE_PARENT) -> str:
+    """The model source of the 'before' side: the run's own base (its parent run), or the chain's original base."""
+    if before == BEFORE_PARENT:
+        return str(cfg.model.source)
+    if before == BEFORE_ORIGINAL:
+        from core.models.resolve import original_base_source
+
+        return original_base_source(str(cfg.model.source))
+    raise ModelError(f"Unknown 'before' model {before!r}: choose '{BEFORE_PARENT}' or '{BEFORE_ORIGINAL}'.")
+
+
+def base_model_for(cfg, *, before: str = BEFORE_PARENT, label_names: list[str] | None = None):
+    """(model, tokenizer) of a run's 'before' side, cached: its config's model, or the original base of a chain."""
+    return _base_model_cached(
+        before_source(cfg, before), cfg.task, tuple(label_names or ()), cfg.model.trust_remote_code,
+        cfg.model.allow_pickle_weights, cfg.training.seed,
+    )
+
+
+def score_before(run_path, texts: list[str], top_k: int, *, before: str = BEFORE_ORIGINAL) -> list[dict[str, Any]]:
+    """Score a run's probe texts with its 'before' model (e.g. the original base of a fine-tuned-further run)."""
+    from pathlib import Path
+
+    from core.runs import RunFolder
+
+    folder = RunFolder(Path(run_path))
+    cfg = folder.config()
+    label_names = folder.status().get("label_names") or None
+    model, tokenizer = base_model_for(cfg, before=before, label_names=label_names)
+    return score_probes(model, tokenizer, cfg.task, texts, top_k, label_names=list(label_names) if label_names else None)
 
 
 @functools.lru_cache(maxsize=2)

@@ -9,6 +9,7 @@ runs/<run_id>/
     run.log          human-readable log, tracebacks of failures     append-only
     checkpoint-N/    Trainer checkpoints
     final/           the trained model (or adapter) and tokenizer
+    predictions/     per-example eval predictions by stage (parquet)   written atomically
 """
 
 from __future__ import annotations
@@ -135,6 +136,11 @@ class RunFolder:
     @property
     def final_path(self) -> Path:
         return self.path / "final"
+
+    @property
+    def predictions_path(self) -> Path:
+        """Per-example predictions on the eval set, one parquet file per stage (see core.insight)."""
+        return self.path / "predictions"
 
     def config(self) -> RunConfig:
         return RunConfig.load(self.config_path)

@@ -3,6 +3,10 @@
 Probe scores come from the run's snapshot (probes.jsonl): phase 'base' before training, 'eval' at
 each evaluation and 'final' at the end. A step slider walks through the evaluations. Free-text
 probes call core.probes.probe_text, which loads (and caches) both models in core.
+
+For a run fine-tuned from another run, "before" is that parent run (its probes.jsonl 'base') or,
+on request, the original base model, scored here through core.probes.score_before. Causal-LM runs
+also get generation side by side: core.generate streams both continuations into two columns.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from typing import Any
 
 import streamlit as st
 
+import core.generate as generation
+import core.probes as probes_core
 from core.config import has_mask
 from core.errors import TuneboardError
 from core.runs import RunFolder
 from core.sink import RunSnapshot
 from ui import charts, state, text
-from ui.widgets import picked_run, show_error, summarise_weight_names
+from ui.widgets import picked_run, report_button, show_error, summarise_weight_names
 
 FREE_PROBE_KEY = "tb_compare_free"
+GENERATED_KEY = "tb_compare_generated"
+ORIGINAL_SCORES_KEY = "tb_compare_original_scores"
+BEFORE_KEY = "tb_compare_before"
 
 
 # ---- reading the snapshot ------------------------------------------------------------------
@@ -97,18 +106,23 @@ def step_choice(steps: list[int], final_steps: set[int]) -> int:
     )
 
 
-def probe_panel(probe: str, base: list, tuned: list | None, task: str, top_k: int, tuned_title: str, key: str) -> None:
+def probe_panel(probe: str, base: list, tuned: list | None, task: str, top_k: int, tuned_title: str, key: str,
+                base_title: str = text.COLUMN_BASE) -> None:
     """One probe: base top-k and tuned top-k side by side (or label probabilities before/after)."""
     with st.container(border=True):
         st.markdown(f"**{probe}**")
         if task == "classification":
+            sides = [(base_title, base), (tuned_title, tuned or [])]
+            st.markdown("  ·  ".join(
+                text.PREDICTED_LINE.format(side=side, label=charts.prediction_name(p[0]), score=p[0].get("score") or 0.0)
+                for side, p in sides if p))
             st.plotly_chart(charts.label_figure(base, tuned or []), key=f"{key}_labels")
             return
         new, dropped = charts.token_changes(base, tuned or []) if tuned is not None else ([], [])
         x_max = charts.shared_x_max([p.get("score") for p in base], [p.get("score") for p in tuned or []])
         left, right = st.columns(2)
         with left:
-            st.caption(text.COLUMN_BASE)
+            st.caption(base_title)
             if base:
                 st.plotly_chart(charts.topk_figure(base, highlight=dropped, highlight_color=charts.DROPPED_COLOR,
                                                    color=charts.NEUTRAL, x_max=x_max), key=f"{key}_base")
@@ -130,7 +144,8 @@ def probe_panel(probe: str, base: list, tuned: list | None, task: str, top_k: in
                 st.caption(text.NO_CHANGE.format(k=top_k))
 
 
-def free_probe_panel(run_id: str, task: str, top_k: int, has_model: bool) -> None:
+def free_probe_panel(run_id: str, task: str, top_k: int, has_model: bool, before: str = probes_core.BEFORE_PARENT,
+                     base_title: str = text.COLUMN_BASE) -> None:
     """Probe any sentence against the base and the fine-tuned model of this run."""
     st.subheader(text.FREE_PROBE)
     placeholder = text.FREE_PROBE_PLACEHOLDER_MLM if task == "mlm" else text.FREE_PROBE_PLACEHOLDER
@@ -147,20 +162,123 @@ def free_probe_panel(run_id: str, task: str, top_k: int, has_model: bool) -> Non
         elif task == "mlm" and not has_mask(sentence):
             st.error(text.FREE_PROBE_NEEDS_MASK, icon=":material/error:")
         else:
-            from core.probes import probe_text
-
+            # The 'before' argument only when it is not the default, for callers that replace probe_text.
+            extra = {"before": before} if before != probes_core.BEFORE_PARENT else {}
             try:
                 with st.spinner(text.FREE_PROBE_RUNNING):
-                    result = probe_text(state.run_path(run_id), sentence, top_k)
+                    result = probes_core.probe_text(state.run_path(run_id), sentence, top_k, **extra)
             except TuneboardError as err:
                 show_error(err)
             else:
-                st.session_state[FREE_PROBE_KEY] = (run_id, sentence, result)
+                st.session_state[FREE_PROBE_KEY] = (run_id, before, sentence, result)
     saved = st.session_state.get(FREE_PROBE_KEY)
-    if saved and saved[0] == run_id:
-        _, sentence, result = saved
+    if saved and saved[:2] == (run_id, before):
+        _, _, sentence, result = saved
         probe_panel(sentence, list(result.get("base") or []), list(result.get("tuned") or []), task, top_k,
-                    text.COLUMN_TUNED_LATEST, key="tb_cmp_free")
+                    text.COLUMN_TUNED_LATEST, key="tb_cmp_free", base_title=base_title)
+
+
+def parent_of(snap: RunSnapshot) -> Mapping[str, Any] | None:
+    """What status.json recorded about the run this one continued from ('run:' source), or None."""
+    parent = snap.info.get("parent_run")
+    return parent if isinstance(parent, Mapping) and parent.get("id") else None
+
+
+def before_choice(parent: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(which 'before' model, its column title): a radio for a run with a parent, else the base model."""
+    if parent is None:
+        return probes_core.BEFORE_PARENT, text.COLUMN_BASE
+    run, model = str(parent.get("id")), str(parent.get("original_base") or parent.get("model_source") or "")
+    labels = {
+        probes_core.BEFORE_PARENT: text.BEFORE_PARENT.format(run=run),
+        probes_core.BEFORE_ORIGINAL: text.BEFORE_ORIGINAL.format(model=model),
+    }
+    before = st.radio(text.BEFORE_LABEL, list(labels), format_func=labels.get, horizontal=True,
+                      help=text.BEFORE_HELP, key=BEFORE_KEY)
+    if before == probes_core.BEFORE_ORIGINAL:
+        return before, text.COLUMN_BEFORE_ORIGINAL.format(model=model)
+    return probes_core.BEFORE_PARENT, text.COLUMN_BEFORE_PARENT.format(run=run)
+
+
+def original_base_scores(run_id: str, texts: list[str], top_k: int) -> dict[str, list]:
+    """The original base model's predictions for the probe texts (scored once per run and texts)."""
+    key = (run_id, tuple(texts), top_k)
+    saved = st.session_state.get(ORIGINAL_SCORES_KEY)
+    if saved and saved[0] == key:
+        return saved[1]
+    try:
+        with st.spinner(text.BEFORE_SCORING):
+            results = probes_core.score_before(state.run_path(run_id), texts, top_k, before=probes_core.BEFORE_ORIGINAL)
+    except TuneboardError as err:
+        show_error(err)
+        return {}
+    scores = {str(r["text"]): list(r["predictions"]) for r in results}
+    st.session_state[ORIGINAL_SCORES_KEY] = (key, scores)
+    return scores
+
+
+def generation_panel(run_id: str, has_model: bool, before: str, base_title: str) -> None:
+    """Causal-LM runs: a prompt, the sampling settings, and both continuations streamed side by side."""
+    st.subheader(text.GENERATE_TITLE)
+    st.caption(text.GENERATE_CAPTION)
+    defaults = generation.GenerationSettings()
+    prompt = st.text_area(text.GENERATE_PROMPT, placeholder=text.GENERATE_PROMPT_PLACEHOLDER, height=80,
+                          key="tb_compare_gen_prompt")
+    cols = st.columns(4)
+    max_new = cols[0].number_input(text.GENERATE_MAX_NEW, min_value=1, max_value=generation.MAX_NEW_TOKENS_LIMIT,
+                                   value=defaults.max_new_tokens, step=1, help=text.GENERATE_MAX_NEW_HELP,
+                                   key="tb_compare_gen_max")
+    temperature = cols[1].number_input(text.GENERATE_TEMPERATURE, min_value=0.0, max_value=5.0,
+                                       value=defaults.temperature, step=0.1, help=text.GENERATE_TEMPERATURE_HELP,
+                                       key="tb_compare_gen_temp")
+    top_p = cols[2].number_input(text.GENERATE_TOP_P, min_value=0.05, max_value=1.0, value=defaults.top_p,
+                                 step=0.05, help=text.GENERATE_TOP_P_HELP, key="tb_compare_gen_top_p")
+    seed = cols[3].number_input(text.GENERATE_SEED, min_value=0, max_value=2**31 - 1, value=defaults.seed, step=1,
+                                help=text.GENERATE_SEED_HELP, key="tb_compare_gen_seed")
+    clicked = st.button(text.GENERATE_BUTTON, type="primary", icon=":material/auto_awesome:", disabled=not has_model,
+                        key="tb_compare_gen_go")
+    if not has_model:
+        st.caption(text.GENERATE_NO_MODEL)
+    left, right = st.columns(2)
+    left.caption(base_title)
+    right.caption(text.COLUMN_TUNED_LATEST)
+    slots = {generation.BASE: left.container(border=True).empty(), generation.TUNED: right.container(border=True).empty()}
+    if clicked:
+        if not prompt.strip():
+            st.error(text.GENERATE_EMPTY, icon=":material/error:")
+            return
+        settings = generation.GenerationSettings(int(max_new), float(temperature), float(top_p), int(seed))
+        shown = {generation.BASE: "", generation.TUNED: ""}
+        slots[generation.BASE].caption(text.GENERATE_LOADING)
+        try:
+            for which, continuation in generation.stream_continuations(
+                state.run_path(run_id), prompt, settings, before=before
+            ):
+                shown[which] = continuation
+                slots[which].markdown(continuation_markdown(prompt, continuation))
+        except TuneboardError as err:
+            show_error(err)
+            return
+        st.session_state[GENERATED_KEY] = (run_id, before, prompt, shown)
+        return
+    saved = st.session_state.get(GENERATED_KEY)
+    if saved and saved[:2] == (run_id, before):
+        _, _, saved_prompt, shown = saved
+        for which, slot in slots.items():
+            slot.markdown(continuation_markdown(saved_prompt, shown.get(which, "")))
+
+
+def continuation_markdown(prompt: str, continuation: str) -> str:
+    """The prompt in bold, then the model's continuation; model text is escaped, never read as Markdown."""
+    return f"**{_escape_markdown(prompt.strip())}**{_escape_markdown(continuation)}"
+
+
+def _escape_markdown(value: str) -> str:
+    escaped = "".join(f"\\{c}" if c in _MARKDOWN_SPECIALS else c for c in value)
+    return escaped.replace("\n", "  \n")
+
+
+_MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
 
 
 # ---- the page ------------------------------------------------------------------------------
@@ -176,6 +294,7 @@ state.watch(jobs, snap, probes=True)  # new probe scores (each evaluation) and t
 load_report_panel(load_report(snap, run_id))
 if snap.is_active:
     st.caption(text.STILL_TRAINING)
+before, before_title = before_choice(parent_of(snap))
 
 base, tuned, final_steps = group_probes(snap.probes)
 if not base and not tuned:
@@ -188,10 +307,17 @@ else:
     else:
         title = (text.COLUMN_TUNED_FINAL if step in final_steps else text.COLUMN_TUNED).format(step=step)
     texts = list(dict.fromkeys([*base, *(tuned.get(step, {}) if step is not None else {})]))
+    if before == probes_core.BEFORE_ORIGINAL:
+        base = original_base_scores(run_id, texts, cfg.probes.top_k)
     for i, probe in enumerate(texts):
         probe_panel(probe, base.get(probe, []), tuned.get(step, {}).get(probe) if step is not None else None,
-                    cfg.task, cfg.probes.top_k, title, key=f"tb_cmp_{i}")
+                    cfg.task, cfg.probes.top_k, title, key=f"tb_cmp_{i}", base_title=before_title)
 
 st.divider()
 has_model = has_tuned_model(run_id)
-free_probe_panel(run_id, cfg.task, cfg.probes.top_k, has_model)
+free_probe_panel(run_id, cfg.task, cfg.probes.top_k, has_model, before, before_title)
+if cfg.task == "causal":
+    st.divider()
+    generation_panel(run_id, has_model, before, before_title)
+st.divider()
+report_button(state.run_path(run_id), run_id, key="tb_compare_report")

@@ -25,6 +25,7 @@ RESULT_KEY = "tb_curation"
 SAMPLE_ROWS = 25
 KIND_ORDER = tuple(text.SIGNAL_KINDS)
 MAX_DEPTH = 2
+MAX_LABEL_VALUES = 50  # values offered by the label signal: a free-text column has thousands
 
 
 # ---- cached computations ---------------------------------------------------------------------
@@ -109,7 +110,7 @@ def _clear_tree() -> None:
     st.session_state[TREE_KEY] = {"gen": state.form_generation(), "root": signals.new_group()}
 
 
-def group_block(node: dict, slots: dict, depth: int = 0) -> None:
+def group_block(node: dict, slots: dict, frame: pd.DataFrame, cfg: RunConfig, depth: int = 0) -> None:
     """An AND/OR group: its operator, NOT, pass count, children, and buttons to add more."""
     nid = node["id"]
     with st.container(border=True):
@@ -125,9 +126,9 @@ def group_block(node: dict, slots: dict, depth: int = 0) -> None:
                            key=f"sig:{nid}:rm")
         for child in node["children"]:
             if "op" in child:
-                group_block(child, slots, depth + 1)
+                group_block(child, slots, frame, cfg, depth + 1)
             else:
-                leaf_row(child, slots)
+                leaf_row(child, slots, frame, cfg)
         add = st.container(horizontal=True, vertical_alignment="bottom")
         add.selectbox(text.SIGNAL_NEW_KIND, KIND_ORDER, format_func=text.SIGNAL_KINDS.get, key=f"sig:{nid}:newkind",
                       width=260)
@@ -137,7 +138,7 @@ def group_block(node: dict, slots: dict, depth: int = 0) -> None:
                        key=f"sig:{nid}:addgroup")
 
 
-def leaf_row(node: dict, slots: dict) -> None:
+def leaf_row(node: dict, slots: dict, frame: pd.DataFrame, cfg: RunConfig) -> None:
     """One signal: its settings, NOT, pass count and a remove button."""
     nid = node["id"]
     with st.container(border=True):
@@ -148,10 +149,10 @@ def leaf_row(node: dict, slots: dict) -> None:
         slots[nid] = head[2].empty()
         head[3].button(text.SIGNAL_REMOVE, icon=":material/delete:", on_click=_remove, args=(nid,),
                        key=f"sig:{nid}:rm")
-        leaf_settings(node)
+        leaf_settings(node, frame, cfg)
 
 
-def leaf_settings(node: dict) -> None:
+def leaf_settings(node: dict, frame: pd.DataFrame, cfg: RunConfig) -> None:
     """The settings widgets of one signal kind; values are written back into the node."""
     nid, kind = node["id"], node["kind"]
     cols = st.columns(3)
@@ -183,8 +184,7 @@ def leaf_settings(node: dict) -> None:
         node["unit"] = cols[2].selectbox(text.SIGNAL_UNIT, units, index=units.index(node.get("unit", "words"))
                                          if node.get("unit") in units else 0, key=f"sig:{nid}:unit")
     elif kind == "label":
-        node["values"] = signals.parse_list(cols[0].text_input(
-            text.SIGNAL_VALUES, ", ".join(map(str, node.get("values") or [])), key=f"sig:{nid}:values"))
+        label_settings(node, cols, frame, cfg)
     elif kind == "sentiment":
         polarities = ["positive", "negative"]
         node["polarity"] = cols[0].selectbox(text.SIGNAL_POLARITY, polarities,
@@ -195,14 +195,59 @@ def leaf_settings(node: dict) -> None:
                                            index=methods.index(node.get("method", "lexicon")),
                                            format_func=text.SIGNAL_METHODS.get, key=f"sig:{nid}:method")
         if node["method"] == "model":
-            node["model"] = cols[2].text_input(text.SIGNAL_MODEL, node.get("model") or "", key=f"sig:{nid}:model")
+            node["model"] = model_picker(node, cols[2], classifiers_only=True)
         else:
             node.pop("method", None)
             node.pop("model", None)
     elif kind == "confidence":
-        node["model"] = cols[0].text_input(text.SIGNAL_MODEL, node.get("model") or "", key=f"sig:{nid}:model")
+        node["model"] = model_picker(node, cols[0], classifiers_only=False)
         node["below"] = float(cols[1].number_input(text.SIGNAL_BELOW, value=float(node.get("below", 0.6)),
                                                    step=0.05, key=f"sig:{nid}:below"))
+
+
+def label_settings(node: dict, cols: list, frame: pd.DataFrame, cfg: RunConfig) -> None:
+    """"Label is one of": a column of the data, and some of its values offered with their counts."""
+    nid = node["id"]
+    columns = [c for c in frame.columns if c != cfg.data.text_column] or list(frame.columns)
+    current = node.get("column") or cfg.data.label_column
+    column = cols[0].selectbox(text.SIGNAL_COLUMN, columns, index=columns.index(current) if current in columns else 0,
+                               key=f"sig:{nid}:column")
+    if column == cfg.data.label_column:
+        node.pop("column", None)  # follows the label column if the mapping changes
+    else:
+        node["column"] = column
+    counts = _value_counts(frame, column)
+    chosen = [str(v) for v in node.get("values") or []]
+    options = list(dict.fromkeys([*counts, *chosen]))
+    node["values"] = cols[1].multiselect(
+        text.SIGNAL_VALUES, options, default=[v for v in chosen if v in options], help=text.SIGNAL_VALUES_HELP,
+        format_func=lambda v: text.SIGNAL_VALUE_COUNT.format(value=v, count=counts.get(v, 0)),
+        key=f"sig:{nid}:values:{column}",
+    )
+
+
+def _value_counts(frame: pd.DataFrame, column: str, limit: int = MAX_LABEL_VALUES) -> dict[str, int]:
+    """The column's commonest values as the label signal compares them (1, "1" and 1.0 alike)."""
+    from core.data.signals import canonical_labels
+
+    values = canonical_labels(frame[column])
+    counts = values[values != ""].value_counts().head(limit)
+    return {str(value): int(count) for value, count in counts.items()}
+
+
+def model_picker(node: dict, col, *, classifiers_only: bool) -> str:
+    """A finished run with a saved model, picked from a list, or a typed model folder."""
+    nid, current = node["id"], node.get("model") or ""
+    runs = [r for r in state.get_jobs().list_runs()
+            if r.status == "completed" and (r.task == "classification" or not classifiers_only)]
+    labels = {r.run_id: text.SIGNAL_MODEL_RUN.format(run_id=r.run_id, task=r.task, strategy=r.strategy) for r in runs}
+    options = [*labels, text.SIGNAL_MODEL_OTHER]
+    index = options.index(current) if current in labels else (len(options) - 1 if current else 0)
+    chosen = col.selectbox(text.SIGNAL_MODEL, options, index=index, format_func=lambda o: labels.get(o, o),
+                           help=text.SIGNAL_MODEL_HELP, key=f"sig:{nid}:modelrun")
+    if chosen != text.SIGNAL_MODEL_OTHER:
+        return chosen
+    return col.text_input(text.SIGNAL_MODEL_FOLDER, current if current not in labels else "", key=f"sig:{nid}:model")
 
 
 def fill_counts(root: dict, slots: dict, frame: pd.DataFrame, frame_key: str, cfg: RunConfig) -> dict | None:
@@ -404,7 +449,7 @@ with st.container(border=True):
     buttons.button(text.SIGNAL_EXAMPLE, icon=":material/auto_awesome:", on_click=_load_example, key="tb_data_example")
     buttons.button(text.SIGNAL_CLEAR, icon=":material/clear_all:", on_click=_clear_tree, key="tb_data_clear")
     root, slots = tree(), {}
-    group_block(root, slots)
+    group_block(root, slots, frame, cfg)
     frame_key = f"{data_yaml}|{mtime}"
     cfg.data.curation.signal = fill_counts(root, slots, frame, frame_key, cfg)
     if cfg.data.curation.signal is None:

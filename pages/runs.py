@@ -19,7 +19,15 @@ from core.errors import TuneboardError
 from core.runs import RunFolder
 from ui import charts, state, text
 from ui.files import zip_folder
-from ui.widgets import format_bytes, format_duration, run_label, run_picker, show_error, status_badge
+from ui.widgets import (
+    format_bytes,
+    format_duration,
+    report_button,
+    run_label,
+    run_picker,
+    show_error,
+    status_badge,
+)
 
 EXPORT_KEY = "tb_runs_export"
 DELETE_KEY = "tb_runs_delete_pending"
@@ -64,19 +72,27 @@ def config_path_for_display(run_id: str) -> str:
 
 # ---- sections ------------------------------------------------------------------------------
 
+def headline(run) -> str:
+    """The run's result: its kept (best) evaluation with the step it came from, else its last one."""
+    shown = format_metrics(dict(run.final_metrics or {}))
+    if run.best and run.best.get("step") is not None and shown != text.NOT_AVAILABLE:
+        return text.HEADLINE_BEST.format(metrics=shown, step=run.best["step"])
+    return shown
+
+
 def history_table(runs: list) -> None:
-    """One row per run folder."""
+    """One row per run folder: what identifies it and how it went first, then how it was made."""
     rows = [
         {
-            text.COL_STATUS: r.status,
-            text.COL_NAME: r.name or text.NOT_AVAILABLE,
             text.COL_RUN: r.run_id,
-            text.COL_TASK: r.task,
-            text.COL_MODEL: r.model,
-            text.COL_STRATEGY: r.strategy,
-            text.COL_CREATED: format_created(r.created_at),
+            text.COL_STATUS: r.status,
+            text.COL_METRICS: headline(r),
+            text.COL_NAME: r.name or text.NOT_AVAILABLE,
             text.COL_DURATION: format_duration(r.duration_s),
-            text.COL_METRICS: format_metrics(dict(r.final_metrics or {})),
+            text.COL_TASK: r.task,
+            text.COL_STRATEGY: r.strategy,
+            text.COL_MODEL: r.model,
+            text.COL_CREATED: format_created(r.created_at),
             text.COL_DISK: format_bytes(r.disk_bytes),
         }
         for r in runs
@@ -84,8 +100,10 @@ def history_table(runs: list) -> None:
     st.dataframe(
         pd.DataFrame(rows), hide_index=True, width="stretch",
         column_config={  # the run id is what every command and folder uses: never cut it off
-            text.COL_RUN: st.column_config.TextColumn(text.COL_RUN, width="large", pinned=True),
-            text.COL_METRICS: st.column_config.TextColumn(text.COL_METRICS, width="large"),
+            text.COL_RUN: st.column_config.TextColumn(text.COL_RUN, width="medium", pinned=True),
+            text.COL_METRICS: st.column_config.TextColumn(text.COL_METRICS, width="medium"),
+            text.COL_STATUS: st.column_config.TextColumn(text.COL_STATUS, width="small"),
+            text.COL_DURATION: st.column_config.TextColumn(text.COL_DURATION, width="small"),
         },
     )
 
@@ -154,8 +172,27 @@ def run_actions(jobs, summary) -> None:
     elif cols[4].button(text.DELETE, icon=":material/delete:", disabled=summary.status == "running",
                         key="tb_runs_delete", width="stretch"):
         st.session_state[DELETE_KEY] = run_id
+    fine_tune_further(jobs, summary)
     if st.session_state.get(DELETE_KEY) == run_id:
         delete_confirmation(jobs, summary)
+
+
+def fine_tune_further(jobs, summary) -> None:
+    """Open Setup with this run's config and its fine-tuned model as the base model ('run:<id>')."""
+    run_id = summary.run_id
+    final = state.run_path(run_id) / "final"
+    ready = summary.status == "completed" and any((final / name).is_file() for name in ("config.json", "adapter_config.json"))
+    if st.button(text.FINE_TUNE_FURTHER, icon=":material/fork_right:", disabled=not ready, key="tb_runs_further",
+                 help=text.FINE_TUNE_FURTHER_HELP if ready else text.FINE_TUNE_FURTHER_DISABLED):
+        try:
+            cfg = jobs.config(run_id)
+        except TuneboardError as err:
+            show_error(err)
+            return
+        cfg.model.source = f"run:{run_id}"
+        cfg.name = text.FINE_TUNE_FURTHER_NAME.format(name=cfg.name or run_id)
+        state.load_config(cfg)
+        st.switch_page("pages/setup.py")
 
 
 def delete_confirmation(jobs, summary) -> None:
@@ -192,6 +229,7 @@ def downloads(jobs, summary) -> None:
     st.download_button(text.DOWNLOAD_CONFIG, folder.config_path.read_text(encoding="utf-8"),
                        file_name=f"{run_id}-config.yaml", mime="application/x-yaml", on_click="ignore",
                        icon=":material/download:", key="tb_runs_dl_config")
+    report_button(folder.path, run_id, key="tb_runs_dl_report")
     from core.export import tuned_model_path
 
     source = tuned_model_path(folder)

@@ -25,14 +25,15 @@ from core.config import (
     StrategyConfig,
     TrainingConfig,
 )
-from core.data.preflight import DataFacts, data_problems
+from core.data.preflight import DataFacts, data_problems, too_long_share
 from core.errors import ConfigError, DataError, ModelError, TuneboardError
-from ui import charts, state, text
+from ui import charts, layout, state, text
 from ui.columns import pick_columns
 from ui.files import file_suffix, save_upload
-from ui.widgets import Form, format_count, mark_loaded, touch
+from ui.widgets import Form, format_bytes, format_count, format_duration, mark_loaded, touch
 
 PREVIEW_ROWS = 200
+SUMMARY_KEY = "tb_setup_summary"
 SYNTH_SAMPLE_ROWS = 8
 YAML_UPLOAD_KEY = "tb_setup_yaml"
 YAML_LOADED_KEY = "tb_setup_yaml_loaded"
@@ -76,10 +77,44 @@ def _estimate_params(task: str, model_yaml: str, strategy_yaml: str) -> tuple[in
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _estimate_seconds(cfg_yaml: str, trainable: int, total: int) -> float | None:
-    from core.engine import estimate_seconds
+def _estimate(cfg_yaml: str, trainable: int, total: int, facts: DataFacts, _runs: list, runs_key: tuple):
+    """(Estimate, DataShape) of a config on its data, with the speed past runs measured (runs_key: their ids)."""
+    from core.estimate import data_shape, estimate_run, measured_speed
 
-    return estimate_seconds(RunConfig.from_yaml(cfg_yaml), trainable, total)
+    cfg = RunConfig.from_yaml(cfg_yaml)
+    shape = data_shape(cfg, facts)
+    return estimate_run(cfg, shape, trainable, total, measured_speed(cfg, _runs)), shape
+
+
+def estimate_lines(cfg: RunConfig, problems: list, params: tuple | None, facts: DataFacts | None) -> None:
+    """The time estimate with what it rests on, or in words why there is none; the disk the run will use."""
+    from core.estimate import disk_bytes
+
+    trainable, total = params or (None, None)
+    why = (text.ESTIMATE_WHY_PROBLEMS if problems else text.ESTIMATE_WHY_MODEL if not total
+           else text.ESTIMATE_WHY_DATA if facts is None else None)
+    estimate = shape = None
+    if why is None:
+        runs = [r for r in state.get_jobs().list_runs() if r.speed]
+        estimate, shape = _estimate(cfg.to_yaml(), int(trainable or 0), int(total), facts, runs,
+                                    tuple((r.run_id, r.finished_at) for r in runs))
+    st.metric(text.ESTIMATE, text.ESTIMATE_VALUE.format(duration=format_duration(estimate.seconds))
+              if estimate else text.ESTIMATE_UNKNOWN)
+    if estimate is None:
+        st.caption(why)
+    elif estimate.basis == "measured":
+        st.caption(text.ESTIMATE_MEASURED.format(run_id=estimate.measured_run, device=state.device_label()))
+    else:
+        st.caption(text.ESTIMATE_COMPUTED.format(rows=shape.train_rows, tokens=shape.padded_tokens_per_row,
+                                                 device=state.device_label()))
+    if total:
+        peak, kept = disk_bytes(cfg, int(trainable or total), int(total))
+        st.caption(text.DISK_USE.format(peak=format_bytes(peak), kept=format_bytes(kept)))
+    share = too_long_share(facts, cfg.model.max_length) if facts is not None else 0.0
+    if share:
+        action = text.TOO_LONG_DROPPED if cfg.data.curation.too_long == "drop" else text.TOO_LONG_TRUNCATED
+        st.info(text.TOO_LONG_NOTE.format(share=share, max_length=cfg.model.max_length, action=action),
+                icon=":material/content_cut:")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -167,9 +202,7 @@ def model_section(form: Form, model: ModelConfig, task: str) -> ModelConfig:
         format_func=_label(text.MODEL_KINDS), radio=True, key_extra=("kind",),
     )
     if kind == "bundled":
-        model.source = BUNDLED_MODEL
-        st.caption(text.MODEL_BUNDLED_NOTE)
-        form.slot("model.source")
+        model.source = bundled_inputs(form, model.source, task)
     elif kind == "popular":
         if not popular:
             st.info(text.MODEL_POPULAR_NONE)
@@ -213,6 +246,85 @@ def model_section(form: Form, model: ModelConfig, task: str) -> ModelConfig:
     if model.allow_pickle_weights:
         st.warning(text.ALLOW_PICKLE_WARNING, icon=":material/warning:")
     return model
+
+
+def bundled_inputs(form: Form, source: str, task: str) -> str:
+    """The bundled models as a small catalogue table for this task, and the pick."""
+    from core.models.catalogue import BUNDLED_MODELS, bundled_model, catalogue_rows, default_model
+
+    rows = catalogue_rows(task)
+    columns = text.BUNDLED_COLUMNS
+    table = pd.DataFrame([
+        {
+            columns["name"]: (text.BUNDLED_DEFAULT_MARK if row["default"] else "") + row["name"],
+            columns["architecture"]: row["architecture"],
+            columns["params"]: row["params"],
+            columns["disk"]: row["disk"],
+            columns["tasks"]: ", ".join(text.TASK_NAMES.get(t, t).split(" (")[0] for t in row["tasks"]),
+            columns["head"]: text.BUNDLED_HEAD[row["head_pretrained"]],
+            columns["licence"]: row["licence"],
+            columns["offline"]: text.BUNDLED_YES if row["offline"] else text.BUNDLED_NO,
+        }
+        for row in rows
+    ])
+    st.caption(text.BUNDLED_TABLE_CAPTION)
+    st.dataframe(table, hide_index=True, key="tb_setup_bundled_table")
+    chosen = bundled_model(source)
+    current = chosen.source if chosen is not None else default_model(task)
+    by_source = {m.source: m for m in BUNDLED_MODELS}
+    heads = {row["source"]: text.BUNDLED_HEAD[row["head_pretrained"]] for row in rows}
+    picked = form.select(
+        "model.source", text.BUNDLED_PICK, list(by_source), current,
+        format_func=lambda s: text.BUNDLED_OPTION.format(name=by_source[s].name, params=by_source[s].params,
+                                                         head=heads[s]) if s in by_source else s,
+        key_extra=("bundled", task),
+    )
+    model = by_source[picked]
+    st.caption(model.note)
+    if task in model.tasks and not model.head_is_pretrained(task):
+        st.caption(text.BUNDLED_UNTRAINED_HEAD.format(name=model.name, task=text.TASK_NAMES[task].split(" (")[0]))
+    if _needs_conversion(picked):
+        st.caption(text.BUNDLED_FIRST_USE.format(name=model.name))
+    return picked
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def _needs_conversion(source: str) -> bool:
+    """Whether a bundled model's first load still has to convert it (core.models.gguf)."""
+    from core.models import resolve_model
+
+    try:
+        return bool(resolve_model(source).gguf)
+    except TuneboardError:
+        return False
+
+
+def follow_task(form: Form, cfg: RunConfig, previous_task: str) -> None:
+    """A new task picks its default bundled model, unless the user chose the current one for the old task."""
+    from core.models.catalogue import bundled_model, default_model
+    from ui.widgets import TOUCHED_KEY
+
+    model = bundled_model(cfg.model.source)
+    if cfg.task == previous_task or model is None:
+        return  # same task, or a Hub id / folder the user typed: theirs to keep
+    chosen = form.key("model.source", "bundled", previous_task) in st.session_state.get(TOUCHED_KEY, set())
+    if not chosen or cfg.task not in model.tasks:
+        cfg.model.source = default_model(cfg.task)
+
+
+def demo_section() -> None:
+    """One button per preset: loads the whole scenario into the form."""
+    from core.presets import PRESETS
+
+    st.subheader(text.DEMO_TITLE)
+    st.caption(text.DEMO_CAPTION)
+    for name, preset in PRESETS.items():
+        if st.button(text.DEMO_BUTTONS.get(name, preset.title), key=f"tb_setup_demo_{name}", help=preset.description,
+                     icon=":material/play_circle:", width="stretch"):
+            state.load_config(preset.config())
+            mark_loaded(state.form_generation())
+            st.toast(text.DEMO_LOADED.format(title=preset.title))
+            st.rerun()
 
 
 def data_section(
@@ -476,7 +588,33 @@ def training_section(form: Form, training: TrainingConfig, task: str) -> Trainin
         training.auto_find_batch_size = form.toggle(
             "training.auto_find_batch_size", text.AUTO_BATCH, training.auto_find_batch_size
         )
+        cols = st.columns(3)
+        with cols[0]:
+            training.keep_model = form.select(
+                "training.keep_model", text.KEEP_MODEL, list(text.KEEP_MODEL_OPTIONS), training.keep_model,
+                format_func=_label(text.KEEP_MODEL_OPTIONS), radio=True,
+            )
+        with cols[1]:
+            training.early_stopping_patience = form.number(
+                "training.early_stopping_patience", text.EARLY_STOPPING, training.early_stopping_patience
+            )
+        with cols[2]:
+            training.keep_checkpoints = form.toggle(
+                "training.keep_checkpoints", text.KEEP_CHECKPOINTS, training.keep_checkpoints
+            )
+        training.log_to = tracker_choice(form, training.log_to)
     return training
+
+
+def tracker_choice(form: Form, chosen: list[str]) -> list[str]:
+    """'Also log to': TensorBoard always (its writer is installed), MLflow where it is installed."""
+    import importlib.util
+
+    from core.config import TRACKERS, field_help
+
+    offered = [name for name, package in TRACKERS.items() if importlib.util.find_spec(package) is not None]
+    return form.multiselect("training.log_to", text.LOG_TO, offered, chosen, format_func=text.TRACKER_NAMES.get,
+                            help=field_help("training.log_to") + " " + text.LOG_TO_HELP)
 
 
 def probes_section(form: Form, cfg: RunConfig) -> ProbeConfig:
@@ -490,6 +628,8 @@ def probes_section(form: Form, cfg: RunConfig) -> ProbeConfig:
         )
         if cfg.task == "mlm":
             st.caption(text.PROBE_TEXTS_MLM_HINT)
+        elif cfg.task == "causal":
+            st.caption(text.PROBE_TEXTS_CAUSAL_HINT)
     with cols[1]:
         top_k = form.number("probes.top_k", text.PROBE_TOP_K, cfg.probes.top_k)
     lines = [line.strip() for line in entered.splitlines() if line.strip()]
@@ -497,7 +637,8 @@ def probes_section(form: Form, cfg: RunConfig) -> ProbeConfig:
 
 
 def summary_section(
-    cfg: RunConfig, problems: list[TuneboardError], params: tuple | None, form: Form, hints: dict[int, str]
+    cfg: RunConfig, problems: list[TuneboardError], params: tuple | None, form: Form, hints: dict[int, str],
+    facts: DataFacts | None = None,
 ) -> None:
     """Parameter count, time estimate, readiness (errors, or hints before the user touched a field) and Start."""
     st.subheader(text.SECTION_SUMMARY)
@@ -511,18 +652,7 @@ def summary_section(
         )
     with cols[1]:
         st.metric(text.PARAMS_TOTAL, format_count(total))
-    seconds = None
-    if not problems and total:
-        try:
-            seconds = _estimate_seconds(cfg.to_yaml(), int(trainable or 0), int(total))
-        except TuneboardError:
-            seconds = None
-    st.metric(
-        text.ESTIMATE,
-        text.ESTIMATE_VALUE.format(minutes=max(1, round(seconds / 60))) if seconds else text.ESTIMATE_UNKNOWN,
-    )
-    if seconds:
-        st.caption(text.ESTIMATE_DEVICE.format(device=state.device_label()))
+    estimate_lines(cfg, problems, params, facts)
     for problem in problems:
         if id(problem) in hints:
             st.info(hints[id(problem)], icon=":material/info:")
@@ -575,7 +705,9 @@ def _label(names: dict[str, str]):
 
 
 def _model_kind(source: str, popular: list[dict]) -> str:
-    if source == BUNDLED_MODEL:
+    from core.models.catalogue import bundled_model
+
+    if bundled_model(source) is not None:
         return "bundled"
     if source in {m["id"] for m in popular}:
         return "popular"
@@ -646,7 +778,9 @@ form = Form(state.form_generation())
 main, side = st.columns([3, 2], gap="large")
 with main:
     with st.container(border=True):
+        previous_task = cfg.task
         cfg.task, cfg.name = task_section(form, cfg)
+        follow_task(form, cfg, previous_task)
     with st.container(border=True):
         st.subheader(text.SECTION_MODEL)
         cfg.model = model_section(form, cfg.model, cfg.task)
@@ -668,10 +802,20 @@ problems, params = _check(cfg, found, facts)
 # A required value not entered yet, under a widget the user has not touched: guide, do not scold.
 pending = {id(p): _hint(p, cfg) for p in problems if _blank(cfg, p.field) and not form.touched(p.field)}
 with side:
+    # First in a sticky column (ui.layout.sticky_column), so the estimate, the problems and Start
+    # stay in view while the user scrolls through the form on the left.
+    with st.container(border=True, key=SUMMARY_KEY):
+        summary_section(cfg, problems, params, form, pending, facts)
     with st.container(border=True):
-        summary_section(cfg, problems, params, form, pending)
+        demo_section()
+    with st.container(border=True):  # strategy shoot-out and learning-rate finder (ui.shootout)
+        from ui.shootout import compare_strategies_panel, learning_rate_panel
+
+        learning_rate_panel(cfg, ready=not problems)
+        compare_strategies_panel(cfg, ready=not problems)
     with st.container(border=True):
         config_file_section(cfg)
+layout.sticky_column(SUMMARY_KEY)
 for problem in problems:
     if id(problem) in pending:
         form.show_hint(problem, pending[id(problem)])

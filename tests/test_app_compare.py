@@ -58,6 +58,8 @@ def test_classification_shows_label_probabilities_before_and_after(jobs, runs_ro
     assert not at.exception
     assert len(at.get("plotly_chart")) == 2  # one grouped before/after chart per probe
     assert not at.warning
+    predicted = [m for m in texts(at.markdown) if " predicts **" in m]
+    assert len(predicted) == 2 and all(m.count("predicts") == 2 for m in predicted)  # each side names its label
 
 
 def test_run_without_probes_says_so(jobs, runs_root):  # noqa: F811

@@ -140,3 +140,49 @@ def test_columns_are_found_in_a_file_without_a_text_column(jobs, isolated_runs):
     at.run()
     assert at.selectbox(key="tb_data_label_col").value == "id"
     assert at.session_state["tb_config"].data.label_column == "id"
+
+
+def _add_leaf(at, kind: str) -> str:
+    """Add a leaf of `kind` to the root group; returns its node id."""
+    root_kind = node_ids(at, ":newkind")[0]
+    at.selectbox(key=root_kind).set_value(kind).run()
+    before = set(node_ids(at, ":rm"))
+    at.button(key=root_kind.replace(":newkind", ":add")).click().run()
+    (added,) = set(node_ids(at, ":rm")) - before
+    return added.split(":")[1]
+
+
+def test_label_signal_offers_a_column_and_its_values_with_counts(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    nid = _add_leaf(at, "label")
+    column = at.selectbox(key=f"sig:{nid}:column")
+    assert column.value == "label" and "text" not in column.options  # the text column is not a label
+    values = at.multiselect(key=f"sig:{nid}:values:label")
+    assert len(values.options) == 2 and all(" rows)" in option for option in values.options)  # with counts
+    values.set_value(["1"]).run()
+    signal = at.session_state["tb_config"].data.curation.signal
+    assert signal == {"op": "and", "children": [{"kind": "label", "values": ["1"]}]}
+    counts = [m for m in texts(at.markdown) if m.endswith("rows pass")]
+    assert counts and all(not c.startswith("0 of") for c in counts)  # "positive" typed by hand matched 0
+    at.selectbox(key=f"sig:{nid}:column").set_value("brand").run()
+    brands = at.multiselect(key=f"sig:{nid}:values:brand")
+    assert any(option.startswith("Nike (") for option in brands.options)
+    brands.set_value(["Nike"]).run()
+    assert at.session_state["tb_config"].data.curation.signal["children"][0] == {
+        "kind": "label", "values": ["Nike"], "column": "brand"}
+    assert not at.exception
+
+
+def test_confidence_signal_picks_a_finished_run(jobs, runs_root):  # noqa: F811
+    from tests.test_app_support import make_run
+
+    run_id = make_run(runs_root, task="classification", strategy="lora")
+    at = open_page(PAGE)
+    nid = _add_leaf(at, "confidence")
+    picker = at.selectbox(key=f"sig:{nid}:modelrun")
+    assert picker.value == run_id  # offered by id, not typed
+    assert text.SIGNAL_MODEL_OTHER in picker.options
+    assert at.session_state["tb_config"].data.curation.signal["children"][0]["model"] == run_id
+    picker.set_value(text.SIGNAL_MODEL_OTHER).run()
+    at.text_input(key=f"sig:{nid}:model").set_value("/models/mine").run()
+    assert at.session_state["tb_config"].data.curation.signal["children"][0]["model"] == "/models/mine"

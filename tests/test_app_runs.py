@@ -33,7 +33,8 @@ def test_history_table_overlay_and_commands(jobs, runs_root):  # noqa: F811
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert set(table[text.COL_RUN]) == {first, second}
-    assert list(table.columns)[:3] == [text.COL_STATUS, text.COL_NAME, text.COL_RUN]  # the id is never cut off
+    # Key columns first: the id (pinned, never cut off), how it went, its result.
+    assert list(table.columns)[:3] == [text.COL_RUN, text.COL_STATUS, text.COL_METRICS]
     row = table[table[text.COL_RUN] == first].iloc[0]
     assert row[text.COL_STATUS] == "completed" and row[text.COL_DURATION] == "1m 15s"
     assert "eval loss 2.1" in row[text.COL_METRICS]
@@ -43,6 +44,20 @@ def test_history_table_overlay_and_commands(jobs, runs_root):  # noqa: F811
     codes = texts(at.code)
     assert any(c.startswith("python -m core train --config ") and c.endswith(f"{first}/config.yaml") for c in codes)
     assert any(c.startswith("accelerate launch -m core train --config ") for c in codes)
+
+
+def test_the_headline_is_the_kept_best_evaluation_with_its_step(jobs, runs_root):  # noqa: F811
+    from core.runs import RunFolder
+
+    run_id = make_run(runs_root, task="classification")
+    RunFolder(runs_root / run_id).update_status(
+        final_metrics={"eval_accuracy": 0.9, "eval_f1": 0.88},
+        best={"name": "eval_f1", "step": 20, "value": 0.88},
+    )
+    at = open_page(PAGE, {"run": run_id})
+    table = at.dataframe[0].value
+    assert table[text.COL_METRICS].iloc[0].endswith("(best, step 20)")
+    assert not at.exception
 
 
 def test_failed_run_error_is_shown(jobs, runs_root):  # noqa: F811

@@ -145,6 +145,15 @@ def _prepare(ctx: Ctx, task: str, name: str, content: bytes | str, **data):
     return prepare_data(cfg)
 
 
+def _check_data(ctx: Ctx, task: str, name: str, content: bytes | str):
+    """What the CLI and Start check before a run folder exists (core.data.preflight.check_data)."""
+    from core.data.preflight import check_data
+
+    cfg = RunConfig(task=task)
+    cfg.data.source, cfg.data.path = "file", ctx.file(name, content)
+    return check_data(cfg)
+
+
 def _load(ctx: Ctx, source: str, task: str):
     from core.config import ModelConfig
     from core.models import load_for_task
@@ -217,11 +226,11 @@ REFUSED: dict[str, Refused] = {
         ("no text column 'text'", "review, stars", "data.text_column"),
         lambda c: _prepare(c, "classification", "cols.csv", csv_text(reviews(), header="review,stars")), DataError),
     "file-all-null-text": Refused(
-        lambda c: c.train("classification", c.file("nulls.csv", _ALL_NULL)), ("No rows are left", "null_text"),
-        lambda c: _prepare(c, "classification", "nulls.csv", _ALL_NULL), DataError),
+        lambda c: c.train("classification", c.file("nulls.csv", _ALL_NULL)), ("has no text in any of its", "choose the column"),
+        lambda c: _check_data(c, "classification", "nulls.csv", _ALL_NULL), DataError),
     "file-one-label-class": Refused(
-        lambda c: c.train("classification", c.file("one.csv", _ONE_CLASS)), ("at least two classes", "'1'"),
-        lambda c: _prepare(c, "classification", "one.csv", _ONE_CLASS), DataError),
+        lambda c: c.train("classification", c.file("one.csv", _ONE_CLASS)), ("a single class", "'1'"),
+        lambda c: _check_data(c, "classification", "one.csv", _ONE_CLASS), DataError),
     # ---- models ----
     "model-unknown-hub-id-offline": Refused(
         lambda c: ["--model", "someone/surely-not-a-model-xyz"], ("not in the local Hugging Face cache", "bundled"),
@@ -662,7 +671,8 @@ def test_setup_page_shows_upload_problems_next_to_the_widget(case, jobs):  # noq
     errors = texts(at.error)
     if message is None:  # repaired: a preview and a ready config
         assert not errors, errors
-        preview = at.dataframe[0].value
+        # The data preview (the model catalogue above it is a table too).
+        preview = next(d.value for d in at.dataframe if "text" in d.value.columns)
         assert list(preview.columns) == ["text", "label"]
         if case == "latin1":
             assert preview["text"].iloc[0] == "Café crème hoodies are très stylish"

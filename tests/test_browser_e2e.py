@@ -399,3 +399,70 @@ def test_a_second_tab_follows_stop_and_resume_without_a_reload(app_url, page, tm
     _assert_clean(other, "the second Train tab")
     other.get_by_role("button", name=text.STOP).click()  # end it: the app is killed after the test
     print(f"\nsecond tab followed Stop in {followed_stop_s:.1f}s and Resume in {followed_resume_s:.1f}s")
+
+
+# ---- an uploaded classification set, then its examples ------------------------------------
+
+CLASSIFY_STEPS = 6
+
+
+def _choose(page, group: str, option: str) -> None:
+    """Click a radio option of a group like a user and wait for the rerun."""
+    radios = page.get_by_role("radiogroup", name=group)
+    radios.get_by_text(option, exact=True).click()
+    _expect()(radios.get_by_role("radio", name=option, exact=True)).to_be_checked()
+    _wait_idle(page)
+
+
+def _review_csv(path: Path, rows: int = 120) -> Path:
+    """A table whose columns are named review and sentiment (not text and label)."""
+    lines = ["id,review,sentiment"]
+    for i in range(rows):
+        adjective, label = (("comfortable", "positive"), ("flimsy", "negative"))[i % 2]
+        lines.append(f"{i},Nike shoes model {i} are very {adjective},{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_upload_a_labelled_table_train_and_browse_its_examples(app_url, page, tmp_path):  # noqa: F811
+    """Upload review/sentiment columns without touching the pickers, train, then the error browser."""
+    expect = _expect()
+    runs = tmp_path / "runs"
+    main = page.get_by_test_id("stMain")
+    page.goto(app_url)
+    start = page.get_by_role("button", name=text.START)
+    expect(start).to_be_visible(timeout=120_000)
+    _wait_idle(page)
+    _choose(page, text.TASK_LABEL, text.TASK_NAMES["classification"])
+    _choose(page, text.DATA_SOURCE, text.DATA_SOURCES["file"])
+    uploader = main.get_by_test_id("stFileUploader").filter(has_text=text.UPLOAD_LABEL)
+    uploader.locator("input[type=file]").set_input_files(str(_review_csv(tmp_path / "reviews.csv")))
+    _wait_idle(page)
+    # The pickers found the columns by their names: nothing is touched, and the page is ready.
+    expect(main.get_by_text(text.CONFIG_OK)).to_be_visible()
+    _choose(page, text.TRAIN_FOR, text.TRAIN_FOR_OPTIONS["steps"])
+    _set_number(page, text.MAX_STEPS, CLASSIFY_STEPS)
+    _set_number(page, text.BATCH_SIZE, 8)
+    expect(start).to_be_enabled()
+    _screenshot(page, "7-setup-upload")
+    _assert_clean(page, "Setup with an upload")
+
+    start.click()
+    page.wait_for_url(re.compile(r"/train\?run=[\w.-]+"))
+    run_id = page.url.rsplit("run=", 1)[1].split("&")[0]
+    config = (runs / run_id / "config.yaml").read_text()
+    assert "text_column: review" in config and "label_column: sentiment" in config
+    status = _poll("the classification run to finish", lambda: _finished(runs / run_id), TRAIN_TIMEOUT_S, 2)
+    assert status == "completed", f"the run ended {status}:\n{browser.log_tail(runs / run_id / 'run.log')}"
+
+    _nav(page, text.PAGE_EVALUATE)
+    expect(page.get_by_role("heading", name=text.EVALUATE_TITLE)).to_be_visible()
+    _wait_idle(page)
+    expect(main.get_by_text(text.EXAMPLES_FILTER, exact=True)).to_be_visible()  # the error browser
+    main.get_by_role("button", name=text.EXAMPLES_FILTERS["all"]).click()
+    _wait_idle(page)
+    expect(main.get_by_test_id("stDataFrame").first).to_be_visible()
+    expect(main.locator(".js-plotly-plot").first).to_be_visible()  # the confusion matrices
+    expect(main.get_by_role("button", name=text.DOWNLOAD_REPORT)).to_be_visible()
+    _screenshot(page, "8-evaluate")
+    _assert_clean(page, "Evaluate")

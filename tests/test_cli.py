@@ -76,12 +76,22 @@ def test_missing_column_and_one_class(capsys, tmp_path, tiny_bert):
     code, _, err = run_cli(capsys, "--task", "classification", "--model", tiny_bert, "--dataset", str(data))
     assert code == EXIT_USER_ERROR
     assert_one_line_error(err, "text")  # names the missing column
+    out_dir = tmp_path / "one-class-run"
     code, _, err = run_cli(
         capsys, "--task", "classification", "--model", tiny_bert, "--dataset", str(data),
-        "--text-column", "review", "--label-column", "sentiment",
+        "--text-column", "review", "--label-column", "sentiment", "--output-dir", str(out_dir),
     )
     assert code == EXIT_USER_ERROR
-    assert_one_line_error(err, "class")
+    assert_one_line_error(err, "single class", "'pos'")
+    assert not out_dir.exists()  # refused before a run folder was made, as Setup refuses it before Start
+
+
+def test_too_few_rows_for_the_batch_is_refused_before_training(capsys, tmp_path, tiny_bert):
+    data = tmp_path / "few.csv"
+    data.write_text("text\n" + "".join(f"Nike shoes number {i} are great\n" for i in range(12)))
+    code, _, err = run_cli(capsys, "--model", tiny_bert, "--dataset", str(data), "--batch-size", "32")
+    assert code == EXIT_USER_ERROR
+    assert_one_line_error(err, "batch size")
 
 
 def test_resume_of_missing_or_completed_run(capsys, tmp_path, tiny_bert):

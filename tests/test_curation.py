@@ -220,8 +220,22 @@ def test_model_folder_errors(tmp_path):
         passing(Confidence(str(tmp_path / "nothing")))
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
-    with pytest.raises(DataError, match="LoRA adapter only"):
+    with pytest.raises(DataError, match="LoRA adapter outside a run folder"):
         passing(Sentiment("positive", method="model", model=str(tmp_path / "adapter")))
+
+
+def test_a_lora_run_scores_confidence_with_its_adapter_applied_in_memory(tiny_bert, isolated_runs):
+    from core.data import model_signals
+    from tests.test_engine import run, tiny_config
+
+    status, folder = run(tiny_config(tiny_bert, "classification", "lora"), isolated_runs)
+    assert status == "completed" and (folder.final_path / "adapter_config.json").exists()
+    data = frame(TEXTS, labels=[1] * 7)
+    everything = passing(Confidence(folder.run_id, below=1.0), data)  # by run id, like the Data page's picker
+    assert everything == list(range(7))
+    loaded = model_signals.load_signal_model(folder.run_id, "auto")
+    assert loaded.head == "classifier"
+    assert loaded.model.config.id2label == {0: "negative", 1: "positive"}  # the run's classes, not LABEL_0/1
 
 
 def test_run_id_resolves_to_its_final_model(tiny_classifier, isolated_runs):

@@ -331,6 +331,8 @@ def test_save_total_limit_keeps_the_last_k_checkpoints_and_disk_use_is_reported(
     cfg.data.synthetic.rows = 80
     cfg.training.max_steps, cfg.training.batch_size = 5, 4
     cfg.training.save_steps, cfg.training.save_total_limit = 1, 2
+    cfg.training.keep_checkpoints = True  # a completed run drops them unless asked to keep them
+    cfg.training.keep_model = "last"  # 'best' checkpoints at evaluations only, not every save_steps
     cfg.training.eval_steps = 100
     folder = RunFolder.create(runs_root, "20240101-000000-mlm-disk", cfg.validate())
     assert engine.train(cfg, folder, RunSink(folder), _threading.Event()) == "completed"

@@ -74,3 +74,17 @@ def sidebar_run() -> None:
         st.caption(text.SIDEBAR_QUEUED.format(count=len(queued)))
     if state.watched_run_changed(jobs):
         st.rerun(scope="app")
+
+
+def sticky_column(container_key: str, top: str = "4rem") -> None:
+    """Keep the column holding a keyed container in view while the page scrolls (CSS sticky).
+
+    The column keeps its own height (not the row's) so it can travel beside a longer column, and
+    scrolls inside itself when it is taller than the window.
+    """
+    st.html(
+        f"<style>"
+        f'[data-testid="stColumn"]:has(.st-key-{container_key}) {{ position: sticky; top: {top}; '
+        f"align-self: flex-start; max-height: calc(100vh - {top} - 1rem); overflow-y: auto; }}"
+        f"</style>"
+    )

@@ -14,6 +14,8 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from core.presets import NIKE_SIGNAL
+
 Node = dict[str, Any]
 
 LEAF_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -27,14 +29,7 @@ LEAF_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 #: The seed scenario: reviews that mention Nike and one of its products and are positive.
-EXAMPLE_SIGNAL: dict[str, Any] = {
-    "op": "and",
-    "children": [
-        {"kind": "word_list", "list": "brand:Nike"},
-        {"kind": "word_list", "list": "brand_products:Nike"},
-        {"kind": "sentiment", "polarity": "positive"},
-    ],
-}
+EXAMPLE_SIGNAL: dict[str, Any] = NIKE_SIGNAL
 
 
 def new_id() -> str:

@@ -90,16 +90,11 @@ RUN_NAME_PLACEHOLDER = "e.g. nike-positive-lora"
 
 MODEL_KIND = "Where the model comes from"
 MODEL_KINDS = {
-    "bundled": "Bundled MiniLM (offline)",
+    "bundled": "Bundled (offline)",
     "popular": "Popular Hub model",
     "hub": "Any Hub id",
     "local": "Local folder",
 }
-MODEL_BUNDLED_NOTE = (
-    "all-MiniLM-L6-v2 (22.7M parameters) ships with Tuneboard and works without a network. "
-    "It is a sentence-embedding model: its masked-LM head starts untrained, which the Compare page "
-    "points out."
-)
 MODEL_POPULAR = "Model"
 MODEL_POPULAR_NONE = "No popular model fits this task; use a Hub id or a local folder."
 MODEL_CACHED = "cached"
@@ -220,9 +215,33 @@ PARAMS_TRAINABLE = "Trainable parameters"
 PARAMS_TOTAL = "Total parameters"
 PARAMS_SHARE = "{share:.1%} of the model"
 ESTIMATE = "Time estimate"
-ESTIMATE_VALUE = "about {minutes} min"
-ESTIMATE_DEVICE = "on {device}"
-ESTIMATE_UNKNOWN = "Estimate unavailable"
+ESTIMATE_VALUE = "about {duration}"
+ESTIMATE_MEASURED = "From the speed run {run_id} measured with this model, task and strategy on {device}."
+ESTIMATE_COMPUTED = (
+    "Computed from the model's size, {rows:,} training rows of ~{tokens:.0f} tokens and {device}'s speed; the "
+    "first completed run of this kind calibrates it."
+)
+ESTIMATE_UNKNOWN = "—"
+ESTIMATE_WHY_PROBLEMS = "No estimate until the problems below are fixed."
+ESTIMATE_WHY_DATA = "No estimate yet: the data's size is known once it is read (Hub datasets are read at Start)."
+ESTIMATE_WHY_MODEL = "No estimate yet: the model's size is not known (see the model section)."
+DISK_USE = "Disk: up to {peak} while training, {kept} kept once it completes."
+SERIES_PREDICTS = "{series}: {label}"
+PREDICTED_LINE = "{side} predicts **{label}** ({score:.0%})"
+HEADLINE_BEST = "{metrics} (best, step {step})"
+KEEP_MODEL = "Model to keep"
+KEEP_MODEL_OPTIONS = {"best": "Best evaluation", "last": "Last step"}
+EARLY_STOPPING = "Early stopping patience (evaluations)"
+KEEP_CHECKPOINTS = "Keep checkpoints after completion"
+LOG_TO = "Also log to"
+LOG_TO_HELP = "Open TensorBoard with `tensorboard --logdir runs/<run id>/tensorboard` (pip install tensorboard)."
+TRACKER_NAMES = {"tensorboard": "TensorBoard", "mlflow": "MLflow"}
+TOO_LONG_NOTE = (
+    "About {share:.0%} of the texts are longer than the model's max length of {max_length} tokens: {action} "
+    "Raise the max length in the model section, or choose on the Data page what happens to them."
+)
+TOO_LONG_TRUNCATED = "they will be cut to fit."
+TOO_LONG_DROPPED = "those rows will be dropped."
 CONFIG_INVALID = "Fix the highlighted setting before starting."
 CONFIG_OK = "Ready to train."
 START = "Start training"
@@ -281,11 +300,21 @@ SIGNAL_PATTERN = "Pattern"
 SIGNAL_MIN = "Min"
 SIGNAL_MAX = "Max (0: no limit)"
 SIGNAL_UNIT = "Unit"
-SIGNAL_VALUES = "Values (comma separated)"
+SIGNAL_VALUES = "Values"
+SIGNAL_VALUES_HELP = "The column's most common values, with their row counts; rows whose value is one of them pass."
+SIGNAL_COLUMN = "Column"
+SIGNAL_VALUE_COUNT = "{value} ({count:,} rows)"
 SIGNAL_POLARITY = "Polarity"
 SIGNAL_METHOD = "Judged by"
 SIGNAL_METHODS = {"lexicon": "word lexicon (offline)", "model": "a classifier model"}
-SIGNAL_MODEL = "Model folder or run id"
+SIGNAL_MODEL = "Model"
+SIGNAL_MODEL_HELP = (
+    "A finished run (a LoRA run's adapter is applied to its base model in memory), or another model "
+    "folder with config.json."
+)
+SIGNAL_MODEL_OTHER = "Another model folder…"
+SIGNAL_MODEL_FOLDER = "Model folder"
+SIGNAL_MODEL_RUN = "{run_id} · {task} · {strategy}"
 SIGNAL_BELOW = "Confidence below"
 SIGNAL_PASS = "{count:,} of {total:,} rows pass"
 SIGNAL_INVALID = "Incomplete, ignored: {error}"
@@ -370,7 +399,6 @@ SMOOTHING = "Smoothing"
 SMOOTHING_HELP = "Exponential moving average of the training loss (0: raw only)."
 CHART_LOSS = "Training loss"
 CHART_EVAL = "Evaluation"
-CHART_LR = "Learning rate"
 CHART_EMPTY = "No points yet: the first ones appear after {steps} steps."
 CHART_NO_EVAL = "This run has no validation split (validation fraction 0), so it is not evaluated."
 RUN_LOG = "Run log"
@@ -493,3 +521,261 @@ CANCEL_RUN = "Cancel run"
 CANCEL_RUN_HELP = "Take this run out of the queue before it starts; its folder and config stay."
 CANCELLED_RUN = "Cancelled {run_id}."
 DURATION_UNKNOWN = "—"
+
+# ---- generation and sequential runs
+# Compare: generation side by side (causal-LM runs)
+GENERATE_TITLE = "Generate side by side"
+GENERATE_CAPTION = (
+    "Both models continue the same prompt with the same settings; the text appears as it is generated, "
+    "first the base model's, then the fine-tuned model's."
+)
+GENERATE_PROMPT = "Prompt"
+GENERATE_PROMPT_PLACEHOLDER = "e.g. Nike shoes are very"
+GENERATE_MAX_NEW = "Max new tokens"
+GENERATE_MAX_NEW_HELP = "How many tokens each model adds to the prompt."
+GENERATE_TEMPERATURE = "Temperature"
+GENERATE_TEMPERATURE_HELP = "0 = greedy (always the likeliest token, same text every time); higher = more varied."
+GENERATE_TOP_P = "Top-p"
+GENERATE_TOP_P_HELP = "Sample only from the likeliest tokens whose probabilities add up to this (1 = all)."
+GENERATE_SEED = "Seed"
+GENERATE_SEED_HELP = "The same seed and settings give the same sampled text."
+GENERATE_BUTTON = "Generate"
+GENERATE_EMPTY = "Write a prompt for the models to continue."
+GENERATE_NO_MODEL = "The run has no fine-tuned model yet: wait for it to finish or stop it first."
+GENERATE_LOADING = "Loading the models…"
+GENERATE_WAITING = "Waiting for the base model…"
+# Compare: the "before" of a run fine-tuned from another run
+BEFORE_LABEL = "Compare the fine-tuned model with"
+BEFORE_HELP = (
+    "This run continued from a finished run. 'Before' can be that run's model (what this run started "
+    "from) or the original base model at the start of the chain."
+)
+BEFORE_PARENT = "The run it continued: {run}"
+BEFORE_ORIGINAL = "The original base model: {model}"
+COLUMN_BEFORE_PARENT = "Before · run {run}"
+COLUMN_BEFORE_ORIGINAL = "Original base · {model}"
+BEFORE_SCORING = "Scoring the probes with the original base model…"
+# Runs: sequential fine-tuning
+FINE_TUNE_FURTHER = "Fine-tune this model further"
+FINE_TUNE_FURTHER_HELP = (
+    "Start a new run from this run's fine-tuned model (LoRA adapters are merged into their base first), "
+    "with this run's settings loaded into Setup to adjust."
+)
+FINE_TUNE_FURTHER_DISABLED = "Only a completed run with a saved model can be fine-tuned further."
+FINE_TUNE_FURTHER_NAME = "{name} (further)"
+
+# ---- Evaluate page and the shared report (core.insight, core.report) ------------------------
+PAGE_EVALUATE = "Evaluate"
+ICON_EVALUATE = ":material/fact_check:"
+EVALUATE_TITLE = "See what changed, example by example"
+EVALUATE_CAPTION = ("Per-example predictions on the evaluation set, stored by the run before training, at each "
+                    "evaluation and at the end.")
+EVALUATE_NO_PREDICTIONS = ("This run has no per-example predictions. Runs store them when they have an evaluation "
+                           "set (a validation fraction above 0 or an evaluation file) and were trained by this "
+                           "version of Tuneboard: start the run again from its config to get them.")
+EVALUATE_PENDING = "The base model's predictions are stored; the fine-tuned ones arrive with the first evaluation."
+EVALUATE_ROWS = "Computed on all {used:,} evaluation rows."
+EVALUATE_SAMPLED = "Computed on a fixed sample of {used:,} of the {total:,} evaluation rows."
+EVALUATE_TUNED_FINAL = "Fine-tuned (final, step {step})"
+EVALUATE_TUNED_EVAL = "Fine-tuned (evaluation at step {step})"
+EVALUATE_BASE = "Base model"
+CONFUSION_TITLE = "Confusion matrices"
+CONFUSION_CAPTION = "Rows are the gold labels, columns the predicted ones; each cell shows its count and its share of the row."
+CONFUSION_GOLD = "Gold label"
+CONFUSION_PREDICTED = "Predicted label"
+PER_CLASS_TITLE = "Per-class metrics"
+PER_CLASS_CAPTION = "Change is the fine-tuned value minus the base model's."
+COLUMN_LABEL = "Label"
+COLUMN_PRECISION = "Precision"
+COLUMN_RECALL = "Recall"
+COLUMN_F1 = "F1"
+COLUMN_SUPPORT = "Support"
+COLUMN_CHANGE = "{metric} change"
+EXAMPLES_TITLE = "Example browser"
+EXAMPLES_FILTER = "Show"
+EXAMPLES_FILTERS = {
+    "all": "All examples",
+    "misclassified": "Misclassified by the fine-tuned model",
+    "fixed": "Fixed by fine-tuning",
+    "broken": "Broken by fine-tuning",
+    "least_confident": "Least confident first",
+}
+EXAMPLES_COUNT = "{count:,} of {total:,} examples."
+EXAMPLES_NONE = "No example matches this filter."
+EXAMPLES_DOWNLOAD = "Download as CSV"
+COLUMN_TEXT = "Text"
+COLUMN_GOLD = "Gold"
+COLUMN_BASE_PREDICTION = "Base prediction"
+COLUMN_TUNED_PREDICTION = "Fine-tuned prediction"
+COLUMN_CONFIDENCE = "Confidence"
+COLUMN_HUMAN = "Human label"
+HUMAN_TITLE = "Agreement with human labels"
+HUMAN_CAPTION = ("Upload texts with human labels (CSV, TSV, JSON, JSONL or Parquet), or take a label column of the "
+                 "run's data file. Texts are matched to the evaluation examples exactly (spaces trimmed).")
+HUMAN_SOURCE = "Human labels from"
+HUMAN_SOURCE_UPLOAD = "An uploaded file"
+HUMAN_SOURCE_RUN_DATA = "A column of the run's data file"
+HUMAN_UPLOAD = "File with texts and human labels"
+HUMAN_TEXT_COLUMN = "Text column"
+HUMAN_LABEL_COLUMN = "Human label column"
+HUMAN_NO_RUN_DATA = "The run's data is not a file on this server, so upload the human labels instead."
+HUMAN_NO_MATCH = "None of the {rows:,} labelled texts is among this run's evaluation examples: check the text column."
+HUMAN_MATCHED = "{matched:,} labelled texts matched evaluation examples ({unmatched:,} did not)."
+HUMAN_ACCURACY = "Accuracy vs humans"
+HUMAN_KAPPA = "Cohen's kappa vs humans"
+HUMAN_BASE = "Base: {value}"
+HUMAN_DISAGREEMENTS = "Disagreements ({count:,})"
+HUMAN_NO_DISAGREEMENTS = "Both models agree with the human labels on every matched text."
+HUMAN_READ_ERROR = "Could not read the file: {error}"
+LOSS_TITLE = "Per-example loss"
+LOSS_CAPTION = "Mean token loss of each evaluation example (masked LM: on the same fixed 15% of tokens before and after)."
+LOSS_AXIS = "Per-example loss"
+LOSS_MEDIAN = "Median loss"
+IMPROVEMENTS_TITLE = "Largest improvements"
+REGRESSIONS_TITLE = "Largest regressions"
+NO_IMPROVEMENTS = "No example's loss fell."
+NO_REGRESSIONS = "No example's loss rose."
+COLUMN_BASE_LOSS = "Base loss"
+COLUMN_TUNED_LOSS = "Fine-tuned loss"
+COLUMN_LOSS_CHANGE = "Change"
+DOWNLOAD_REPORT = "Download report"
+DOWNLOAD_REPORT_HELP = "One self-contained HTML file (opens offline in any browser) with this run's summary, curves, probes and per-example results."
+# The report (core.report): section titles and summary fields.
+REPORT_TITLE = "Tuneboard report: {run_id}"
+REPORT_GENERATED = "Generated {time} by Tuneboard."
+REPORT_SUMMARY = "Summary"
+REPORT_CURVES = "Curves"
+REPORT_PROBES = "Probes before and after"
+REPORT_CLASSIFICATION = "Classification results"
+REPORT_TOP_MISCLASSIFIED = "Top misclassified examples (least confident first)"
+REPORT_LANGUAGE_MODEL = "Per-example loss"
+REPORT_NO_PREDICTIONS = "This run stored no per-example predictions."
+REPORT_FIELDS = {
+    "status": "Status", "task": "Task", "model": "Model", "data": "Data", "strategy": "Strategy",
+    "hyperparameters": "Hyperparameters", "hardware": "Hardware", "started": "Started", "finished": "Finished",
+    "duration": "Duration", "parameters": "Trainable / total parameters", "final_metrics": "Final metrics",
+    "eval_rows": "Evaluation rows",
+}
+REPORT_NOT_A_RUN = "{path} is not a run folder (it has no config.yaml): pass a folder under runs/."
+REPORT_WRITTEN = "Wrote {path} ({size})."
+
+# ---- strategy shoot-out and learning-rate finder ------------------------------------------------
+PAGE_STRATEGIES = "Compare strategies"
+ICON_STRATEGIES = ":material/leaderboard:"
+# Setup: the shoot-out mode.
+SWEEP_MODE = "Compare strategies"
+SWEEP_MODE_HELP = (
+    "Queue one group of runs, one per strategy (and learning rate), on the same data split, seed and "
+    "probes, then compare them side by side: quality, time, parameters, disk."
+)
+SWEEP_STRATEGIES = "Strategies to compare"
+SWEEP_STRATEGIES_HELP = "Pick at least two; each becomes one run with the settings above."
+SWEEP_LEARNING_RATES = "Learning rates (optional, up to 3)"
+SWEEP_LEARNING_RATES_HELP = (
+    "Comma-separated, e.g. 1e-4, 5e-4: every strategy runs at each of them. Empty: the learning rate above."
+)
+SWEEP_RUN_COUNT = "{runs} runs will be queued, one after another."
+SWEEP_START = "Start the comparison"
+SWEEP_START_HELP = "Queue the group and open the Compare strategies page."
+# The group page.
+SWEEP_TITLE = "Compare strategies"
+SWEEP_CAPTION = (
+    "A group of runs that differ only in strategy (and learning rate): same data split, seed and probes. "
+    "Quality is the main metric the runs keep: F1 for classification, eval loss for language models."
+)
+SWEEP_NO_GROUPS = "No comparison yet. On Setup, switch on Compare strategies, pick the strategies and start."
+SWEEP_PICK_GROUP = "Group"
+SWEEP_GROUP_LABEL = "{name} · {task} · {runs} runs · {created}"
+SWEEP_STATUS = "Status: {status} ({done} of {runs} runs finished)."
+SWEEP_TABLE = "Results"
+SWEEP_CURVES = "Curves"
+SWEEP_TRADEOFF = "Quality against time"
+SWEEP_TRADEOFF_CAPTION = "Each point is a completed run; the line joins the Pareto front: no other run is both faster and better."
+SWEEP_RECOMMENDATION = "Recommendation"
+SWEEP_STOP = "Stop the group"
+SWEEP_STOP_HELP = "Cancel the queued runs and stop the running one with a checkpoint."
+SWEEP_RESUME = "Resume the group"
+SWEEP_RESUME_HELP = "Resume stopped or interrupted runs and queue the ones that never started."
+SWEEP_DELETE = "Delete the group"
+SWEEP_DELETE_HELP = "Delete every run of the group and the group itself."
+SWEEP_DELETE_CONFIRM = "Yes, delete these runs"
+SWEEP_STOPPED = "Stop requested for {count} run(s)."
+SWEEP_RESUMED = "Queued {count} run(s) again."
+SWEEP_DELETED = "Group {group_id} deleted."
+SWEEP_QUEUED = "Group {group_id} queued: {runs} runs."
+SWEEP_NOT_FOUND = "There is no group {group_id} (deleted?): pick another one."
+SWEEP_AXIS_TIME = "Wall time (s)"
+SWEEP_FRONT = "Pareto front"
+SWEEP_METRIC_NAMES = {"f1": "F1", "loss": "eval loss"}
+SWEEP_COLUMNS = {
+    "label": "Run", "status": "Status", "eval_loss": "Eval loss", "wall_s": "Wall time (s)",
+    "samples_per_s": "Samples/s", "trainable": "Trainable params", "share": "Trainable share",
+    "peak_memory": "Peak memory", "disk": "Size on disk", "front": "Pareto front", "run_id": "Run id",
+}
+SWEEP_NO_RECOMMENDATION = "A recommendation appears once at least two runs have completed with an evaluation."
+SWEEP_BEST_IS_FASTEST = (
+    "{pick} gives the best {metric} ({value:.4g}), and no other run came within {tolerance:.0%} of it in less time"
+)
+SWEEP_REACHES = "{pick} reaches {share:.0%} of {reference}'s {metric}"
+SWEEP_WITHIN = "{pick} gets within {share:.1%} of {reference}'s {metric} ({value:.4g} against {reference_value:.4g})"
+SWEEP_IN_TIME = " in {share:.0%} of the time"
+SWEEP_TRAINING_PARAMS = ", training {share:.1%} of the parameters"
+SWEEP_CLI_GROUP = "Group file: {path}"
+SWEEP_CLI_MEMBER = "[{index}/{runs}] {label}: run {run_id}"
+SWEEP_CLI_MEMBER_DONE = "[{index}/{runs}] {label}: {status}"
+
+
+# ---- bundled models and presets
+BUNDLED_PICK = "Bundled model"
+BUNDLED_OPTION = "{name} · {params} · {head}"
+BUNDLED_TABLE_CAPTION = "Models shipped with Tuneboard (no network needed). The task's default is marked ★."
+BUNDLED_COLUMNS = {
+    "name": "Model",
+    "architecture": "Architecture",
+    "params": "Parameters",
+    "disk": "On disk",
+    "tasks": "Tasks",
+    "head": "Head for this task",
+    "licence": "Licence",
+    "offline": "Offline",
+}
+BUNDLED_HEAD = {True: "pretrained", False: "new (starts random)", None: "does not serve this task"}
+BUNDLED_YES = "yes"
+BUNDLED_NO = "no"
+BUNDLED_DEFAULT_MARK = "★ "
+BUNDLED_UNTRAINED_HEAD = (
+    "{name}'s head for {task} starts untrained: its 'before' predictions on the Compare page are random, "
+    "not what the model knows."
+)
+BUNDLED_FIRST_USE = (
+    "The first run with {name} converts its bundled file into a safetensors cache (about 25 s, once per machine)."
+)
+PROBE_TEXTS_CAUSAL_HINT = (
+    "A causal LM predicts the next word only, so causal probes end where the model should continue "
+    "(\"Nike shoes are very\"). A mask in the middle of a sentence (\"Nike [MASK] shoes are very "
+    "comfortable\") needs the words on both sides: that takes a masked LM."
+)
+DEMO_TITLE = "Demos"
+DEMO_CAPTION = "Load a whole scenario into this form, then press Start."
+DEMO_BUTTONS = {"nike": "Load the Nike demo", "nike-mlm": "Load the Nike demo (masked LM)"}
+DEMO_LOADED = "Loaded the {title}."
+# Setup: the learning-rate finder.
+LR_FINDER_BUTTON = "Suggest a learning rate"
+LR_FINDER_HELP = (
+    "Runs a learning-rate range test on this model, data and strategy: a few dozen training steps with the "
+    "learning rate rising exponentially from 1e-7 to 1, stopping once the loss climbs past 4x its best. The "
+    "suggestion is one tenth of the rate at the lowest smoothed loss (clipped to 1e-6 to 1e-2): the fastest "
+    "rate that is still safely below where training becomes unstable. It costs at most a third of the run's steps."
+)
+LR_FINDER_RUNNING = "Running the learning-rate range test on this model, data and strategy…"
+LR_FINDER_RESULT = "Suggested learning rate: {rate:.1e} (lowest smoothed loss at {minimum:.1e}; {steps} steps, {seconds:.0f} s)."
+LR_FINDER_NO_PICK = (
+    "The loss did not fall during the range test, so there is no suggestion: check the data and labels, "
+    "or train for longer steps with a larger batch."
+)
+LR_FINDER_USE = "Use {rate:.1e}"
+LR_FINDER_USED = "Learning rate set to {rate:.1e}."
+LR_FINDER_RAW = "Loss"
+LR_FINDER_SMOOTHED = "Smoothed loss"
+LR_FINDER_PICK_MARK = "pick {rate:.1e}"
+LR_FINDER_CLI = "Learning-rate range test: {steps} steps, lowest smoothed loss at {minimum:.1e}; using {rate:.1e}."

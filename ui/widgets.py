@@ -16,6 +16,7 @@ must reach `RunConfig.validate()` and be explained under the widget, not crash t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -133,6 +134,15 @@ class Form:
                            on_change=touch, args=(self.key(path),))
         self.slot(path)
         return result
+
+    def multiselect(self, path: str, label: str, options: Sequence[Any], value: Sequence[Any], *,
+                    format_func: Callable[[Any], str] = str, help: str | None = None) -> list[Any]:
+        """st.multiselect for a list field; chosen values that are not offered are dropped."""
+        result = st.multiselect(label, list(options), default=[v for v in value if v in options],
+                                format_func=format_func, help=help or field_help(path), key=self._key(path),
+                                on_change=touch, args=(self.key(path),))
+        self.slot(path)
+        return list(result)
 
     def text(self, path: str, label: str, value: str | None, *, placeholder: str | None = None,
              help: str | None = None, key_extra: Sequence[Any] = ()) -> str:
@@ -295,3 +305,13 @@ def run_progress(snap: Any) -> tuple[int, int, float]:
             epoch = epoch or (max(epochs) if epochs else 0.0)
         max_steps = max_steps or int(snap.info.get("max_steps") or 0) or (step if snap.status == "completed" else 0)
     return step, max_steps, epoch
+
+
+def report_button(run_path: Path, run_id: str, key: str) -> None:
+    """'Download report': the run's self-contained HTML report, built only when the button is clicked."""
+    from core.report import build_report
+    from ui import text
+
+    st.download_button(text.DOWNLOAD_REPORT, data=lambda: build_report(run_path), file_name=f"{run_id}-report.html",
+                       mime="text/html", on_click="ignore", icon=":material/description:",
+                       help=text.DOWNLOAD_REPORT_HELP, key=key)

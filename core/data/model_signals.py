@@ -35,27 +35,48 @@ _MODELS_LOCK = threading.Lock()
 
 
 def resolve_model_folder(value: str) -> Path:
-    """A model folder from a path, a run folder (its final/ model) or a run id under the runs root."""
+    """A model folder from a path, a run folder (its final/ model) or a run id under the runs root.
+
+    The folder holds a full model (config.json) or a run's LoRA adapter (adapter_config.json),
+    which loads onto its base model in memory.
+    """
     candidates = [Path(value).expanduser()]
     runs_root = Path(os.environ.get("TUNEBOARD_RUNS", "runs"))
     candidates += [candidates[0] / "final", runs_root / value / "final"]
     for folder in candidates:
         if (folder / "config.json").is_file():
             return folder.resolve()
-    if any((c / "adapter_config.json").is_file() for c in candidates):
-        raise DataError(
-            f"{value} holds a LoRA adapter only: export the run with 'merge' to get a full model for curation.",
-            field="data.curation.signal",
-        )
+    for folder in candidates:
+        if (folder / "adapter_config.json").is_file():
+            if not (folder.parent / "config.yaml").is_file():
+                raise DataError(
+                    f"{value} holds a LoRA adapter outside a run folder, so its task is unknown: pick the run "
+                    "itself, or export it with 'merge' to get a full model.",
+                    field="data.curation.signal",
+                )
+            return folder.resolve()
     raise DataError(
-        f"No model found at {value!r}: give a model folder (with config.json), a run folder or a run id.",
+        f"No model found at {value!r}: pick a finished run, or give a model folder (with config.json) or a run folder.",
         field="data.curation.signal",
     )
 
 
+def _saved_task_and_labels(folder: Path) -> tuple[str, tuple[str, ...] | None]:
+    """The head a saved model has and, for a run's adapter, the classes its run trained with."""
+    from core.models import saved_task
+
+    if (folder / "config.json").is_file():
+        return saved_task(folder), None
+    from core.export import run_label_names
+    from core.runs import RunFolder
+
+    run = RunFolder(folder.parent)
+    return run.config().task, run_label_names(run)
+
+
 def load_signal_model(value: str, head: str) -> SignalModel:
     """Load (once per folder and head) a model for a signal; head "auto" uses the folder's own head."""
-    from core.models import load_saved, saved_task
+    from core.models import load_saved
 
     folder = resolve_model_folder(value)
     key = (str(folder), head)
@@ -63,8 +84,9 @@ def load_signal_model(value: str, head: str) -> SignalModel:
         if key in _MODELS:
             return _MODELS[key]
         try:
-            task = saved_task(folder) if head == "auto" else _HEAD_TASKS[head]
-            model, tokenizer = load_saved(folder, task)
+            own_task, label_names = _saved_task_and_labels(folder)
+            task = own_task if head == "auto" else _HEAD_TASKS[head]
+            model, tokenizer = load_saved(folder, task, label_names if task == own_task else None)
         except ModelError as err:
             raise DataError(
                 f"The model at {folder} could not be loaded for curation: {err}", field="data.curation.signal"

@@ -20,6 +20,12 @@ from core.errors import DataError
 
 # Below this share of the largest class, the smallest class is called imbalanced.
 IMBALANCE_SHARE = 0.2
+WORD_COUNT_SAMPLE = 2000
+# Subword tokenizers cut English into ~1.3 tokens per word; [CLS]/[SEP] or BOS/EOS add two.
+TOKENS_PER_WORD = 1.3
+SPECIAL_TOKENS = 2
+# Generating more synthetic rows than this just to check them would slow every Start down.
+SYNTHETIC_CHECK_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,9 @@ class DataFacts:
     usable: int
     empty_text: int
     labels: LabelSummary | None = None
+    # Words per usable text, of a seeded sample of at most WORD_COUNT_SAMPLE: what a run's time
+    # estimate (core.estimate) needs to know about the text lengths without a tokenizer.
+    word_counts: tuple[int, ...] = ()
 
 
 def label_summary(values: pd.Series, column: str, names: list[str] | None = None) -> LabelSummary:
@@ -91,7 +100,12 @@ def data_facts(frame: pd.DataFrame, text_column: str, label_column: str | None =
         usable_count = sum(labels.counts.values())
     else:
         usable_count = int(usable.sum())
-    return DataFacts(rows=len(frame), usable=usable_count, empty_text=int(empty.sum()), labels=labels)
+    texts = frame[text_column][usable] if text_column in frame.columns else pd.Series([], dtype=str)
+    if len(texts) > WORD_COUNT_SAMPLE:
+        texts = texts.sample(n=WORD_COUNT_SAMPLE, random_state=0)
+    word_counts = tuple(int(n) for n in texts.astype(str).str.split().str.len())
+    return DataFacts(rows=len(frame), usable=usable_count, empty_text=int(empty.sum()), labels=labels,
+                     word_counts=word_counts)
 
 
 def split_sizes(usable: int, cfg: RunConfig) -> tuple[int, int | None]:
@@ -159,3 +173,35 @@ def data_problems(facts: DataFacts, cfg: RunConfig) -> list[DataError]:
             field="training.batch_size",
         ))
     return problems
+
+
+def approx_tokens(words: int) -> int:
+    """A text's token count from its word count, without a tokenizer."""
+    return round(words * TOKENS_PER_WORD) + SPECIAL_TOKENS
+
+
+def too_long_share(facts: DataFacts, max_length: int) -> float:
+    """Share of the (sampled) usable texts that will not fit in max_length tokens."""
+    if not facts.word_counts:
+        return 0.0
+    return sum(approx_tokens(words) > max_length for words in facts.word_counts) / len(facts.word_counts)
+
+
+def check_data(cfg: RunConfig) -> DataFacts | None:
+    """Read the run's data and raise its first problem (DataError), as Setup shows them; None when not read.
+
+    For the CLI and for submit: what Setup shows under its widgets is refused here before a run
+    folder exists. Hub datasets (network) and very large synthetic sets are left to the run.
+    """
+    from core.data.sources import check_columns, load_rows
+
+    d = cfg.data
+    if d.source == "hub" or (d.source == "synthetic" and d.synthetic.rows > SYNTHETIC_CHECK_ROWS):
+        return None
+    frame = load_rows(d)
+    check_columns(frame, d, cfg.task)
+    facts = data_facts(frame, d.text_column, d.label_column if cfg.task == "classification" else None)
+    problems = data_problems(facts, cfg)
+    if problems:
+        raise problems[0]
+    return facts
