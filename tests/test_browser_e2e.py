@@ -9,7 +9,7 @@ fine-tuned columns for a probe) -> Runs (the run is listed). Every page is check
 (tracebacks, `None`, dict reprs). Screenshots of each stage go to test-artifacts/e2e/, with the
 app's log and the run's small files.
 
-The Compare screenshot is also the README's docs/screenshot.png: it is written there when that
+The Nike demo's Compare screenshot is also the README's docs/screenshot.png: it is written there when that
 file is missing or when TUNEBOARD_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the tracked
 file alone.
 
@@ -255,7 +255,7 @@ def test_fine_tune_in_the_browser(app_url, page, tmp_path):
     expect(page.get_by_role("heading", name=text.TRAIN_TITLE, exact=True)).to_be_visible()
     page.wait_for_url(re.compile(r"/train\?run=[\w.-]+"))
     run_id = page.url.rsplit("run=", 1)[1].split("&")[0]
-    expect(page.get_by_role("combobox", name=text.RUN_PICKER)).to_have_value(f"{RUN_NAME} · {run_id}")
+    expect(page.get_by_role("combobox", name=text.RUN_PICKER, exact=True)).to_have_value(f"{RUN_NAME} · {run_id}")
     stop = page.get_by_role("button", name=text.STOP)
 
     first = _poll("the first training-loss points", lambda: _loss_points(page), TRAIN_TIMEOUT_S)
@@ -315,15 +315,13 @@ def test_fine_tune_in_the_browser(app_url, page, tmp_path):
     compare = _screenshot(page, "5-compare", height=max(VIEWPORT["height"], int(box["y"] + box["height"]) + 24))
     _screenshot(page, "5-compare-full")
     _assert_clean(page, "Compare after the run")
-    if os.environ.get("TUNEBOARD_UPDATE_SCREENSHOT") == "1" or not DOCS_SCREENSHOT.exists():
-        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(compare, DOCS_SCREENSHOT)
+    assert compare.exists()
     clock.lap("compare")
 
     # -- Runs: the run is listed ------------------------------------------------------------
     _nav(page, text.PAGE_RUNS)
     expect(page.get_by_role("heading", name=text.RUNS_TITLE, exact=True)).to_be_visible()
-    expect(main.get_by_role("combobox", name=text.RUN_PICKER)).to_have_value(f"{RUN_NAME} · {run_id}")
+    expect(main.get_by_role("combobox", name=text.RUN_PICKER, exact=True)).to_have_value(f"{RUN_NAME} · {run_id}")
     # The history table is a canvas-drawn st.dataframe: its cells exist in the DOM (for screen
     # readers) but are never "visible" to Playwright, so the listing is checked by presence.
     expect(main.locator("[role=gridcell]").filter(has_text=re.compile(r"^completed$")).first).to_be_attached()
@@ -459,10 +457,59 @@ def test_upload_a_labelled_table_train_and_browse_its_examples(app_url, page, tm
     expect(page.get_by_role("heading", name=text.EVALUATE_TITLE)).to_be_visible()
     _wait_idle(page)
     expect(main.get_by_text(text.EXAMPLES_FILTER, exact=True)).to_be_visible()  # the error browser
-    main.get_by_role("button", name=text.EXAMPLES_FILTERS["all"]).click()
+    main.get_by_text(text.EXAMPLES_FILTERS["all"], exact=True).click()
     _wait_idle(page)
     expect(main.get_by_test_id("stDataFrame").first).to_be_visible()
     expect(main.locator(".js-plotly-plot").first).to_be_visible()  # the confusion matrices
     expect(main.get_by_role("button", name=text.DOWNLOAD_REPORT)).to_be_visible()
     _screenshot(page, "8-evaluate")
     _assert_clean(page, "Evaluate")
+
+
+# ---- the Nike demo in one click ------------------------------------------------------------
+
+PLOT_LABELS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+    el => (el.data || []).flatMap(t => (t.y || []).map(String)))"""
+
+
+def test_the_nike_demo_in_one_click_shows_real_words_leaning_positive(app_url, page, tmp_path):  # noqa: F811
+    """Load the Nike demo -> Start -> Compare: SmolLM2's base column holds real words, the tuned one leans positive."""
+    from core.presets import probe_lean
+    from core.runs import read_jsonl
+
+    expect = _expect()
+    runs = tmp_path / "runs"
+    main = page.get_by_test_id("stMain")
+    page.goto(app_url)
+    start = page.get_by_role("button", name=text.START)
+    expect(start).to_be_visible(timeout=120_000)
+    _wait_idle(page)
+    page.get_by_role("button", name=text.DEMO_BUTTONS["nike"], exact=True).click()
+    _wait_idle(page)
+    expect(main.get_by_text(text.CONFIG_OK)).to_be_visible(timeout=180_000)  # SmolLM2 resolved, data checked
+    start.click()
+    page.wait_for_url(re.compile(r"/train\?run=[\w.-]+"))
+    run_id = page.url.rsplit("run=", 1)[1].split("&")[0]
+    _nav(page, text.PAGE_COMPARE)  # no live charts there: the CPU goes to the run
+    status = _poll("the Nike demo to finish", lambda: _finished(runs / run_id), 2 * TRAIN_TIMEOUT_S, 2)
+    assert status == "completed", f"the run ended {status}:\n{browser.log_tail(runs / run_id / 'run.log')}"
+
+    page.reload()
+    expect(page.get_by_role("heading", name=text.COMPARE_TITLE)).to_be_visible()
+    _wait_idle(page)
+    probe = "Nike shoes are very"
+    panel = main.get_by_test_id("stVerticalBlock").filter(has=page.get_by_text(probe, exact=True)).filter(
+        has=page.get_by_text(text.COLUMN_BASE, exact=True)
+    ).last
+    expect(panel.locator(".js-plotly-plot")).to_have_count(2)
+    words = [w.strip().lower() for plot in page.evaluate(PLOT_LABELS_JS) for w in plot]
+    assert sum(bool(re.fullmatch(r"[a-z]{3,}", w)) for w in words) >= 5, words  # real words, not ##iv pieces
+    records = read_jsonl(runs / run_id / "probes.jsonl")
+    base, final = probe_lean(records, "base"), probe_lean(records, "final")
+    assert final["positive"] > 2 * final["negative"] and final["positive"] > 2 * base["positive"], (base, final)
+    box = panel.bounding_box()
+    shot = _screenshot(page, "9-nike-demo-compare", height=max(VIEWPORT["height"], int(box["y"] + box["height"]) + 24))
+    _assert_clean(page, "Compare after the Nike demo")
+    if os.environ.get("TUNEBOARD_UPDATE_SCREENSHOT") == "1" or not DOCS_SCREENSHOT.exists():
+        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_SCREENSHOT)
