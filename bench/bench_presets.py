@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [
-        "# Demo presets",
+        "## Demo presets",
         "",
         f"{doc['question']} Each run is `python -m core train --preset NAME` in a fresh process; wall time "
         "covers imports, data, model load, base probes, training and the final save. Lean: summed top-k "

@@ -18,9 +18,10 @@ from core.config import MAX_EVAL_ROWS, RunConfig
 from core.data.preflight import DataFacts, approx_tokens, split_sizes
 from core.history import RunSummary
 
-# Calibrated on the bench/ throughput runs (2-core AVX2 CPU, bundled MiniLM, batch 32): the engine
-# sustains ~6e10 FLOP/s by the 6·N·tokens count, so ~3e10 per physical core.
-CPU_FLOPS_PER_CORE = 3e10
+# Calibrated by bench/bench_estimates.py (2-core CPU, bundled MiniLM, batch 32): by this module's
+# count (all parameters, embeddings included, over padded tokens) the engine sustains ~1.2e11
+# FLOP/s, ~6e10 per physical core; 3e10 had the first estimate of every kind ~2x too long.
+CPU_FLOPS_PER_CORE = 6e10
 DEVICE_FLOPS = {"mps": 2e12, "cuda": 4e13}
 # Causal LM scores the whole vocabulary at every position (MLM only at the masked 15%), which
 # the 6·N count of the shared weights does not see: measured ~1.6x the MLM step time.
@@ -30,6 +31,9 @@ MEGABATCH_BATCHES = 50  # transformers' LengthGroupedSampler
 # models add load time in proportion to their size.
 FIXED_OVERHEAD_S = 8.0
 LOAD_S_PER_PARAM = 4.0 / 1e8
+# Starting the training process and importing torch and transformers, before the run's own clock
+# starts (a measured overhead_s begins at the engine's start).
+PROCESS_START_S = 6.0
 # An evaluation runs forward passes only: about a third of a training step's work per row.
 EVAL_COST_SHARE = 1 / 3
 BYTES_PER_PARAM = 4            # fp32 weights
@@ -148,7 +152,7 @@ def estimate_run(cfg: RunConfig, shape: DataShape, trainable: int, total: int,
         evals = steps // max(1, cfg.training.eval_steps) + (1 if steps % max(1, cfg.training.eval_steps) else 0)
     eval_tokens = evals * shape.eval_rows * shape.padded_tokens_per_row * EVAL_COST_SHARE
     if speed is not None:
-        seconds = (train_tokens + eval_tokens) / speed.tokens_per_s + speed.overhead_s
+        seconds = (train_tokens + eval_tokens) / speed.tokens_per_s + speed.overhead_s + PROCESS_START_S
         return Estimate(seconds, "measured", speed.run_id)
     tokens_per_s = computed_tokens_per_s(cfg, trainable, total)
     seconds = (train_tokens + eval_tokens) / tokens_per_s + FIXED_OVERHEAD_S + total * LOAD_S_PER_PARAM

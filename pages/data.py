@@ -53,11 +53,11 @@ def _word_list_names() -> list[str]:
     return list(word_lists())
 
 
-def _leaf_problem(leaf: dict[str, Any]) -> str | None:
+def _leaf_problem(leaf: dict[str, Any], path: str = "0") -> str | None:
     from core.data.curation import signal_from_dict
 
     try:
-        signal_from_dict(leaf)
+        signal_from_dict(leaf, path)
     except TuneboardError as err:
         return str(err)
     return None
@@ -261,7 +261,7 @@ def fill_counts(root: dict, slots: dict, frame: pd.DataFrame, frame_key: str, cf
     for node_id in slots:
         node, _ = signals.find(root, node_id)
         if node is not None and "kind" in node:
-            problem = _leaf_problem(signals.leaf_signal(node))
+            problem = _leaf_problem(signals.leaf_signal(node), signals.path_of(root, node_id) or "0")
             if problem:
                 problems[node_id] = problem
     for node_id, problem in problems.items():

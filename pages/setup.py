@@ -219,6 +219,8 @@ def model_section(form: Form, model: ModelConfig, task: str) -> ModelConfig:
                 key_extra=("popular", task),
             )
             st.caption(notes[model.source].get("note", ""))
+    elif kind == "run":
+        model.source = finished_run_input(form, model.source, task)
     elif kind == "hub":
         current = model.source if _model_kind(model.source, popular) == "hub" else ""
         model.source = form.text(
@@ -704,11 +706,32 @@ def _label(names: dict[str, str]):
     return lambda value: names.get(value, str(value))
 
 
+def finished_run_input(form: Form, source: str, task: str) -> str:
+    """A completed run of this task whose fine-tuned model becomes the base ('run:<id>')."""
+    runs = [r for r in state.get_jobs().list_runs() if r.status == "completed" and r.task == task]
+    options = [f"run:{r.run_id}" for r in runs]
+    if source.startswith("run:") and source not in options:
+        options.insert(0, source)  # kept, so preflight says what is wrong with it
+    if not options:
+        st.info(text.MODEL_RUN_NONE.format(task=text.TASK_NAMES.get(task, task)))
+        form.slot("model.source")
+        return source
+    names = {f"run:{r.run_id}": r.name for r in runs}
+    chosen = form.select(
+        "model.source", text.MODEL_RUN, options, source if source in options else options[0],
+        format_func=lambda o: f"{names[o]} · {o[4:]}" if names.get(o) else o[4:], key_extra=("run", task),
+    )
+    st.caption(text.MODEL_RUN_NOTE)
+    return chosen
+
+
 def _model_kind(source: str, popular: list[dict]) -> str:
     from core.models.catalogue import bundled_model
 
     if bundled_model(source) is not None:
         return "bundled"
+    if source.startswith("run:"):
+        return "run"
     if source in {m["id"] for m in popular}:
         return "popular"
     if source.startswith(("/", ".", "~")) or Path(source).expanduser().is_dir():
@@ -798,7 +821,8 @@ with main:
         cfg.probes = probes_section(form, cfg)
 
 state.set_config(cfg)
-problems, params = _check(cfg, found, facts)
+with st.spinner(text.SETUP_CHECKING, show_time=True):  # the first visit imports the ML libraries here
+    problems, params = _check(cfg, found, facts)
 # A required value not entered yet, under a widget the user has not touched: guide, do not scold.
 pending = {id(p): _hint(p, cfg) for p in problems if _blank(cfg, p.field) and not form.touched(p.field)}
 with side:

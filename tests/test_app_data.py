@@ -186,3 +186,27 @@ def test_confidence_signal_picks_a_finished_run(jobs, runs_root):  # noqa: F811
     picker.set_value(text.SIGNAL_MODEL_OTHER).run()
     at.text_input(key=f"sig:{nid}:model").set_value("/models/mine").run()
     assert at.session_state["tb_config"].data.curation.signal["children"][0]["model"] == "/models/mine"
+
+
+def test_an_incomplete_signal_is_named_by_its_place_in_the_tree(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    _add_leaf(at, "keywords")
+    second = _add_leaf(at, "regex")  # the second signal of the root group, left empty
+    notes = [c for c in texts(at.caption) if "Incomplete" in c and "pattern" in c.lower()]
+    assert notes and "Signal 2" in notes[0], texts(at.caption)
+    assert "Signal node 0" not in " ".join(texts(at.caption))
+    assert second
+
+
+def test_the_signal_tree_and_its_result_survive_a_page_change(jobs):  # noqa: F811
+    at = open_page(PAGE)
+    at.button(key="tb_data_example").click().run()
+    at.button(key="tb_data_curate").click().run()
+    signal = at.session_state["tb_config"].data.curation.signal
+    at.switch_page("pages/setup.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.session_state["tb_config"].data.curation.signal == signal
+    assert len([m for m in texts(at.markdown) if m.endswith("rows pass")]) == 4  # the tree is drawn again
+    assert text.CURATE_STALE not in texts(at.info)  # the kept result still matches the tree
+    assert text.ROWS_KEPT in {m.label for m in at.metric}

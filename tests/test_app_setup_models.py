@@ -86,3 +86,16 @@ def test_load_the_nike_demo_fills_the_form(jobs):  # noqa: F811
     at.button(key="tb_setup_demo_nike-mlm").click().run()
     cfg = config(at)
     assert cfg.task == "mlm" and cfg.model.source == "bundled" and cfg.name == "nike-mlm-demo"
+
+
+def test_a_finished_run_is_offered_as_the_base_model(jobs, runs_root):  # noqa: F811
+    from tests.test_app_support import make_run
+
+    run_id = make_run(runs_root, name="first pass")
+    at = setup_page()
+    at.radio(key=key("model.source", "kind")).set_value("run").run()
+    assert not at.exception, [e.value for e in at.exception]
+    picker = at.selectbox(key=key("model.source", "run", "mlm"))
+    assert picker.value == f"run:{run_id}"
+    assert config(at).model.source == f"run:{run_id}"
+    assert text.MODEL_RUN_NOTE in texts(at.caption)

@@ -317,7 +317,7 @@ def test_to_dict_from_dict_and_yaml_round_trip():
         ({"kind": "confidence", "model": "m", "below": 2}, "probability"),
         ({"kind": "label", "values": []}, "needs values"),
         ({"op": "and", "children": [{"kind": "regex", "pattern": "ok"}, {"kind": "sentiment", "polarity": "meh"}]},
-         "Signal node 0.1"),
+         "Signal 2: "),  # named by its place: the second child of the root
     ],
 )
 def test_bad_signal_dicts_raise_config_errors(bad, message):

@@ -10,6 +10,7 @@ from core.config import RunConfig
 from core.data.preflight import data_facts
 from core.data.synthetic import generate_reviews
 from core.estimate import (
+    PROCESS_START_S,
     DataShape,
     MeasuredSpeed,
     data_shape,
@@ -97,7 +98,7 @@ def test_a_measured_speed_of_the_same_kind_drives_the_estimate():
     estimate = estimate_run(cfg, shape, MINILM_PARAMS, MINILM_PARAMS, speed)
     steps = expected_steps(cfg, 1000)
     assert estimate.basis == "measured" and estimate.measured_run == "earlier"
-    assert estimate.seconds == pytest.approx(steps * 32 * 10.0 / 1000.0 + 5.0)
+    assert estimate.seconds == pytest.approx(steps * 32 * 10.0 / 1000.0 + 5.0 + PROCESS_START_S)
 
 
 def test_measured_speed_takes_the_newest_completed_run_of_the_same_kind():

@@ -137,3 +137,14 @@ def remove(root: Node, node_id: str) -> None:
 def parse_list(value: str) -> list[str]:
     """'a, b ,,c' -> ['a', 'b', 'c']."""
     return [part.strip() for part in str(value or "").split(",") if part.strip()]
+
+
+def path_of(root: Node, node_id: str, path: str = "0") -> str | None:
+    """Where a node sits in the tree as a path of child positions ("0" the root, "0.1" its 2nd child)."""
+    if root["id"] == node_id:
+        return path
+    for index, child in enumerate(root.get("children") or []):
+        found = path_of(child, node_id, f"{path}.{index}")
+        if found is not None:
+            return found
+    return None

@@ -94,7 +94,15 @@ MODEL_KINDS = {
     "popular": "Popular Hub model",
     "hub": "Any Hub id",
     "local": "Local folder",
+    "run": "A finished run",
 }
+MODEL_RUN = "Run"
+SETUP_CHECKING = "Checking the model and counting its parameters…"
+MODEL_RUN_NOTE = (
+    "Fine-tunes further from that run's model: a full fine-tune as saved, a LoRA adapter merged into its "
+    "own base first. Compare can then show the parent or the original base as \"before\"."
+)
+MODEL_RUN_NONE = "No completed {task} run yet: finish one, then continue from it here or from the Runs page."
 MODEL_POPULAR = "Model"
 MODEL_POPULAR_NONE = "No popular model fits this task; use a Hub id or a local folder."
 MODEL_CACHED = "cached"

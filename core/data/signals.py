@@ -645,11 +645,20 @@ SIGNAL_FIELDS = {
 _REQUIRED_KEYS = {"keywords": ("words",), "regex": ("pattern",), "label": ("values",), "confidence": ("model",)}
 
 
+def signal_place(path: str) -> str:
+    """A node's place in words from its path ("0" the root, "0.1.0" its 2nd child's 1st child): "Signal 2 › 1"."""
+    below = [int(part) + 1 for part in path.split(".")[1:] if part.isdigit()]
+    return "The top signal" if not below else "Signal " + " › ".join(str(n) for n in below)
+
+
 def signal_from_dict(data: Any, _path: str = "0") -> Signal:
-    """Build a Signal tree from plain data; malformed input raises ConfigError naming the node."""
+    """Build a Signal tree from plain data; malformed input raises ConfigError naming the node by its place.
+
+    `_path` is where `data` sits in a larger tree ("0" for the root), for the error messages.
+    """
     if isinstance(data, Signal):
         return data
-    where = f"Signal node {_path}"
+    where = signal_place(_path)
     if not isinstance(data, dict):
         raise ConfigError(
             f"{where} must be a mapping like {{kind: keywords, words: [...]}} or {{op: and, children: [...]}}, "
