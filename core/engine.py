@@ -222,6 +222,10 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
     if cfg.training.early_stopping_patience and prepared.eval_dataset is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
 
+    t = cfg.training
+    if is_main and prepared.eval_dataset is not None and t.keep_model == "best" and t.save_steps % t.eval_steps:
+        sink.log(f"Checkpoints every {t.eval_steps} steps, at the evaluations, so that the best one can be kept "
+                 f"(set 'Model to keep' to last to save every {t.save_steps} steps).")
     trainer = _TuneboardTrainer(
         model=prepared.model,
         args=_training_arguments(cfg, folder, device, has_eval=prepared.eval_dataset is not None),

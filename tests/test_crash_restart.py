@@ -69,6 +69,9 @@ def _config(model: str) -> RunConfig:
     cfg.training.eval_steps = MAX_STEPS
     cfg.training.save_steps = SAVE_STEPS
     cfg.training.save_total_limit = 2
+    # Checkpoints every SAVE_STEPS, between evaluations: keeping the best model would save at
+    # evaluations only (the Trainer restores no other), and here the only one is the last step.
+    cfg.training.keep_model = "last"
     return cfg.validate()
 
 
