@@ -12,8 +12,14 @@ MiniLM, synthetic reviews), and then
 - `train-2`: a second tab opens on Train for the same run;
 - `compare-1`: that tab moves to Compare;
 
-against `headless`: the same config through `python -m core train`, before and after the
-dashboard conditions (their median is the baseline, so drift over the benchmark shows).
+against `headless`: the same config through `python -m core train`. Put headless runs between
+the dashboard conditions: each condition is compared with the mean of the headless runs next to
+it (`ratio_to_neighbours`), because this machine's speed drifts by 20% over minutes, and with the
+median of all headless runs (`ratio_to_headless`). `--repeats N` runs the whole list N times and
+the summary gives each condition's median.
+
+A condition may name environment variables for the app (and so for the training process it
+starts), e.g. `train-2:OMP_WAIT_POLICY=PASSIVE`: the app is restarted whenever they change.
 
 The rate of each condition is samples/s between the same two logged steps (--from-step to
 --to-step), from the `time` stamps in the run's own metrics.jsonl, so model loading, the child
@@ -46,7 +52,7 @@ from bench import write_results
 from bench.browser import REPO, VIEWPORT, app_env, chromium, start_app, stop_app, wait_idle
 
 RESULTS = REPO / "bench" / "results"
-DEFAULT_CONDITIONS = "headless,train-0,train-1,train-2,compare-1,headless"
+DEFAULT_CONDITIONS = "headless,train-0,headless,train-1,headless,train-2,headless,compare-1,headless"
 FINISHED = ("completed", "stopped", "failed", "interrupted", "cancelled")
 
 
@@ -264,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--from-step", type=int, default=10)
     parser.add_argument("--to-step", type=int, default=100)
     parser.add_argument("--full-runs", action="store_true", help="let each run finish instead of stopping at --to-step")
+    parser.add_argument("--repeats", type=int, default=1, help="run the list of conditions this many times")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
@@ -274,20 +281,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="tuneboard-watching-"))
     config = work / "default.yaml"
     cfg.save(config)
-    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()] * max(1, args.repeats)
     rows: list[dict[str, Any]] = []
-    app_proc = None
+    app_proc, app_env_now = None, None
     try:
         with chromium() as browser:
             for index, condition in enumerate(conditions):
                 print(f"[watching] {condition} ...", flush=True)
                 started = time.monotonic()
-                if condition == "headless":
+                kind, env = parse_condition(condition)
+                if kind == "headless":
                     run, extra = run_headless(work, config, index)
                 else:
+                    if app_proc is not None and env != app_env_now:
+                        stop_app(app_proc)
+                        app_proc = None
                     if app_proc is None:
-                        app_proc, base_url = start_app(work, work / "app.log")
-                    result = run_dashboard(condition, browser, base_url, app_proc, work / "runs", args)
+                        app_proc, base_url = start_app(work, work / f"app-{index}.log", env)
+                        app_env_now = env
+                    result = run_dashboard(kind, browser, base_url, app_proc, work / "runs", args)
                     run = result.pop("run")
                     extra = result
                 rate = window_rate(run, args.from_step, args.to_step, cfg.training.batch_size)
@@ -305,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     baseline = statistics.median(headless) if headless else None
     for row in rows:
         row["ratio_to_headless"] = round(row["samples_per_s"] / baseline, 3) if baseline and row["samples_per_s"] else None
+    add_neighbour_ratios(rows)
     document = {
         "benchmark": "watching",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -314,9 +327,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "window_steps": [args.from_step, args.to_step], "cap_s": args.cap},
         "headless_samples_per_s": baseline,
         "rows": rows,
+        "summary": summarise(rows),
     }
     write_results(Path(args.out), "watching", document, _markdown(document))
     return document
+
+
+def parse_condition(condition: str) -> tuple[str, dict[str, str]]:
+    """'train-2:A=1:B=2' -> ('train-2', {'A': '1', 'B': '2'})."""
+    kind, *assignments = condition.split(":")
+    env = dict(a.split("=", 1) for a in assignments if "=" in a)
+    return kind, env
+
+
+def add_neighbour_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each dashboard row's rate over the mean of the nearest headless rates before and after it."""
+    for index, row in enumerate(rows):
+        if row["condition"] == "headless" or not row.get("samples_per_s"):
+            continue
+        before = next((r["samples_per_s"] for r in reversed(rows[:index])
+                       if r["condition"] == "headless" and r.get("samples_per_s")), None)
+        after = next((r["samples_per_s"] for r in rows[index + 1:]
+                      if r["condition"] == "headless" and r.get("samples_per_s")), None)
+        near = [v for v in (before, after) if v]
+        row["ratio_to_neighbours"] = round(row["samples_per_s"] / statistics.mean(near), 3) if near else None
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per condition: how many runs, and the median of each ratio."""
+    summary = []
+    for condition in dict.fromkeys(r["condition"] for r in rows if r["condition"] != "headless"):
+        mine = [r for r in rows if r["condition"] == condition]
+        entry: dict[str, Any] = {"condition": condition, "runs": len(mine)}
+        for key in ("ratio_to_neighbours", "ratio_to_headless", "browser_cpu_share"):
+            values = [r[key] for r in mine if r.get(key) is not None]
+            entry[key] = round(statistics.median(values), 3) if values else None
+            entry[f"{key}_all"] = values
+        summary.append(entry)
+    return summary
 
 
 def _markdown(doc: dict[str, Any]) -> str:
@@ -329,16 +377,32 @@ def _markdown(doc: dict[str, Any]) -> str:
         f"`python -m bench.bench_watching` on {doc['machine']['cpus']} CPUs, {doc['date']}. The default run "
         f"(masked-LM, bundled MiniLM, {doc['config']['rows']} synthetic rows, batch {doc['config']['batch_size']}) "
         "started from Setup in Chromium, app started with `make run`. Rate = samples/s between the same logged "
-        f"steps (~{doc['config']['window_steps'][0]}→{doc['config']['window_steps'][1]}); ratio against the median "
-        "of the headless CLI runs of the same benchmark. CPU shares are of one core over the window.",
+        f"steps (~{doc['config']['window_steps'][0]}→{doc['config']['window_steps'][1]}). Headless CLI runs of the same config "
+        "sit between the dashboard conditions; each condition's rate is divided by the mean of the headless runs just "
+        "before and after it (this machine's speed drifts by 20% within minutes), and also by the median of all "
+        "headless runs. CPU shares are of one core over the window.",
         "",
-        "| condition | samples/s | ratio to headless | steps | server CPU | training CPU | browser CPU | ws frames/s | ws KB/s |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| condition | runs | ratio to neighbouring headless runs (median) | each run | ratio to all headless (median) | browser CPU |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    for entry in doc.get("summary", []):
+        each = ", ".join(f"{v:.2f}" for v in entry["ratio_to_neighbours_all"]) or "—"
+        lines.append(
+            f"| {entry['condition']} | {entry['runs']} | {cell(entry['ratio_to_neighbours'], '{:.2f}')} | {each} "
+            f"| {cell(entry['ratio_to_headless'], '{:.2f}')} | {cell(entry['browser_cpu_share'], '{:.0%}')} |"
+        )
+    lines += [
+        "",
+        "Every run, in the order they ran:",
+        "",
+        "| condition | samples/s | ratio to neighbours | ratio to headless | steps | server CPU | training CPU | browser CPU | ws frames/s | ws KB/s |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for row in doc["rows"]:
         steps = "→".join(str(s) for s in row["steps"]) if row.get("steps") else "—"
         lines.append(
-            f"| {row['condition']} | {cell(row['samples_per_s'], '{:.1f}')} | {cell(row.get('ratio_to_headless'), '{:.2f}')} "
+            f"| {row['condition']} | {cell(row['samples_per_s'], '{:.1f}')} | {cell(row.get('ratio_to_neighbours'), '{:.2f}')} "
+            f"| {cell(row.get('ratio_to_headless'), '{:.2f}')} "
             f"| {steps} | {cell(row.get('server_cpu_share'), '{:.0%}')} | {cell(row.get('training_cpu_share'), '{:.0%}')} "
             f"| {cell(row.get('browser_cpu_share'), '{:.0%}')} "
             f"| {cell(row.get('ws_frames_per_s'))} | {cell(row.get('ws_kb_per_s'))} |"

@@ -10,8 +10,21 @@ from ui.widgets import format_duration, run_progress, status_badge
 
 
 def page_config() -> None:
-    """Title, icon and wide layout."""
+    """Title, icon and wide layout; no CSS transitions (see NO_TRANSITIONS_CSS)."""
     st.set_page_config(page_title=text.APP_TITLE, page_icon=":material/tune:", layout="wide")
+    calm_motion()
+
+
+# Transitions off, app-wide: every animated frame is a repaint, and the browser that paints it
+# shares the CPU with the training it shows. The progress bar's 0.5 s slide, replayed on each
+# refresh, alone cost a watching tab about a tenth of a core (bench/bench_watching.py).
+# Keyframe animations (spinners) stay: they only run while something is being waited for.
+NO_TRANSITIONS_CSS = "<style>*, *::before, *::after { transition: none !important; }</style>"
+
+
+def calm_motion() -> None:
+    """Switch off CSS transitions in every page (see NO_TRANSITIONS_CSS)."""
+    st.html(NO_TRANSITIONS_CSS)
 
 
 SIDEBAR_REFRESH_S = 2.0
