@@ -7,11 +7,15 @@ loaded (YAML, a past run) keeps its columns wherever the data has them.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from core.config import DataConfig
 from core.data.columns import find_label_column, find_text_column
+
+if TYPE_CHECKING:  # a type only: importing pandas costs a first page 0.7 s
+    import pandas as pd
 
 COLUMNS_FOR_KEY = "tb_columns_for"
 

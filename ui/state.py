@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -55,10 +56,46 @@ def run_path(run_id: str) -> Path:
 
 @st.cache_data(show_spinner=False)
 def device_label() -> str:
-    """The device runs use, e.g. 'CPU: 2 cores, AVX2, fp32' (imports torch once, lazily)."""
+    """The device runs use, e.g. 'CPU: 2 cores, AVX2, fp32' (read from the hardware, without torch)."""
     from core.devices import describe_device
 
     return describe_device()
+
+
+# ---- warming up the ML libraries -----------------------------------------------------------
+
+# What Start (engine.preflight), a LoRA parameter count or a generation import: ~6 s on 2 cores.
+WARM_UP_MODULES = ("core.engine", "peft")
+WARM_UP_THREAD = "tuneboard-warm-up"
+_warm_up_lock = threading.Lock()
+_warm_up: list[threading.Thread] = []
+
+
+def warm_up() -> threading.Thread | None:
+    """Import torch and transformers once per server, on a background thread, after a page is drawn.
+
+    Pages never import them on the script thread for their first draw; this makes the first Start
+    (or a strategy other than full on Setup) as fast as later ones. TUNEBOARD_WARM_UP=0 turns it off.
+    """
+    if os.environ.get("TUNEBOARD_WARM_UP", "1") == "0":
+        return None
+    with _warm_up_lock:
+        if not _warm_up:
+            thread = threading.Thread(target=_import_ml_libraries, name=WARM_UP_THREAD, daemon=True)
+            thread.start()
+            _warm_up.append(thread)
+        return _warm_up[0]
+
+
+def _import_ml_libraries() -> None:
+    import importlib
+    import logging
+
+    for module in WARM_UP_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # a broken install shows where it is used, with its own message
+            logging.getLogger(__name__).warning("Warm-up could not import %s: %s", module, err)
 
 
 # ---- the router ----------------------------------------------------------------------------
@@ -71,6 +108,7 @@ def run_page(page) -> None:
         page.run()
     finally:
         st.session_state[ROUTER_KEY] = False
+        warm_up()  # the page is drawn (or moved on): torch may load now, off the script thread
 
 
 def pages() -> list:

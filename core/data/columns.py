@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported by the callers that pass frames; a first page must not wait for it
+    import pandas as pd
 
 TEXT_NAMES = ("text", "review", "sentence", "content", "body")
 LABEL_NAMES = ("label", "sentiment", "class", "category", "target")
@@ -75,6 +77,8 @@ def _by_name(columns: list[str], names: Sequence[str], fits) -> str | None:
 
 def _is_text(values: pd.Series) -> bool:
     """Strings that are not numbers in disguise ("1", "0.5")."""
+    import pandas as pd
+
     if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
         return False
     present = values.dropna().astype(str).str.strip()
@@ -90,6 +94,8 @@ def _mean_length(values: pd.Series) -> float:
 
 
 def _is_low_cardinality(values: pd.Series) -> bool:
+    import pandas as pd
+
     if pd.api.types.is_float_dtype(values):
         present = values.dropna()
         if not (present == present.round()).all():  # 0.37, 4.5: a score, not a class

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from core.config import RunConfig
-from core.data.signals import canonical_labels, null_text_mask, parse_labels
 from core.errors import DataError
+
+if TYPE_CHECKING:  # pandas (and signals, which need it) load on first use: Setup draws before them
+    import pandas as pd
 
 # Below this share of the largest class, the smallest class is called imbalanced.
 IMBALANCE_SHARE = 0.2
@@ -70,6 +71,8 @@ class DataFacts:
 
 def label_summary(values: pd.Series, column: str, names: list[str] | None = None) -> LabelSummary:
     """Counts per class of the rows whose label parses; integer labels 0..K-1 show as `names` when given."""
+    from core.data.signals import canonical_labels, parse_labels
+
     _, kind, missing, unparseable = parse_labels(values)
     valid = ~missing & ~unparseable
     canon = canonical_labels(values)[valid]
@@ -88,6 +91,10 @@ def label_summary(values: pd.Series, column: str, names: list[str] | None = None
 
 def data_facts(frame: pd.DataFrame, text_column: str, label_column: str | None = None) -> DataFacts:
     """Rows, usable rows and (with a label column) the classes of a table; absent columns count as empty."""
+    import pandas as pd
+
+    from core.data.signals import null_text_mask
+
     if text_column in frame.columns:
         empty = null_text_mask(frame[text_column])
     else:
