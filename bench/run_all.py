@@ -7,11 +7,14 @@ from pathlib import Path
 from bench import (
     bench_curation,
     bench_estimates,
+    bench_first_page,
     bench_latency,
     bench_levers,
+    bench_lr_defaults,
     bench_memory,
     bench_precision,
     bench_presets,
+    bench_scale,
     bench_snapshot_threads,
     bench_throughput,
     bench_watching,
@@ -19,12 +22,13 @@ from bench import (
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = ("throughput", "levers", "precision", "latency", "presets", "watching", "estimates", "snapshot_threads",
-         "memory", "curation")
+         "memory", "curation", "scale", "first_page", "lr_defaults")
 
 
 def main() -> None:
     modules = (bench_throughput, bench_levers, bench_precision, bench_latency, bench_presets, bench_watching,
-               bench_estimates, bench_snapshot_threads, bench_memory, bench_curation)
+               bench_estimates, bench_snapshot_threads, bench_memory, bench_curation, bench_scale,
+               bench_first_page, bench_lr_defaults)
     for module in modules:
         module.main([])
     write_summary()

@@ -33,7 +33,9 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--max-steps", type=int)
     command.add_argument("--batch-size", type=int)
     command.add_argument("--learning-rate", type=_learning_rate_flag,
-                         help="A number, or 'auto': a learning-rate range test on this model, data and strategy picks it.")
+                         help="A number, or 'auto': a learning-rate range test on this model, data and strategy picks it "
+                              "when the run starts (a sweep: one test per run). Not given: the config's, else the "
+                              "default for the task, strategy and model size.")
     command.add_argument("--save-steps", type=int)
     command.add_argument("--eval-steps", type=int)
     command.add_argument("--rows", type=int, help="Synthetic data: how many rows to generate.")
@@ -47,19 +49,6 @@ def _learning_rate_flag(value: str) -> float | str:
         return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number or 'auto'") from None
-
-
-def _find_learning_rate(cfg) -> None:
-    """--learning-rate auto: run the range test and train with its pick (TrainingError when there is none)."""
-    from core.errors import TrainingError
-    from core.lr_finder import find_learning_rate
-    from ui import text
-
-    result = find_learning_rate(cfg, log=lambda message: print(message, flush=True))
-    if result.pick is None:
-        raise TrainingError(text.LR_FINDER_NO_PICK)
-    cfg.training.learning_rate = result.pick
-    print(text.LR_FINDER_CLI.format(steps=result.steps, minimum=result.minimum_lr, rate=result.pick), flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,8 +149,8 @@ def _config_from_args(args: argparse.Namespace):
         value = getattr(args, flag)
         if value is not None:
             setattr(cfg.training, attr, value)
-    if args.learning_rate is not None and args.learning_rate != "auto":
-        cfg.training.learning_rate = args.learning_rate
+    if args.learning_rate is not None:
+        cfg.training.learning_rate = args.learning_rate  # 'auto' too: the engine runs the range test
     return cfg.validate()
 
 
@@ -199,13 +188,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = _config_from_args(args)
         engine.preflight(cfg)
-        if args.learning_rate == "auto":
-            if distributed:  # every rank must derive the same config (and run folder) without talking
-                from core.errors import ConfigError
+        if distributed and cfg.training.learning_rate == "auto":  # refused before a run folder exists
+            from core.errors import ConfigError
+            from ui import text
 
-                raise ConfigError("--learning-rate auto runs on one process: find the rate with a plain "
-                                  "`python -m core train --learning-rate auto`, then launch with that number.")
-            _find_learning_rate(cfg)
+            raise ConfigError(text.LR_AUTO_DISTRIBUTED, field="training.learning_rate")
         if args.output_dir:
             run_path = Path(args.output_dir).expanduser().resolve()
             root, run_id = run_path.parent, run_path.name

@@ -58,6 +58,66 @@ DEFAULT_CLASSIFICATION_PROBES = (
     "Adidas hoodies are known to be stylish",
 )
 
+LEARNING_RATE_AUTO = "auto"
+# The learning rate a run trains at when none is set, per (task, strategy): the lowest rate of a grid
+# that came within half an accuracy point (classification) or 0.5% eval loss (language models) of the
+# grid's best, on the bundled MiniLM, about one epoch of the synthetic reviews (bench/bench_lr_defaults.py,
+# BENCHMARKS.md). Head-only and LoRA runs move few weights from a small start, so they take higher
+# rates than full fine-tuning; MiniLM's masked- and causal-LM heads start untrained, which is why its
+# language-model rates are high (a model with a pretrained head gets less through its size below).
+DEFAULT_LEARNING_RATES: dict[tuple[str, str], float] = {
+    ("mlm", "full"): 3e-4,
+    ("mlm", "feature-extraction"): 3e-3,
+    ("mlm", "freeze-layers"): 1e-3,
+    ("mlm", "gradual-unfreeze"): 1e-3,
+    ("mlm", "lora"): 3e-3,
+    ("classification", "full"): 1e-4,
+    ("classification", "feature-extraction"): 3e-3,
+    ("classification", "freeze-layers"): 3e-4,
+    ("classification", "gradual-unfreeze"): 1e-4,
+    ("classification", "lora"): 3e-3,
+    ("causal", "full"): 1e-3,
+    ("causal", "feature-extraction"): 3e-3,
+    ("causal", "freeze-layers"): 1e-3,
+    ("causal", "gradual-unfreeze"): 1e-3,
+    ("causal", "lora"): 3e-3,
+}
+# The size the table was measured at (MiniLM-L6). A larger model's rate shrinks with the square root
+# of its size, the usual practice (BERT-base 110M: 2e-5..5e-5 where MiniLM takes 1e-4; 7B models
+# 1e-5 full, 1e-4 LoRA), but never below a tenth: LoRA on a 7B model still wants about 1e-4.
+DEFAULTS_MEASURED_PARAMS = 22_700_000
+MIN_SIZE_FACTOR = 0.1
+
+
+def default_learning_rate(task: str, strategy: str, model_params: int | None = None) -> float:
+    """The learning rate a run of this task and strategy trains at when none is set (model size in parameters, or None)."""
+    try:
+        rate = DEFAULT_LEARNING_RATES[(task, strategy)]
+    except KeyError:
+        raise ConfigError(f"No default learning rate for task {task!r} with strategy {strategy!r}; "
+                          "choose a known task and strategy, or set training.learning_rate.",
+                          field="training.learning_rate") from None
+    if model_params and model_params > DEFAULTS_MEASURED_PARAMS:
+        rate *= max(MIN_SIZE_FACTOR, math.sqrt(DEFAULTS_MEASURED_PARAMS / model_params))
+    return float(f"{rate:.1g}")  # one significant digit: 4e-05, not 4.1075e-05
+
+
+def resolved_learning_rate(cfg: RunConfig, model_params: int | None = None) -> float:
+    """The number a run trains at: the one set, else the default (ConfigError for 'auto', which the engine resolves)."""
+    rate = cfg.training.learning_rate
+    if rate is None:
+        return default_learning_rate(cfg.task, cfg.strategy.name, model_params)
+    if rate == LEARNING_RATE_AUTO:
+        raise ConfigError("training.learning_rate is 'auto': run the range test (core.lr_finder) to get a number.",
+                          field="training.learning_rate")
+    return float(rate)
+
+
+def describe_learning_rate(rate: float | str | None) -> str:
+    """A config's learning rate in words: '0.0005', 'auto' or 'default'."""
+    if rate is None:
+        return "default"
+    return rate if isinstance(rate, str) else f"{rate:g}"
 
 
 def has_mask(text: str) -> bool:
@@ -194,9 +254,15 @@ class TrainingConfig:
     gradient_accumulation_steps: int = field(
         default=1, metadata=_help("Steps whose gradients add up before one optimizer update.")
     )
-    learning_rate: float = field(
-        # High for BERT fine-tuning, but the bundled model's MLM head starts untrained and must learn fast.
-        default=5e-4, metadata=_help("Peak learning rate (try 2e-5 to 5e-5 for large pretrained models).")
+    # None is "not set": the engine trains at default_learning_rate(task, strategy, model size). Configs
+    # saved before the defaults existed state 5e-4 and keep it.
+    learning_rate: float | str | None = field(
+        default=None,
+        metadata=_help(
+            "Peak learning rate. Empty: the measured default for the task, strategy and model size (head-only "
+            "and LoRA runs take higher rates than full fine-tuning, large models lower). 'auto': a learning-rate "
+            "range test on this model, data and strategy picks it when the run starts."
+        ),
     )
     lr_scheduler: str = field(default="linear", metadata=_help("How the learning rate decays."))
     warmup_ratio: float = field(
@@ -342,7 +408,7 @@ class RunConfig:
         yield lambda: _at_least("training.max_steps", t.max_steps, 0)
         yield lambda: _positive("training.batch_size", t.batch_size, upper=65_536)
         yield lambda: _positive("training.gradient_accumulation_steps", t.gradient_accumulation_steps, upper=4096)
-        yield lambda: _positive("training.learning_rate", t.learning_rate, upper=1.0)
+        yield self._check_learning_rate
         yield lambda: _between("training.warmup_ratio", t.warmup_ratio, 0.0, 1.0)
         yield lambda: _between("training.weight_decay", t.weight_decay, 0.0, 1.0)
         yield lambda: _positive("training.logging_steps", t.logging_steps)
@@ -395,6 +461,18 @@ class RunConfig:
             if importlib.util.find_spec(TRACKERS[tracker]) is None:
                 raise ConfigError(f"{tracker} is not installed here: pip install {TRACKERS[tracker]}, or untick it.",
                                   field="training.log_to")
+
+    def _check_learning_rate(self) -> None:
+        rate = self.training.learning_rate
+        if rate is None or rate == LEARNING_RATE_AUTO:
+            return
+        if isinstance(rate, str):
+            raise ConfigError(
+                f"training.learning_rate is {rate!r}: give a number such as 1e-4, 'auto' (a range test picks it) "
+                "or leave it empty (the default for the task, strategy and model).",
+                field="training.learning_rate",
+            )
+        _positive("training.learning_rate", rate, upper=1.0)
 
     def _check_early_stopping(self) -> None:
         if self.data.validation_fraction == 0 and not self.data.eval_path:
@@ -536,11 +614,19 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         return _build(hint, value, name + ".")
     origin = get_origin(hint)
     args = get_args(hint)
-    if origin is not None and type(None) in args:  # Optional[X]
+    if origin is not None and type(None) in args:  # Optional[X] or Optional[X | Y]
         if value is None:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, name)
+        # The first type that takes the value wins (float before str: "5e-5" is a number, "auto" a word);
+        # when none does, the first type's message says what was expected.
+        first_error: ConfigError | None = None
+        for option in inner:
+            try:
+                return _coerce(option, value, name)
+            except ConfigError as err:
+                first_error = first_error or err
+        raise first_error
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{name} must be a list, not {value!r}.", field=name)

@@ -118,7 +118,11 @@ def train(
         else:
             sink.log(f"Starting {cfg.summary()} on {device}.")
 
-    attempt_cfg = cfg
+    from core import lr_finder, peak_memory
+
+    peak_memory.reset(device)
+    # learning_rate 'auto': the range test runs once, before the first attempt (an OOM retry keeps its pick).
+    attempt_cfg = lr_finder.resolve_auto(cfg, folder, sink, stop_event, resume=resume)
     base_scored = threading.Event()
     for attempt in range(2):
         try:
@@ -169,6 +173,7 @@ def train(
             epoch=summary.get("epoch", 0.0),
             best=summary.get("best"),
             speed=_measured_speed(summary, elapsed) if status == "completed" and not resume else None,
+            peak_memory_bytes=peak_memory.peak_bytes(device),
         )
         sink.log(f"Run {status} after {elapsed:.0f} s.")
     return status
@@ -187,6 +192,16 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
     _set_threads(device)
     torch.manual_seed(cfg.training.seed)
     prepared = _prepare(cfg, folder, sink, is_main)
+    if cfg.training.learning_rate is None:  # not set: the default for this task, strategy and (now known) model size
+        from core.config import default_learning_rate
+
+        rate = default_learning_rate(cfg.task, cfg.strategy.name, prepared.plan.total_params)
+        cfg = replace(cfg, training=replace(cfg.training, learning_rate=rate))
+        if is_main:
+            sink.log(f"Learning rate {rate:.1e}: the default for {cfg.task} with {cfg.strategy.name} on a model of "
+                     f"{prepared.plan.total_params / 1e6:.1f}M parameters (set training.learning_rate to choose another).")
+    if is_main:
+        sink.set_status(learning_rate=cfg.training.learning_rate)
     if stop_event.is_set():
         return "stopped", {}, {}
 
@@ -309,13 +324,15 @@ def _kept_checkpoint(cfg: RunConfig, state: Any, evals: dict[int, dict[str, floa
 
 
 def _sampled_lengths(dataset: Any, limit: int = 2000) -> list[int]:
-    """Token lengths of up to `limit` training rows (a seeded sample of larger sets)."""
-    rows = len(dataset)
-    if rows > limit:
-        import random
+    """Token lengths of up to `limit` training rows (a seeded sample of larger sets).
 
-        dataset = dataset.select(sorted(random.Random(0).sample(range(rows), limit)))
-    return [int(n) for n in dataset["length"]]
+    Reading the rows through the dataset tokenises just the sample when the set is tokenised lazily.
+    """
+    import random
+
+    rows = len(dataset)
+    picked = sorted(random.Random(0).sample(range(rows), limit)) if rows > limit else list(range(rows))
+    return [len(ids) for ids in dataset[picked]["input_ids"]] if picked else []
 
 
 def _remove_checkpoints(folder: RunFolder, sink: Any) -> None:
@@ -376,7 +393,7 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
 
     # The loader caps max_length at what the model can embed (e.g. 512 positions for BERT).
     max_length = int(loaded.report.get("max_length") or max_length)
-    train_dataset = _tokenize(data.train, tokenizer, cfg, max_length, "training")
+    train_dataset = _tokenize(data.train, tokenizer, cfg, max_length, "training", lazy=True)
     eval_dataset = eval_source = None
     if data.eval is not None and len(data.eval):
         eval_source = data.eval
@@ -399,25 +416,21 @@ def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Pr
     )
 
 
-def _tokenize(dataset, tokenizer, cfg: RunConfig, max_length: int, what: str):
-    """Tokenise once, without padding: the collator pads each batch to its own longest row.
+def _tokenize(dataset, tokenizer, cfg: RunConfig, max_length: int, what: str, *, lazy: bool = False):
+    """Token ids without padding (the collator pads each batch to its own longest row).
 
+    lazy: tokenised batch by batch as the Trainer fetches rows, grouped by character counts, so
+    the start does not wait on the whole training set. Else tokenised now (the capped evaluation
+    set, which core.insight reads column by column); its sampler groups by exact token counts.
     Rows too long for the model were already dropped or cut by curation's too-long check
     (core.data.integrity); truncating here only bounds what a slow tokenizer could not cut by text.
     """
-    keep_label = cfg.task == "classification" and "label" in dataset.column_names
+    from core.data.prepare import BatchEncoder, lazily_tokenized
 
-    def encode(batch):
-        encoded = tokenizer(
-            batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=cfg.task == "mlm"
-        )
-        if keep_label:
-            encoded["labels"] = batch["label"]
-        return encoded
-
-    columns = dataset.column_names
-    tokenized = dataset.map(encode, batched=True, remove_columns=columns, desc=f"Tokenising {what} data")
-    return tokenized.map(lambda row: {"length": len(row["input_ids"])})
+    encoder = BatchEncoder(tokenizer, cfg.task, max_length)
+    if lazy:
+        return lazily_tokenized(dataset, encoder)
+    return dataset.map(encoder, batched=True, remove_columns=dataset.column_names, desc=f"Tokenising {what} data")
 
 
 def _collator(cfg: RunConfig, tokenizer):
@@ -491,12 +504,16 @@ def _training_arguments(cfg: RunConfig, folder: RunFolder, device: str, *, has_e
         fp16=t.precision == "fp16" and device == "cuda",
         use_cpu=device == "cpu",
         auto_find_batch_size=t.auto_find_batch_size,
+        # The lazily tokenised training set carries character counts as its length column; the
+        # eager evaluation set has none, so the sampler measures its (capped) rows' token ids.
         train_sampling_strategy="group_by_length",
         length_column_name="length",
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
-        remove_unused_columns=True,
+        # The lazy training set's transform needs its raw text column; every column the datasets
+        # hand the collator is already a model input.
+        remove_unused_columns=False,
         save_only_model=False,
         log_level="warning",
         # LM evaluation needs only the loss; gathering [N, T, vocab] logits would cost GBs.
@@ -519,6 +536,19 @@ class _TuneboardTrainer(Trainer):
         # Masked-only MLM calls the encoder and head directly, which would bypass DDP's gradient
         # hooks, so it is for single-process runs only.
         self.masked_only_parts = masked_only_parts(self.model) if masked_only_mlm and self.args.world_size == 1 else None
+
+    def _get_train_sampler(self, train_dataset=None):
+        # Trainer reads the length column as a lazy datasets Column and sorts by indexing it, one
+        # Arrow query per row; read through Arrow once, the lengths are a plain list.
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        from core.data.prepare import length_column
+
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = length_column(dataset, self.args.length_column_name)
+        if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.masked_only_parts is None or "labels" not in inputs:

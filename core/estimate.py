@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from core import devices
-from core.config import MAX_EVAL_ROWS, RunConfig
+from core.config import LEARNING_RATE_AUTO, MAX_EVAL_ROWS, RunConfig
 from core.data.preflight import DataFacts, approx_tokens, split_sizes
 from core.history import RunSummary
+from core.lr_finder import planned_steps
 
 # Calibrated by bench/bench_estimates.py (2-core CPU, bundled MiniLM, batch 32): by this module's
 # count (all parameters, embeddings included, over padded tokens) the engine sustains ~1.2e11
@@ -151,11 +152,17 @@ def estimate_run(cfg: RunConfig, shape: DataShape, trainable: int, total: int,
     if shape.eval_rows:
         evals = steps // max(1, cfg.training.eval_steps) + (1 if steps % max(1, cfg.training.eval_steps) else 0)
     eval_tokens = evals * shape.eval_rows * shape.padded_tokens_per_row * EVAL_COST_SHARE
+    # learning_rate 'auto': the range test trains its own steps first, after preparing the data
+    # and loading the model once more.
+    finder = cfg.training.learning_rate == LEARNING_RATE_AUTO
+    if finder:
+        train_tokens += planned_steps(cfg, shape.train_rows) * samples_per_step * shape.padded_tokens_per_row
+    starts = 2 if finder else 1
     if speed is not None:
-        seconds = (train_tokens + eval_tokens) / speed.tokens_per_s + speed.overhead_s + PROCESS_START_S
+        seconds = (train_tokens + eval_tokens) / speed.tokens_per_s + starts * speed.overhead_s + PROCESS_START_S
         return Estimate(seconds, "measured", speed.run_id)
     tokens_per_s = computed_tokens_per_s(cfg, trainable, total)
-    seconds = (train_tokens + eval_tokens) / tokens_per_s + FIXED_OVERHEAD_S + total * LOAD_S_PER_PARAM
+    seconds = (train_tokens + eval_tokens) / tokens_per_s + starts * (FIXED_OVERHEAD_S + total * LOAD_S_PER_PARAM)
     return Estimate(seconds, "computed")
 
 

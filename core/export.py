@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from core.config import describe_learning_rate
 from core.errors import TrainingError
 from core.files import atomic_write_text
 from core.models import load_saved
@@ -85,7 +86,7 @@ def model_card(folder: RunFolder, *, adapter: bool = False) -> str:
         f"| Strategy | {cfg.strategy.name} |",
         f"| Epochs / max steps | {t.epochs:g} / {t.max_steps or 'by epochs'} |",
         f"| Batch size | {t.batch_size} × {t.gradient_accumulation_steps} accumulation |",
-        f"| Learning rate | {t.learning_rate:g} ({t.lr_scheduler}, warmup {t.warmup_ratio:g}) |",
+        f"| Learning rate | {describe_learning_rate(status.get('learning_rate') or t.learning_rate)} ({t.lr_scheduler}, warmup {t.warmup_ratio:g}) |",
         f"| Seed | {t.seed} |",
         f"| Hardware | {status.get('device') or 'not recorded'} |",
         f"| Training time | {float(status.get('elapsed_s') or 0):.0f} s |",

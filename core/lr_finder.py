@@ -13,6 +13,11 @@ below its first value (nothing was learned: the data, not the rate, is the probl
 
 Cost: a third of the run's optimizer steps, between MIN_STEPS and MAX_STEPS, with no evaluation,
 probes or checkpoints, so at most about a third of a default run.
+
+A run whose config says `learning_rate: auto` runs the test when it starts (`resolve_auto`, called by
+the engine): the pick and the curve go to the run log and to `lr_finder.json` in the run folder, and
+the run trains at the pick; without a pick it trains at the default (core.config.default_learning_rate)
+and says so. A resumed run reads its pick back from that file instead of testing again.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.config import RunConfig
-from core.errors import TrainingError
+from core.config import LEARNING_RATE_AUTO, RunConfig
+from core.errors import ConfigError, TrainingError
 
 START_LR = 1e-7
 END_LR = 1.0
@@ -39,6 +44,7 @@ SMOOTHING = 0.8       # few steps: a lighter average than fastai's 0.98 so the c
 MIN_PICK = 1e-6
 MAX_PICK = 1e-2
 MIN_POINTS = 5
+RESULT_FILE = "lr_finder.json"  # in the run folder of a run with learning_rate 'auto'
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,16 @@ class RangeTest:
     planned_steps: int
     diverged: bool
     seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for lr_finder.json (non-finite losses become null: JSON has no NaN)."""
+        def finite(values: Sequence[float]) -> list[float | None]:
+            return [v if math.isfinite(v) else None for v in values]
+
+        return {"learning_rates": list(self.learning_rates), "losses": finite(self.losses),
+                "smoothed": finite(self.smoothed), "pick": self.pick, "minimum_lr": self.minimum_lr,
+                "steps": self.steps, "planned_steps": self.planned_steps, "diverged": self.diverged,
+                "seconds": self.seconds}
 
 
 def smooth(losses: Sequence[float], weight: float = SMOOTHING) -> list[float]:
@@ -164,6 +180,49 @@ def find_learning_rate(
         minimum_lr=minimum, steps=len(losses), planned_steps=steps, diverged=Recorder.diverged,
         seconds=round(time.monotonic() - started, 2),
     )
+
+
+def resolve_auto(cfg: RunConfig, folder: Any, sink: Any, stop_event: threading.Event, *, resume: bool = False) -> RunConfig:
+    """The config a run trains with: for learning_rate 'auto', a copy at the range test's pick (None, the
+    default, when there is none or the test was stopped); any other config as it is."""
+    import json
+
+    from core.files import atomic_write_json
+    from ui import text
+
+    if cfg.training.learning_rate != LEARNING_RATE_AUTO:
+        return cfg
+    from core.devices import rank_and_world_size
+
+    if rank_and_world_size()[1] > 1:  # each process would test on its own shard and could pick differently
+        raise ConfigError(text.LR_AUTO_DISTRIBUTED, field="training.learning_rate")
+    resolved = copy.deepcopy(cfg)
+    path = Path(folder.path) / RESULT_FILE
+    if resume and path.exists():
+        try:
+            resolved.training.learning_rate = json.loads(path.read_text(encoding="utf-8")).get("used")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            resolved.training.learning_rate = None
+        sink.log(text.LR_AUTO_RESUMED.format(rate=_rate_words(resolved.training.learning_rate)))
+        return resolved
+    try:
+        result = find_learning_rate(cfg, stop_event=stop_event, log=sink.log)
+    except TrainingError:
+        if not stop_event.is_set():
+            raise
+        resolved.training.learning_rate = None  # stopped: the run ends 'stopped' before training starts
+        return resolved
+    resolved.training.learning_rate = result.pick
+    atomic_write_json(path, {**result.to_dict(), "used": result.pick})
+    if result.pick is None:
+        sink.event("warning", 0, text.LR_AUTO_FALLBACK)
+    else:
+        sink.log(text.LR_FINDER_CLI.format(steps=result.steps, minimum=result.minimum_lr, rate=result.pick))
+    return resolved
+
+
+def _rate_words(rate: float | None) -> str:
+    return f"{rate:.1e}" if rate is not None else "the default"
 
 
 def _range_trainer_class():

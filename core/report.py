@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core import insight
+from core.config import describe_learning_rate
 from core.errors import RunError
 from core.runs import RunFolder
 
@@ -118,7 +119,7 @@ def _summary_table(cfg: Any, status: Mapping[str, Any], predictions: insight.Run
 
     t = cfg.training
     hyper = (f"epochs {t.epochs}, max steps {t.max_steps or '—'}, batch {t.batch_size} × {t.gradient_accumulation_steps}, "
-             f"learning rate {t.learning_rate:g} ({t.lr_scheduler}), weight decay {t.weight_decay:g}, seed {t.seed}")
+             f"learning rate {describe_learning_rate(status.get('learning_rate') or t.learning_rate)} ({t.lr_scheduler}), weight decay {t.weight_decay:g}, seed {t.seed}")
     data = cfg.data.source if cfg.data.source == "synthetic" else f"{cfg.data.source}: {cfg.data.path}"
     final = status.get("final_metrics") or {}
     trainable, total = status.get("trainable_params"), status.get("total_params")

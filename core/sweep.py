@@ -2,7 +2,9 @@
 
 Every member is an ordinary run folder under the runs root, trained by the JobManager like any other
 run; members differ only in `strategy.name` and `training.learning_rate`, so they share the data
-split, seed and probes. The group itself is one summary file, written atomically:
+split, seed and probes. Without learning rates of its own, a group keeps the base config's: a number,
+'auto' (each run does its own range test) or none set (each strategy trains at its own default). The
+group itself is one summary file, written atomically:
 
     <runs root>/groups/<group id>.json   {group_id, name, created_at, task, strategies,
                                           learning_rates, config, members: [{strategy,
@@ -25,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.config import STRATEGIES, RunConfig
+from core.config import LEARNING_RATE_AUTO, STRATEGIES, RunConfig, describe_learning_rate
 from core.errors import ConfigError, RunError
 from core.files import atomic_write_json
 from core.runs import RESUMABLE, RunFolder, now_iso, validate_run_id
@@ -47,7 +49,7 @@ class Member:
     """One planned run of a group: a strategy at a learning rate, and its run id once submitted."""
 
     strategy: str
-    learning_rate: float
+    learning_rate: float | str | None  # None: the strategy's default; 'auto': a range test when it starts
     run_id: str | None = None
 
 
@@ -58,7 +60,7 @@ class Group:
     group_id: str
     config: RunConfig
     strategies: list[str]
-    learning_rates: list[float]
+    learning_rates: list[float | str | None]
     members: list[Member] = field(default_factory=list)
     name: str = ""
     created_at: str = ""
@@ -95,12 +97,13 @@ class Group:
     def from_dict(cls, data: Any) -> Group:
         """Build from the group file's data; RunError when it is not a group file."""
         try:
-            members = [Member(str(m["strategy"]), float(m["learning_rate"]), m.get("run_id")) for m in data["members"]]
+            members = [Member(str(m["strategy"]), _stored_rate(m["learning_rate"]), m.get("run_id"))
+                       for m in data["members"]]
             return cls(
                 group_id=validate_run_id(str(data["group_id"])),
                 config=RunConfig.from_dict(data["config"]),
                 strategies=[str(s) for s in data["strategies"]],
-                learning_rates=[float(x) for x in data["learning_rates"]],
+                learning_rates=[_stored_rate(x) for x in data["learning_rates"]],
                 members=members,
                 name=str(data.get("name") or ""),
                 created_at=str(data.get("created_at") or ""),
@@ -109,9 +112,19 @@ class Group:
             raise RunError(f"This is not a readable group file ({type(err).__name__}: {err}); delete it.") from None
 
 
+def _stored_rate(value: Any) -> float | str | None:
+    """A member's learning rate as the group file stores it: a number, 'auto' or null (the default)."""
+    if value is None or value == LEARNING_RATE_AUTO:
+        return value
+    return float(value)
+
+
 def member_label(member: Member, with_rate: bool) -> str:
     """'lora', or 'lora @ 1e-04' when the group tries several learning rates."""
-    return f"{member.strategy} @ {member.learning_rate:.0e}" if with_rate else member.strategy
+    if not with_rate:
+        return member.strategy
+    rate = member.learning_rate
+    return f"{member.strategy} @ {rate:.0e}" if isinstance(rate, float) else f"{member.strategy} @ {describe_learning_rate(rate)}"
 
 
 def groups_folder(runs_root: Path) -> Path:
@@ -213,7 +226,7 @@ def plan_group(cfg: RunConfig, strategies: Sequence[str], learning_rates: Sequen
     Every member config is validated here, before anything is written or queued.
     """
     strategies = parse_strategies(strategies)
-    rates = parse_learning_rates(learning_rates) or [float(cfg.training.learning_rate)]
+    rates: list[float | str | None] = list(parse_learning_rates(learning_rates)) or [cfg.training.learning_rate]
     base = copy.deepcopy(cfg)
     base.validate()
     group = Group(
@@ -316,7 +329,7 @@ class Row:
     run_id: str
     label: str
     strategy: str
-    learning_rate: float
+    learning_rate: float | str | None
     status: str
     metric: float | None = None          # the task's main metric: the kept (best) evaluation, else the last
     eval_loss: float | None = None

@@ -35,9 +35,6 @@ def cmd_sweep(args: argparse.Namespace, config_from_args: Callable[[argparse.Nam
         root = group_file.parent.parent
         group_id = sweep.load_group_file(group_file).group_id
     else:
-        if args.learning_rate == "auto":
-            raise ConfigError("--learning-rate auto suits one strategy: give the group --learning-rates, "
-                              "or find each strategy's rate with `python -m core train --learning-rate auto`.")
         if not args.strategies:
             raise ConfigError("Give --strategies, e.g. --strategies full,lora (or --resume a group file).")
         root = Path(args.output_dir).expanduser().resolve() if args.output_dir else default_runs_root()

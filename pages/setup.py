@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import streamlit as st
 
 from core.config import (
@@ -28,6 +28,9 @@ from core.config import (
 from core.data.preflight import DataFacts, data_problems, too_long_share
 from core.errors import ConfigError, DataError, ModelError, TuneboardError
 from ui import charts, layout, state, text
+
+if TYPE_CHECKING:  # pandas loads on first use: the Task radio must not wait 0.7 s for its import
+    import pandas as pd
 from ui.columns import pick_columns
 from ui.files import file_suffix, save_upload
 from ui.widgets import Form, format_bytes, format_count, format_duration, mark_loaded, touch
@@ -69,10 +72,20 @@ def _model_problem(source: str) -> tuple[str, str | None] | None:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _estimate_params(task: str, model_yaml: str, strategy_yaml: str) -> tuple[int, int]:
-    """Trainable and total parameters; keyed only on what changes them."""
-    from core.strategies import estimate_params
+    """Trainable and total parameters; keyed only on what changes them.
+
+    A full fine-tune of a known family is counted from the checkpoint's header, without torch (the
+    first visit draws at once); anything else builds the model on the meta device, by which time
+    the warm-up (ui.state.warm_up) has usually imported torch and transformers.
+    """
+    from core.models.params import quick_params
 
     cfg = RunConfig.from_dict({"task": task, "model": _yaml(model_yaml), "strategy": _yaml(strategy_yaml)})
+    quick = quick_params(cfg)
+    if quick is not None:
+        return quick
+    from core.strategies import estimate_params
+
     return estimate_params(cfg)
 
 
@@ -252,6 +265,8 @@ def model_section(form: Form, model: ModelConfig, task: str) -> ModelConfig:
 
 def bundled_inputs(form: Form, source: str, task: str) -> str:
     """The bundled models as a small catalogue table for this task, and the pick."""
+    import pandas as pd
+
     from core.models.catalogue import BUNDLED_MODELS, bundled_model, catalogue_rows, default_model
 
     rows = catalogue_rows(task)
@@ -537,7 +552,8 @@ def strategy_section(form: Form, strategy: StrategyConfig) -> StrategyConfig:
     return strategy
 
 
-def training_section(form: Form, training: TrainingConfig, task: str) -> TrainingConfig:
+def training_section(form: Form, training: TrainingConfig, task: str, strategy: str = "full",
+                     model_source: str = "bundled") -> TrainingConfig:
     """Length of training, batch, learning-rate schedule; logging, checkpoints and device in an expander."""
     mode = form.select(
         "training.max_steps", text.TRAIN_FOR, list(text.TRAIN_FOR_OPTIONS),
@@ -554,9 +570,10 @@ def training_section(form: Form, training: TrainingConfig, task: str) -> Trainin
     with cols[1]:
         training.batch_size = form.number("training.batch_size", text.BATCH_SIZE, training.batch_size)
     with cols[2]:
-        training.learning_rate = form.number(
-            "training.learning_rate", text.LEARNING_RATE, float(training.learning_rate), step=1e-5, format="%.1e"
-        )
+        from ui.shootout import learning_rate_field
+
+        # Empty: the default for this task, strategy and model; or 'auto', a range test when the run starts.
+        training.learning_rate = learning_rate_field(form, training.learning_rate, task, strategy, model_source)
     cols = st.columns(3)
     with cols[0]:
         training.lr_scheduler = form.select("training.lr_scheduler", text.SCHEDULER, SCHEDULERS, training.lr_scheduler)
@@ -815,13 +832,13 @@ with main:
         cfg.strategy = strategy_section(form, cfg.strategy)
     with st.container(border=True):
         st.subheader(text.SECTION_TRAINING)
-        cfg.training = training_section(form, cfg.training, cfg.task)
+        cfg.training = training_section(form, cfg.training, cfg.task, cfg.strategy.name, cfg.model.source)
     with st.container(border=True):
         st.subheader(text.SECTION_PROBES)
         cfg.probes = probes_section(form, cfg)
 
 state.set_config(cfg)
-with st.spinner(text.SETUP_CHECKING, show_time=True):  # the first visit imports the ML libraries here
+with st.spinner(text.SETUP_CHECKING, show_time=True):  # a strategy other than full may import torch here
     problems, params = _check(cfg, found, facts)
 # A required value not entered yet, under a widget the user has not touched: guide, do not scold.
 pending = {id(p): _hint(p, cfg) for p in problems if _blank(cfg, p.field) and not form.touched(p.field)}

@@ -3,6 +3,8 @@ trade-off, recommendation, stop / resume / delete)."""
 
 from __future__ import annotations
 
+import pytest
+
 from core import sweep
 from core.config import RunConfig
 from core.runs import RunFolder
@@ -63,7 +65,8 @@ def test_view_shows_table_tradeoff_curves_and_recommendation(jobs, runs_root):  
     assert wait_for(lambda: not jobs.is_busy())
     full, lora = group.run_ids()
     RunFolder(runs_root / full).update_status(elapsed_s=100.0, trainable_params=1000, total_params=1000,
-                                              final_metrics={"eval_f1": 0.90, "eval_loss": 0.3})
+                                              final_metrics={"eval_f1": 0.90, "eval_loss": 0.3},
+                                              peak_memory_bytes=1_500_000_000)
     RunFolder(runs_root / lora).update_status(elapsed_s=40.0, trainable_params=12, total_params=1012,
                                               final_metrics={"eval_f1": 0.882, "eval_loss": 0.35})
     at = open_page(PAGE, {"group": group_id})
@@ -72,6 +75,9 @@ def test_view_shows_table_tradeoff_curves_and_recommendation(jobs, runs_root):  
     table = at.dataframe[0].value
     assert list(table[text.SWEEP_COLUMNS["label"]]) == ["full", "lora"]
     assert list(table[text.SWEEP_COLUMNS["front"]]) == ["★", "★"]
+    from ui.widgets import format_bytes
+
+    assert list(table[text.SWEEP_COLUMNS["peak_memory"]]) == [format_bytes(1_500_000_000), ""]  # blank: not recorded
     assert len(at.get("plotly_chart")) == 3
     assert not at.button(key="tb_sweep_delete").disabled and at.button(key="tb_sweep_stop").disabled
 
@@ -130,3 +136,29 @@ def test_setup_suggests_a_learning_rate_and_uses_it(jobs, monkeypatch):  # noqa:
 
     assert at.session_state[CONFIG_KEY].training.learning_rate == rounded
     assert at.button(key="tb_lr_finder_use").disabled  # the pick is in use
+
+
+def test_setup_learning_rate_field_defaults_follows_the_strategy_and_offers_auto(jobs):  # noqa: F811
+    from core.config import default_learning_rate
+    from ui.state import CONFIG_KEY
+
+    at = app().run()
+    assert not at.exception, [e.value for e in at.exception]
+    field = next(w for w in at.number_input if w.label == text.LEARNING_RATE)
+    assert field.value is None  # not set: the default, shown as the placeholder
+    assert field.proto.placeholder == text.LR_DEFAULT_PLACEHOLDER.format(rate=default_learning_rate("mlm", "full"))
+    assert at.session_state[CONFIG_KEY].training.learning_rate is None
+    strategy = next(w for w in at.selectbox if w.label == text.STRATEGY_LABEL)
+    strategy.set_value("lora").run()
+    field = next(w for w in at.number_input if w.label == text.LEARNING_RATE)
+    assert field.proto.placeholder == text.LR_DEFAULT_PLACEHOLDER.format(rate=default_learning_rate("mlm", "lora"))
+    field.set_value(2e-4).run()
+    assert at.session_state[CONFIG_KEY].training.learning_rate == pytest.approx(2e-4)
+    auto = next(w for w in at.checkbox if w.label == text.LR_AUTO_LABEL)
+    auto.check().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[CONFIG_KEY].training.learning_rate == "auto"
+    assert next(w for w in at.number_input if w.label == text.LEARNING_RATE).disabled
+    assert "learning_rate: auto" in at.session_state[CONFIG_KEY].to_yaml()
+    next(w for w in at.checkbox if w.label == text.LR_AUTO_LABEL).uncheck().run()
+    assert at.session_state[CONFIG_KEY].training.learning_rate == pytest.approx(2e-4)

@@ -513,3 +513,64 @@ def test_the_nike_demo_in_one_click_shows_real_words_leaning_positive(app_url, p
     if os.environ.get("TUNEBOARD_UPDATE_SCREENSHOT") == "1" or not DOCS_SCREENSHOT.exists():
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOCS_SCREENSHOT)
+
+
+# ---- a strategy shoot-out from Setup -------------------------------------------------------
+
+SHOOTOUT_STEPS = 6
+
+
+def test_a_two_strategy_shootout_from_setup_shows_both_runs_and_a_recommendation(app_url, page, tmp_path):  # noqa: F811
+    """Setup's Compare strategies with tiny settings -> both runs complete -> the group view: two rows, advice."""
+    expect = _expect()
+    runs = tmp_path / "runs"
+    main = page.get_by_test_id("stMain")
+    page.goto(app_url)
+    start = page.get_by_role("button", name=text.START)
+    expect(start).to_be_visible(timeout=120_000)
+    _wait_idle(page)
+    _choose(page, text.TASK_LABEL, text.TASK_NAMES["classification"])
+    _set_number(page, text.SYNTH_ROWS, 200)
+    _choose(page, text.TRAIN_FOR, text.TRAIN_FOR_OPTIONS["steps"])
+    _set_number(page, text.MAX_STEPS, SHOOTOUT_STEPS)
+    _set_number(page, text.BATCH_SIZE, 8)
+    # LoRA as the run's strategy: the shoot-out then proposes LoRA and feature extraction, the two cheapest.
+    page.get_by_role("combobox", name=text.STRATEGY_LABEL, exact=True).click()
+    page.get_by_role("option", name=text.STRATEGY_NAMES["lora"], exact=True).click()
+    _wait_idle(page)
+    expect(main.get_by_text(text.CONFIG_OK)).to_be_visible()
+    main.get_by_test_id("stCheckbox").get_by_text(text.SWEEP_MODE, exact=True).click()  # the mode's switch
+    _wait_idle(page)
+    chosen = main.get_by_test_id("stMultiSelect").filter(has_text=text.SWEEP_STRATEGIES)
+    for name in ("lora", "feature-extraction"):
+        expect(chosen.get_by_text(text.STRATEGY_NAMES[name], exact=True)).to_be_visible()
+    expect(main.get_by_text(text.SWEEP_RUN_COUNT.format(runs=2))).to_be_visible()
+    _screenshot(page, "10-setup-shootout")
+    _assert_clean(page, "Setup in Compare strategies mode")
+
+    page.get_by_role("button", name=text.SWEEP_START).click()
+    page.wait_for_url(re.compile(r"/compare_strategies\?group=[\w.-]+"))
+    group_id = page.url.rsplit("group=", 1)[1].split("&")[0]
+    group_file = runs / "groups" / f"{group_id}.json"
+
+    def member_runs() -> list[Path] | None:
+        members = json.loads(group_file.read_text())["members"] if group_file.exists() else []
+        found = [runs / m["run_id"] for m in members if m.get("run_id")]
+        return found if len(found) == 2 else None
+
+    members = _poll("both runs to be queued", member_runs, 60)
+    for run in members:
+        status = _poll(f"run {run.name} to finish", lambda run=run: _finished(run), 2 * TRAIN_TIMEOUT_S, 2)
+        assert status == "completed", f"{run.name} ended {status}:\n{browser.log_tail(run / 'run.log')}"
+
+    page.reload()  # the view as a user finds it after the group ended
+    expect(page.get_by_role("heading", name=text.SWEEP_TITLE, exact=True)).to_be_visible()
+    _wait_idle(page)
+    # The table is canvas-drawn; its cells are in the DOM for screen readers (see the Runs check above).
+    completed = main.locator("[role=gridcell]").filter(has_text=re.compile(r"^completed$"))
+    expect(completed).to_have_count(2)
+    advice = re.compile(r"^(lora|feature-extraction) (reaches|gives the best|gets within) ")
+    expect(main.get_by_text(advice)).to_be_visible()
+    expect(main.get_by_text(text.SWEEP_NO_RECOMMENDATION)).to_have_count(0)
+    _screenshot(page, "11-shootout-view")
+    _assert_clean(page, "Compare strategies")

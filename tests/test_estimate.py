@@ -101,6 +101,20 @@ def test_a_measured_speed_of_the_same_kind_drives_the_estimate():
     assert estimate.seconds == pytest.approx(steps * 32 * 10.0 / 1000.0 + 5.0 + PROCESS_START_S)
 
 
+def test_learning_rate_auto_counts_the_range_test_steps_and_a_second_start():
+    from core.lr_finder import planned_steps
+
+    cfg = RunConfig()
+    shape = DataShape(train_rows=1000, eval_rows=0, padded_tokens_per_row=10.0)
+    speed = MeasuredSpeed("earlier", tokens_per_s=1000.0, overhead_s=5.0)
+    plain = estimate_run(cfg, shape, MINILM_PARAMS, MINILM_PARAMS, speed)
+    cfg.training.learning_rate = "auto"
+    auto = estimate_run(cfg, shape, MINILM_PARAMS, MINILM_PARAMS, speed)
+    assert auto.seconds - plain.seconds == pytest.approx(planned_steps(cfg, 1000) * 32 * 10.0 / 1000.0 + 5.0)
+    computed_plain = estimate_run(RunConfig(), shape, MINILM_PARAMS, MINILM_PARAMS)
+    assert estimate_run(cfg, shape, MINILM_PARAMS, MINILM_PARAMS).seconds > computed_plain.seconds
+
+
 def test_measured_speed_takes_the_newest_completed_run_of_the_same_kind():
     cfg = RunConfig()
     speed = {"tokens_per_s": 900.0, "overhead_s": 7.0}

@@ -58,6 +58,31 @@ def test_plan_without_rates_uses_the_config_rate():
     assert group.member_config(group.members[1]).name == "shoot · feature-extraction"
 
 
+@pytest.mark.parametrize("rate", [None, "auto"])
+def test_plan_without_rates_keeps_an_unset_or_auto_rate_per_member(rate, runs_root):  # noqa: F811
+    from core.sweep import Group, save_group
+
+    cfg = classification_config()
+    cfg.training.learning_rate = rate
+    group = plan_group(cfg, ["full", "lora"])
+    # None: each member trains at its own strategy's default; 'auto': each runs its own range test.
+    assert [(m.strategy, m.learning_rate) for m in group.members] == [("full", rate), ("lora", rate)]
+    assert group.member_config(group.members[1]).training.learning_rate == rate
+    save_group(runs_root, group)
+    again = load_group(runs_root, group.group_id)
+    assert [m.learning_rate for m in again.members] == [rate, rate] and again.learning_rates == [rate]
+    assert Group.from_dict(group.to_dict()).members == group.members
+
+
+def test_member_labels_name_every_kind_of_rate():
+    from core.sweep import member_label
+
+    assert member_label(Member("lora", 1e-4), True) == "lora @ 1e-04"
+    assert member_label(Member("lora", "auto"), True) == "lora @ auto"
+    assert member_label(Member("lora", None), True) == "lora @ default"
+    assert member_label(Member("lora", None), False) == "lora"
+
+
 @pytest.mark.parametrize("strategies, rates, needle", [
     (["full"], [], "at least two"),
     (["full", "magic"], [], "unknown strategy"),
@@ -204,6 +229,22 @@ def test_rows_read_the_kept_evaluation_and_the_run_figures(jobs, runs_root):  # 
     assert rows[1].samples_per_s == 120.0 and rows[1].trainable_share == pytest.approx(10 / 1010)
     assert all(r.disk_bytes for r in rows)
     assert Member("full", 1e-4).run_id is None
+
+
+def test_the_table_shows_peak_memory_and_leaves_it_blank_for_older_runs():
+    from core.sweep import comparison_table, format_table, row_from_status
+    from ui import text
+
+    status = {"status": "completed", "elapsed_s": 10.0, "final_metrics": {"eval_f1": 0.8, "eval_loss": 0.4}}
+    new = row_from_status(Member("full", 1e-4), "full", "a", {**status, "peak_memory_bytes": 1_500_000_000},
+                          task="classification")
+    old = row_from_status(Member("lora", 1e-4), "lora", "b", status, task="classification")
+    assert (new.peak_memory_bytes, old.peak_memory_bytes) == (1_500_000_000, None)
+    records = comparison_table(compare([new, old], "classification"))
+    column = text.SWEEP_COLUMNS["peak_memory"]
+    assert [r[column] for r in records] == [1_500_000_000, None]
+    lines = format_table(records).splitlines()
+    assert column in lines[0] and "1500000000" in lines[1] and "1500000000" not in lines[2]
 
 
 # ---- the CLI ----------------------------------------------------------------------------------

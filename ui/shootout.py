@@ -1,5 +1,6 @@
-"""Setup's panels for choosing with evidence: "Compare strategies" (a shoot-out group, core.sweep) and
-"Suggest a learning rate" (a range test, core.lr_finder). Widgets only; no torch at import time.
+"""Setup's panels for choosing with evidence: "Compare strategies" (a shoot-out group, core.sweep),
+"Suggest a learning rate" (a range test, core.lr_finder), and the learning-rate field itself (a number,
+empty for the measured default, or 'auto'). Widgets only; no torch at import time.
 """
 
 from __future__ import annotations
@@ -7,15 +8,56 @@ from __future__ import annotations
 import streamlit as st
 
 from core import sweep
-from core.config import STRATEGIES, RunConfig
+from core.config import LEARNING_RATE_AUTO, STRATEGIES, RunConfig, default_learning_rate, field_help
 from core.errors import TuneboardError
 from ui import charts, state, text
-from ui.widgets import show_error
+from ui.widgets import Form, show_error, touch
 
 MODE_KEY = "tb_sweep_mode"
 STRATEGIES_KEY = "tb_sweep_strategies"
 RATES_KEY = "tb_sweep_rates"
 FINDER_KEY = "tb_lr_finder_result"
+
+
+def learning_rate_field(form: Form, rate: float | str | None, task: str, strategy: str,
+                        model_source: str) -> float | str | None:
+    """The learning rate: a number; empty (None) for the default of this task, strategy and model, shown as
+    the placeholder so it follows them; or 'auto' (a range test when the run starts) with the checkbox."""
+    path = "training.learning_rate"
+    number_key, auto_key = form.key(path), form.key(path, "auto")
+    auto = bool(st.session_state.get(auto_key, rate == LEARNING_RATE_AUTO))
+    value = st.number_input(
+        text.LEARNING_RATE, value=float(rate) if isinstance(rate, (int, float)) else None, step=1e-5, format="%.1e",
+        placeholder=_default_placeholder(task, strategy, model_source), disabled=auto,
+        help=field_help(path) + text.LR_FIELD_HELP_DEFAULT, key=number_key, on_change=touch, args=(number_key,),
+    )
+    form.slot(path, owner=number_key)
+    auto = st.checkbox(text.LR_AUTO_LABEL, value=rate == LEARNING_RATE_AUTO, help=text.LR_AUTO_HELP, key=auto_key,
+                       on_change=touch, args=(auto_key,))
+    if auto:
+        return LEARNING_RATE_AUTO
+    return value
+
+
+def _default_placeholder(task: str, strategy: str, model_source: str) -> str:
+    """'default: 1e-04' for this task and strategy, at the bundled model's size when it is one we ship."""
+    from core.models.catalogue import bundled_model
+
+    bundled = bundled_model(model_source)
+    try:
+        rate = default_learning_rate(task, strategy, _count(bundled.params) if bundled else None)
+    except TuneboardError:
+        return ""  # an unknown task or strategy: its own error shows under its widget
+    return (text.LR_DEFAULT_PLACEHOLDER if bundled else text.LR_DEFAULT_PLACEHOLDER_SCALED).format(rate=rate)
+
+
+def _count(size: str) -> int | None:
+    """'22.7M' -> 22_700_000 (the catalogue's sizes)."""
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9}.get(size.strip()[-1:].upper())
+    try:
+        return int(float(size.strip()[:-1]) * scale) if scale else int(float(size))
+    except ValueError:
+        return None
 
 
 def compare_strategies_panel(cfg: RunConfig, ready: bool) -> None:
@@ -27,7 +69,7 @@ def compare_strategies_panel(cfg: RunConfig, ready: bool) -> None:
     chosen = st.multiselect(text.SWEEP_STRATEGIES, STRATEGIES, help=text.SWEEP_STRATEGIES_HELP, key=STRATEGIES_KEY,
                             format_func=lambda name: text.STRATEGY_NAMES.get(name, name))
     rates = st.text_input(text.SWEEP_LEARNING_RATES, help=text.SWEEP_LEARNING_RATES_HELP, key=RATES_KEY,
-                          placeholder=f"{cfg.training.learning_rate:.0e}")
+                          placeholder=_rate_placeholder(cfg.training.learning_rate))
     plan = None
     if ready:
         try:
@@ -82,6 +124,13 @@ def learning_rate_panel(cfg: RunConfig, ready: bool) -> None:
         state.load_config(cfg)  # rebuilds the widgets, so the learning-rate field shows the pick
         st.toast(text.LR_FINDER_USED.format(rate=rounded))
         st.rerun()
+
+
+def _rate_placeholder(rate: float | str | None) -> str:
+    """What an empty rates field means: the rate above, each strategy's default, or a range test per run."""
+    if rate is None:
+        return text.SWEEP_RATE_WORDS["default"]
+    return text.SWEEP_RATE_WORDS["auto"] if isinstance(rate, str) else f"{rate:.0e}"
 
 
 def _finder_key(cfg: RunConfig) -> str:

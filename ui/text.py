@@ -680,7 +680,9 @@ SWEEP_STRATEGIES = "Strategies to compare"
 SWEEP_STRATEGIES_HELP = "Pick at least two; each becomes one run with the settings above."
 SWEEP_LEARNING_RATES = "Learning rates (optional, up to 3)"
 SWEEP_LEARNING_RATES_HELP = (
-    "Comma-separated, e.g. 1e-4, 5e-4: every strategy runs at each of them. Empty: the learning rate above."
+    "Comma-separated, e.g. 1e-4, 5e-4: every strategy runs at each of them. Empty: the learning rate above, or, "
+    "when none is set, each strategy's own default (LoRA and head-only runs take higher rates than full "
+    "fine-tuning), or with 'auto' a range test per run."
 )
 SWEEP_RUN_COUNT = "{runs} runs will be queued, one after another."
 SWEEP_START = "Start the comparison"
@@ -787,3 +789,26 @@ LR_FINDER_RAW = "Loss"
 LR_FINDER_SMOOTHED = "Smoothed loss"
 LR_FINDER_PICK_MARK = "pick {rate:.1e}"
 LR_FINDER_CLI = "Learning-rate range test: {steps} steps, lowest smoothed loss at {minimum:.1e}; using {rate:.1e}."
+LR_AUTO_FALLBACK = (
+    "The learning-rate range test found no rate where the loss fell, so the run trains at the default learning "
+    "rate for its task, strategy and model (the next log line says which). Check the data and labels if the "
+    "loss does not fall during training either."
+)
+LR_AUTO_RESUMED = "Resuming at the learning rate the range test picked when the run started: {rate}."
+LR_AUTO_DISTRIBUTED = (
+    "learning_rate 'auto' runs its range test on one process: find the rate with a plain `python -m core train "
+    "--learning-rate auto` (or Setup's Suggest a learning rate), then launch with that number."
+)
+LR_AUTO_LABEL = "auto (range test)"
+LR_AUTO_HELP = (
+    "Find the learning rate when the run starts: a range test of a few dozen steps on this model, data and "
+    "strategy (about a third of the run's steps, at most 60). The curve and the pick go to the run folder's "
+    "lr_finder.json and run log; without a pick the run uses the default."
+)
+LR_DEFAULT_PLACEHOLDER = "default: {rate:.0e}"
+LR_DEFAULT_PLACEHOLDER_SCALED = "default: {rate:.0e} (less for models over 23M parameters)"
+LR_FIELD_HELP_DEFAULT = (
+    " Leave it empty for the default, measured per task and strategy (bench_lr_defaults in BENCHMARKS.md); "
+    "clear the field to go back to it."
+)
+SWEEP_RATE_WORDS = {"default": "each strategy's default", "auto": "auto (a range test per run)"}

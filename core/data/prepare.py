@@ -7,6 +7,9 @@ classification) or read the separate evaluation file -> encode labels -> build D
 
 The evaluation file gets the integrity checks but not the signal: it measures the model on the data
 the user chose for evaluation, and rows whose label the training data lacks are dropped and counted.
+
+Tokenising is not done here: `BatchEncoder` and `lazily_tokenized` let the engine tokenise each batch
+as the Trainer fetches it, so a million rows start training as soon as a hundred would.
 """
 
 from __future__ import annotations
@@ -91,12 +94,82 @@ def _split(n: int, labels: np.ndarray | None, fraction: float, seed: int, warnin
 
 
 def _dataset(texts: list[str], labels: list[int] | None, names: list[str] | None) -> Any:
+    """An in-memory Dataset built straight from Arrow arrays (from_dict encodes row by row: seconds per million)."""
+    import datasets
+    import pyarrow as pa
+    from datasets.table import InMemoryTable
+
+    columns = {"text": pa.array(texts, type=pa.string())}
+    features = {"text": datasets.Value("string")}
+    if labels is not None:
+        columns["label"] = pa.array(labels, type=pa.int64())
+        features["label"] = datasets.ClassLabel(names=names)
+    table = InMemoryTable(pa.table(columns))
+    return datasets.Dataset(table, info=datasets.DatasetInfo(features=datasets.Features(features)))
+
+
+# ---- tokenising as the Trainer asks for rows -------------------------------------------------
+
+LENGTH_COLUMN = "length"  # the Trainer's length_column_name: what length-grouped batching sorts by
+
+
+class BatchEncoder:
+    """Tokenises a batch of rows as the model trains on them: ids and masks, plus labels for classification.
+
+    No padding: the collator pads each batch to its own longest row. Truncation at max_length only
+    bounds what curation's too-long check could not cut by text (slow tokenizers). One encoder
+    serves both the lazy transform and an eager `Dataset.map`, so both give the same token ids.
+    """
+
+    def __init__(self, tokenizer: Any, task: str, max_length: int):
+        self.tokenizer = tokenizer
+        self.task = task
+        self.max_length = int(max_length)
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """{"text": [...], "label": [...]?} -> {"input_ids": [...], "attention_mask": [...], ...}."""
+        encoded = self.tokenizer(
+            [str(text) for text in batch["text"]], truncation=True, max_length=self.max_length,
+            return_special_tokens_mask=self.task == "mlm",
+        )
+        out = {key: list(value) for key, value in encoded.items()}
+        if self.task == "classification" and "label" in batch:
+            out["labels"] = [int(label) for label in batch["label"]]
+        return out
+
+
+def with_text_lengths(dataset: Any) -> Any:
+    """The dataset plus a LENGTH_COLUMN of characters per text, computed by Arrow in one pass.
+
+    Length-grouped batching only needs to rank rows by size; characters rank them nearly as token
+    counts do, without a tokenizer pass over every row before the first step.
+    """
+    import pyarrow.compute as pc
+
+    texts = dataset.with_format("arrow")["text"]  # honours a select()/shuffle() indices mapping
+    lengths = pc.fill_null(pc.utf8_length(texts), 0).cast("int32")
+    return dataset.add_column(LENGTH_COLUMN, lengths.to_numpy(zero_copy_only=False),
+                              new_fingerprint=f"{dataset._fingerprint}-text-lengths")
+
+
+def lazily_tokenized(dataset: Any, encoder: BatchEncoder) -> Any:
+    """The rows with approximate lengths, tokenised batch by batch when the Trainer fetches them.
+
+    `dataset[indices]` (what a DataLoader asks for a batch) runs `encoder` on those rows only, so
+    the work before the first step does not grow with the row count, and under DDP each rank
+    tokenises only the batches its sampler shard fetches.
+    """
+    columns = [c for c in ("text", "label") if c in dataset.column_names]
+    return with_text_lengths(dataset).with_transform(encoder, columns=columns)
+
+
+def length_column(dataset: Any, name: str = LENGTH_COLUMN) -> list[int] | None:
+    """The dataset's length column as a list, read through Arrow (never through its transform); None without one."""
     import datasets
 
-    if labels is None:
-        return datasets.Dataset.from_dict({"text": texts}, features=datasets.Features({"text": datasets.Value("string")}))
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
-    return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+    if not isinstance(dataset, datasets.Dataset) or name not in dataset.column_names:
+        return None
+    return dataset.with_format("arrow")[name].to_pylist()
 
 
 def _counts(ids: list[int], names: list[str]) -> dict[str, int]:
