@@ -422,16 +422,22 @@ def _review_csv(path: Path, rows: int = 120) -> Path:
     return path
 
 
+def _setup_for_classification(page, app_url):
+    """Setup, loaded and idle, with the classification task chosen; returns (main area, Start button)."""
+    main = page.get_by_test_id("stMain")
+    page.goto(app_url)
+    start = page.get_by_role("button", name=text.START)
+    _expect()(start).to_be_visible(timeout=120_000)
+    _wait_idle(page)
+    _choose(page, text.TASK_LABEL, text.TASK_NAMES["classification"])
+    return main, start
+
+
 def test_upload_a_labelled_table_train_and_browse_its_examples(app_url, page, tmp_path):  # noqa: F811
     """Upload review/sentiment columns without touching the pickers, train, then the error browser."""
     expect = _expect()
     runs = tmp_path / "runs"
-    main = page.get_by_test_id("stMain")
-    page.goto(app_url)
-    start = page.get_by_role("button", name=text.START)
-    expect(start).to_be_visible(timeout=120_000)
-    _wait_idle(page)
-    _choose(page, text.TASK_LABEL, text.TASK_NAMES["classification"])
+    main, start = _setup_for_classification(page, app_url)
     _choose(page, text.DATA_SOURCE, text.DATA_SOURCES["file"])
     uploader = main.get_by_test_id("stFileUploader").filter(has_text=text.UPLOAD_LABEL)
     uploader.locator("input[type=file]").set_input_files(str(_review_csv(tmp_path / "reviews.csv")))
@@ -524,12 +530,7 @@ def test_a_two_strategy_shootout_from_setup_shows_both_runs_and_a_recommendation
     """Setup's Compare strategies with tiny settings -> both runs complete -> the group view: two rows, advice."""
     expect = _expect()
     runs = tmp_path / "runs"
-    main = page.get_by_test_id("stMain")
-    page.goto(app_url)
-    start = page.get_by_role("button", name=text.START)
-    expect(start).to_be_visible(timeout=120_000)
-    _wait_idle(page)
-    _choose(page, text.TASK_LABEL, text.TASK_NAMES["classification"])
+    main, _ = _setup_for_classification(page, app_url)
     _set_number(page, text.SYNTH_ROWS, 200)
     _choose(page, text.TRAIN_FOR, text.TRAIN_FOR_OPTIONS["steps"])
     _set_number(page, text.MAX_STEPS, SHOOTOUT_STEPS)

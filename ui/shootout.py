@@ -40,7 +40,7 @@ def learning_rate_field(form: Form, rate: float | str | None, task: str, strateg
 
 
 def _default_placeholder(task: str, strategy: str, model_source: str) -> str:
-    """'default: 1e-04' for this task and strategy, at the bundled model's size when it is one we ship."""
+    """The default rate as a placeholder ('1e-04'; '≤ 1e-04' for a model we do not ship, whose size lowers it)."""
     from core.models.catalogue import bundled_model
 
     bundled = bundled_model(model_source)

@@ -805,10 +805,13 @@ LR_AUTO_HELP = (
     "strategy (about a third of the run's steps, at most 60). The curve and the pick go to the run folder's "
     "lr_finder.json and run log; without a pick the run uses the default."
 )
-LR_DEFAULT_PLACEHOLDER = "default: {rate:.0e}"
-LR_DEFAULT_PLACEHOLDER_SCALED = "default: {rate:.0e} (less for models over 23M parameters)"
+# The field is narrow: the placeholder is the default rate alone (a longer one was cut off); the help says
+# that an empty field means it.
+LR_DEFAULT_PLACEHOLDER = "{rate:.0e}"
+LR_DEFAULT_PLACEHOLDER_SCALED = "≤ {rate:.0e}"
 LR_FIELD_HELP_DEFAULT = (
-    " Leave it empty for the default, measured per task and strategy (bench_lr_defaults in BENCHMARKS.md); "
-    "clear the field to go back to it."
+    " Empty (the grey value shown) means the default, measured per task and strategy (bench_lr_defaults in "
+    "BENCHMARKS.md); for a model larger than the bundled MiniLM it is lowered by the model's size (≤). Clear "
+    "the field to go back to it."
 )
 SWEEP_RATE_WORDS = {"default": "each strategy's default", "auto": "auto (a range test per run)"}
