@@ -267,6 +267,14 @@ def largest_regressions(changes: pd.DataFrame, n: int = 10) -> pd.DataFrame:
     return changes[changes["change"] > 0].sort_values("change", ascending=False, kind="stable").head(n)
 
 
+def moved_examples(base: pd.DataFrame, tuned: pd.DataFrame, n: int = 10) -> dict[str, pd.DataFrame]:
+    """{'improvements': ..., 'regressions': ...}: the n examples whose loss fell / rose the most
+    (text, base_loss, tuned_loss, change), for Evaluate and the report alike."""
+    changes = loss_changes(base, tuned)
+    return {"improvements": largest_improvements(changes, n).drop(columns=["row"]),
+            "regressions": largest_regressions(changes, n).drop(columns=["row"])}
+
+
 # ---- agreement with human labels (pure) --------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -205,15 +205,10 @@ def _language_model_section(predictions: insight.RunPredictions, figures: _Figur
              figures.html(charts.loss_distribution_figure(base, predictions.tuned["loss"].tolist()))]
     if predictions.base is None:
         return parts
-    changes = insight.loss_changes(predictions.base, predictions.tuned)
-    names = {"text": text.COLUMN_TEXT, "base_loss": text.COLUMN_BASE_LOSS, "tuned_loss": text.COLUMN_TUNED_LOSS,
-             "change": text.COLUMN_LOSS_CHANGE}
-    for title, rows, empty in (
-        (text.IMPROVEMENTS_TITLE, insight.largest_improvements(changes, TOP_EXAMPLES), text.NO_IMPROVEMENTS),
-        (text.REGRESSIONS_TITLE, insight.largest_regressions(changes, TOP_EXAMPLES), text.NO_REGRESSIONS),
-    ):
+    for part, rows in insight.moved_examples(predictions.base, predictions.tuned, TOP_EXAMPLES).items():
+        title, empty = text.MOVED_EXAMPLES[part]
         parts.append(f"<h3>{_e(title)}</h3>")
-        parts.append(_table(rows.drop(columns=["row"]).rename(columns=names)) if len(rows) else f"<p>{_e(empty)}</p>")
+        parts.append(_table(rows.rename(columns=text.LOSS_CHANGE_COLUMNS)) if len(rows) else f"<p>{_e(empty)}</p>")
     return parts
 
 

@@ -179,18 +179,14 @@ def loss_panel(predictions: insight.RunPredictions) -> None:
     st.plotly_chart(charts.loss_distribution_figure(base, predictions.tuned["loss"].tolist()), key="tb_eval_losses")
     if predictions.base is None:
         return
-    changes = insight.loss_changes(predictions.base, predictions.tuned)
-    names = {"text": text.COLUMN_TEXT, "base_loss": text.COLUMN_BASE_LOSS, "tuned_loss": text.COLUMN_TUNED_LOSS,
-             "change": text.COLUMN_LOSS_CHANGE}
-    for title, rows, empty in (
-        (text.IMPROVEMENTS_TITLE, insight.largest_improvements(changes, TOP_CHANGES), text.NO_IMPROVEMENTS),
-        (text.REGRESSIONS_TITLE, insight.largest_regressions(changes, TOP_CHANGES), text.NO_REGRESSIONS),
-    ):
+    names = text.LOSS_CHANGE_COLUMNS
+    for part, rows in insight.moved_examples(predictions.base, predictions.tuned, TOP_CHANGES).items():
+        title, empty = text.MOVED_EXAMPLES[part]
         st.markdown(f"**{title}**")
         if rows.empty:
             st.caption(empty)
         else:
-            st.dataframe(rows.drop(columns=["row"]).rename(columns=names), hide_index=True, key=f"tb_eval_{title}",
+            st.dataframe(rows.rename(columns=names), hide_index=True, key=f"tb_eval_{title}",
                          column_config={name: st.column_config.NumberColumn(format="%.3f") for name in list(names.values())[1:]})
 
 

@@ -646,6 +646,11 @@ NO_REGRESSIONS = "No example's loss rose."
 COLUMN_BASE_LOSS = "Base loss"
 COLUMN_TUNED_LOSS = "Fine-tuned loss"
 COLUMN_LOSS_CHANGE = "Change"
+# core.insight.moved_examples' columns and parts, as Evaluate and the report show them.
+LOSS_CHANGE_COLUMNS = {"text": COLUMN_TEXT, "base_loss": COLUMN_BASE_LOSS, "tuned_loss": COLUMN_TUNED_LOSS,
+                       "change": COLUMN_LOSS_CHANGE}
+MOVED_EXAMPLES = {"improvements": (IMPROVEMENTS_TITLE, NO_IMPROVEMENTS),
+                  "regressions": (REGRESSIONS_TITLE, NO_REGRESSIONS)}
 DOWNLOAD_REPORT = "Download report"
 DOWNLOAD_REPORT_HELP = "One self-contained HTML file (opens offline in any browser) with this run's summary, curves, probes and per-example results."
 # The report (core.report): section titles and summary fields.
