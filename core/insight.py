@@ -34,10 +34,20 @@ PREDICTIONS_DIR = "predictions"
 META_FILE = "meta.json"
 PROB_PREFIX = "prob:"
 FILTERS = ("all", "misclassified", "fixed", "broken", "least_confident")
-# Language-model passes use smaller batches: logits are [batch, tokens, vocabulary].
+# The masked-LM pass draws its masks in row-order batches of this many rows (see mlm_example_masks).
 LM_BATCH_SIZE = 8
-CLASSIFICATION_BATCH_SIZE = 32
+# Per-example passes run length-sorted batches of about this many padded tokens (at most MAX_PASS_ROWS rows);
+# where full [batch, tokens, vocabulary] logits are needed, their size bounds the batch instead.
+LM_TOKENS_PER_BATCH = 8192
+CLASSIFICATION_TOKENS_PER_BATCH = 8192
+LOGITS_BYTES_PER_BATCH = 256 * 2**20
+MAX_PASS_ROWS = 512
 MLM_MASK_FRACTION = 0.15
+# A language model's per-example losses are computed on at most this many evaluation rows (a fixed
+# sample: the eval set arrives shuffled with the run's seed). The base pass runs before step 1, and
+# the encoder's cost per row cannot be cut further; 500 examples still rank the largest improvements
+# and regressions, and the Evaluate page and the report say that a sample was used.
+LM_EXAMPLE_ROWS = 500
 
 
 # ---- files -----------------------------------------------------------------------------------
@@ -379,9 +389,12 @@ class Recorder:
     classification stages cost no extra pass."""
 
     def __init__(self, run_path: Path, task: str, eval_rows: Any, total_rows: int, label_names: list[str] | None,
-                 eval_dataset: Any, tokenizer: Any, seed: int):
+                 eval_dataset: Any, tokenizer: Any, seed: int, *, precision: str = "fp32"):
         self.folder = predictions_dir(run_path)
         self.task = task
+        if task != "classification" and len(eval_rows) > LM_EXAMPLE_ROWS:
+            # Classification keeps every row: its evaluation stages reuse the Trainer's logits of the whole set.
+            eval_rows, eval_dataset = eval_rows.select(range(LM_EXAMPLE_ROWS)), eval_dataset.select(range(LM_EXAMPLE_ROWS))
         self.texts = [str(t) for t in eval_rows["text"]]
         self.gold = [int(g) for g in eval_rows["label"]] if task == "classification" else None
         self.label_names = list(label_names or [])
@@ -389,6 +402,7 @@ class Recorder:
         self.eval_dataset = eval_dataset
         self.tokenizer = tokenizer
         self.seed = seed
+        self.precision = precision  # the run's training.precision: the passes run in bf16 where training does
         self.eval_order: Callable[[], list[int]] | None = None  # the Trainer's evaluation order
         self.on_error: Callable[[str], None] = lambda message: None
         self._captured: tuple[np.ndarray, np.ndarray] | None = None
@@ -443,18 +457,31 @@ class Recorder:
     def _write_evaluation(self, step: int, model: Any) -> None:
         probabilities = self._captured_probabilities()
         if probabilities is None:
-            probabilities = classification_pass(model, self.eval_dataset, self.tokenizer)
+            probabilities = classification_pass(model, self.eval_dataset, self.tokenizer, bf16=self._bf16(model))
         self._last_evaluation = (step, probabilities)
         write_frame_atomically(self.folder / stage_file_name("eval", step),
                                classification_frame(self.texts, self.gold, probabilities, self.label_names))
 
     def _write_pass(self, stage: str, model: Any) -> None:
+        bf16 = self._bf16(model)
         if self.task == "classification":
-            frame = classification_frame(self.texts, self.gold, classification_pass(model, self.eval_dataset, self.tokenizer),
-                                         self.label_names)
+            probabilities = classification_pass(model, self.eval_dataset, self.tokenizer, bf16=bf16)
+            frame = classification_frame(self.texts, self.gold, probabilities, self.label_names)
         else:
-            frame = loss_frame(self.texts, example_loss_pass(model, self.eval_dataset, self.tokenizer, self.task, self.seed))
+            losses = example_loss_pass(model, self.eval_dataset, self.tokenizer, self.task, self.seed, bf16=bf16)
+            frame = loss_frame(self.texts, losses)
         write_frame_atomically(self.folder / stage_file_name(stage), frame)
+
+    def _bf16(self, model: Any) -> bool:
+        """Whether the passes run under bf16 autocast: on a GPU where the run itself trains in bf16.
+
+        Not on a CPU, even one with AMX: there the pass (inference, small batches) measured no faster
+        in bf16 than in fp32, and fp32 keeps the stored losses exact.
+        """
+        from core.devices import use_bf16
+
+        device = next(model.parameters()).device.type
+        return device == "cuda" and use_bf16(device, self.precision)
 
     def _captured_probabilities(self) -> np.ndarray | None:
         """The captured logits as probabilities in row order; None when they cannot be placed safely."""
@@ -486,75 +513,176 @@ def trainer_eval_order(trainer: Any) -> Callable[[], list[int]]:
     return order
 
 
-def _batches(dataset: Any, tokenizer: Any, batch_size: int, columns: Sequence[str]):
-    """Padded torch batches of the tokenised dataset, in row order."""
-    keep = [c for c in columns if c in dataset.column_names]
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset[start:start + batch_size]
-        features = [{c: rows[c][i] for c in keep} for i in range(len(rows[keep[0]]))]
-        yield tokenizer.pad(features, return_tensors="pt")
+def _length_batches(lengths: Sequence[int], tokens_per_batch: int, max_rows: int) -> list[np.ndarray]:
+    """Row positions in batches of similar length, longest first, each about `tokens_per_batch` padded tokens.
+
+    Sorted rows waste almost nothing on padding, and the budget keeps the activations (or logits) of
+    a batch the same size whether the rows are 10 or 500 tokens long.
+    """
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(1, int(lengths[order[start]]))
+        size = max(1, min(max_rows, tokens_per_batch // longest))
+        batches.append(order[start:start + size])
+        start += size
+    return batches
 
 
-def classification_pass(model: Any, dataset: Any, tokenizer: Any, batch_size: int = CLASSIFICATION_BATCH_SIZE) -> np.ndarray:
-    """Class probabilities [rows, classes] of every example, in row order."""
+def _padded(rows: dict[str, list[Any]], positions: np.ndarray, pad_id: int) -> dict[str, Any]:
+    """The rows at `positions` as right-padded tensors: each row keeps its own positions 0..n-1."""
+    import torch
+
+    width = max(len(rows["input_ids"][p]) for p in positions)
+    out: dict[str, Any] = {}
+    for column, fill in (("input_ids", pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
+        if column not in rows:
+            continue
+        block = np.full((len(positions), width), fill, dtype=np.int64)
+        for i, p in enumerate(positions):
+            values = rows[column][p]
+            block[i, :len(values)] = values
+        out[column] = torch.from_numpy(block)
+    if "attention_mask" not in out:
+        lengths = np.asarray([len(rows["input_ids"][p]) for p in positions])
+        out["attention_mask"] = torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))
+    return out
+
+
+def _read_columns(dataset: Any, columns: Sequence[str]) -> dict[str, list[Any]]:
+    """The tokenised columns the pass needs, read once as Python lists."""
+    plain = dataset.with_format(None) if hasattr(dataset, "with_format") else dataset
+    present = [c for c in columns if c in plain.column_names]
+    return {c: plain[c] for c in present}
+
+
+def _autocast(device: Any, bf16: bool):
+    """bf16 autocast on the model's device when the run trains in bf16; a no-op context otherwise."""
+    import contextlib
+
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def classification_pass(model: Any, dataset: Any, tokenizer: Any, *, bf16: bool = False,
+                        tokens_per_batch: int = CLASSIFICATION_TOKENS_PER_BATCH) -> np.ndarray:
+    """Class probabilities [rows, classes] of every example, in row order (computed in length-sorted batches)."""
     import torch
 
     device = next(model.parameters()).device
+    rows = _read_columns(dataset, ("input_ids", "attention_mask", "token_type_ids"))
+    lengths = [len(ids) for ids in rows["input_ids"]]
     was_training = model.training
     model.eval()
-    out = []
+    out: np.ndarray | None = None
     try:
-        with torch.inference_mode():
-            for batch in _batches(dataset, tokenizer, batch_size, ("input_ids", "attention_mask", "token_type_ids")):
+        with torch.inference_mode(), _autocast(device, bf16):
+            for positions in _length_batches(lengths, tokens_per_batch, MAX_PASS_ROWS):
+                batch = _padded(rows, positions, tokenizer.pad_token_id or 0)
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-                out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+                probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                if out is None:
+                    out = np.empty((len(lengths), probabilities.shape[1]), dtype=np.float32)
+                out[positions] = probabilities
     finally:
         model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def example_loss_pass(model: Any, dataset: Any, tokenizer: Any, task: str, seed: int,
-                      batch_size: int = LM_BATCH_SIZE) -> np.ndarray:
+def mlm_example_masks(input_ids: Sequence[Sequence[int]], special_tokens_mask: Sequence[Sequence[int]] | None,
+                      seed: int, padding_side: str = "right",
+                      attention_mask: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+    """Per example, which of its tokens the masked-LM pass hides: a seeded ~15% of the non-special ones, at least one.
+
+    The draws are made as the pass has always made them, batch by batch of LM_BATCH_SIZE rows in row
+    order, each batch padded to its longest row on the tokenizer's padding side; so masks (and losses)
+    do not depend on how the pass batches its work, and a base stage written before still matches.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    masks: list[np.ndarray] = []
+    for start in range(0, len(input_ids), LM_BATCH_SIZE):
+        chunk = range(start, min(len(input_ids), start + LM_BATCH_SIZE))
+        width = max(len(input_ids[row]) for row in chunk)
+        draws = torch.rand((len(chunk), width), generator=generator).numpy()
+        for i, row in enumerate(chunk):
+            n = len(input_ids[row])
+            offset = width - n if padding_side == "left" else 0
+            draw = draws[i, offset:offset + n]
+            special = np.asarray(special_tokens_mask[row], dtype=bool) if special_tokens_mask is not None else np.zeros(n, bool)
+            maskable = ~special
+            if attention_mask is not None:
+                maskable &= np.asarray(attention_mask[row], dtype=bool)
+            chosen = maskable & (draw < MLM_MASK_FRACTION)
+            if maskable.any():
+                chosen[int(np.argmin(np.where(maskable, draw, 2.0)))] = True
+            masks.append(chosen)
+    return masks
+
+
+def example_loss_pass(model: Any, dataset: Any, tokenizer: Any, task: str, seed: int, *, bf16: bool = False) -> np.ndarray:
     """Mean token loss of every example, in row order.
 
     Causal: next-token loss over the example's tokens. Masked: loss on a fixed, seeded 15% of its
-    non-special tokens (at least one), replaced by the mask token; the same seed gives the base and the
-    fine-tuned model the same masks, so their losses compare example by example.
+    non-special tokens (at least one; see mlm_example_masks), replaced by the mask token; the same seed
+    gives the base and the fine-tuned model the same masks, so their losses compare example by example.
+    Rows go through the model in length-sorted batches, right-padded, so each example's loss is its
+    own whatever its neighbours; a masked LM projects only the masked positions onto the vocabulary
+    (core.fast_mlm), which is most of the work saved.
     """
     import torch
     import torch.nn.functional as F
 
+    from core.fast_mlm import masked_only_parts
+
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
+    rows = _read_columns(dataset, ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask"))
+    count = len(rows["input_ids"])
+    lengths = [len(ids) for ids in rows["input_ids"]]
+    parts = masked_only_parts(model) if task == "mlm" else None
+    masks = None
+    if task == "mlm":
+        masks = mlm_example_masks(rows["input_ids"], rows.get("special_tokens_mask"), seed,
+                                  getattr(tokenizer, "padding_side", "right"), rows.get("attention_mask"))
+    # Full [batch, tokens, vocabulary] logits are what bounds a batch unless only masked rows are projected.
+    vocabulary = int(getattr(model.config, "vocab_size", 0) or 0) or 50_000
+    budget = LM_TOKENS_PER_BATCH if parts is not None else max(64, LOGITS_BYTES_PER_BATCH // (4 * vocabulary))
+    totals = np.zeros(count, dtype=np.float64)
+    counted = np.zeros(count, dtype=np.int64)
     was_training = model.training
     model.eval()
-    losses: list[np.ndarray] = []
-    columns = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask")
     try:
-        with torch.inference_mode():
-            for batch in _batches(dataset, tokenizer, batch_size, columns):
-                input_ids, attention = batch["input_ids"], batch["attention_mask"]
+        with torch.inference_mode(), _autocast(device, bf16):
+            for positions in _length_batches(lengths, budget, MAX_PASS_ROWS):
+                batch = _padded(rows, positions, tokenizer.pad_token_id or 0)
+                input_ids, attention = batch["input_ids"], batch["attention_mask"].bool()
                 if task == "mlm":
-                    special = batch.pop("special_tokens_mask", None)
-                    maskable = attention.bool() & ~(special.bool() if special is not None else torch.zeros_like(attention, dtype=torch.bool))
-                    draw = torch.rand(input_ids.shape, generator=generator)
-                    chosen = maskable & (draw < MLM_MASK_FRACTION)
-                    # Every example with a maskable token gets at least one mask: its most likely draw.
-                    lowest = torch.where(maskable, draw, torch.full_like(draw, 2.0)).argmin(dim=1)
-                    chosen[torch.arange(len(chosen)), lowest] |= maskable[torch.arange(len(chosen)), lowest]
-                    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
-                    inputs = {**batch, "input_ids": torch.where(chosen, torch.full_like(input_ids, tokenizer.mask_token_id), input_ids)}
-                    logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float()
+                    chosen = torch.zeros_like(attention)
+                    for i, p in enumerate(positions):
+                        chosen[i, :lengths[p]] = torch.from_numpy(masks[p])
+                    chosen &= attention
+                    targets = input_ids[chosen]
+                    batch["input_ids"] = torch.where(chosen, torch.full_like(input_ids, tokenizer.mask_token_id), input_ids)
+                    inputs = {k: v.to(device) for k, v in batch.items()}
+                    if parts is not None:
+                        encoder, head = parts
+                        hidden = encoder(**inputs, return_dict=True).last_hidden_state  # [B, T, H]
+                        logits = head(hidden[chosen.to(device)])  # [M, V]: masked positions only
+                    else:
+                        logits = model(**inputs).logits[chosen.to(device)]
                 else:
-                    batch.pop("special_tokens_mask", None)
-                    labels = torch.where(attention.bool(), input_ids, torch.full_like(input_ids, -100))
-                    logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
-                    logits, labels = logits[:, :-1], labels[:, 1:]
-                labels = labels.to(device)
-                token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-                counted = (labels != -100).sum(dim=1)
-                mean = token_loss.sum(dim=1) / counted.clamp(min=1)
-                losses.append(torch.where(counted > 0, mean, torch.full_like(mean, float("nan"))).cpu().numpy())
+                    # Position t predicts token t+1; both must be real tokens of the row.
+                    chosen = attention[:, 1:] & attention[:, :-1]
+                    targets = input_ids[:, 1:][chosen]
+                    logits = model(**{k: v.to(device) for k, v in batch.items()}).logits[:, :-1][chosen.to(device)]
+                token_loss = F.cross_entropy(logits.float(), targets.to(device), reduction="none").double().cpu().numpy()
+                owner = positions[chosen.nonzero()[:, 0].numpy()]  # [M]: the row each scored token belongs to
+                np.add.at(totals, owner, token_loss)
+                np.add.at(counted, owner, 1)
     finally:
         model.train(was_training)
-    return np.concatenate(losses) if losses else np.zeros(0, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counted > 0, totals / np.maximum(counted, 1), np.nan)
+    return means.astype(np.float32)

@@ -209,3 +209,123 @@ def test_mlm_example_losses_are_repeatable_for_the_same_model(tiny_bert, tmp_pat
     first = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, "mlm", seed=7)
     again = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, "mlm", seed=7)
     assert first.shape == (2,) and np.isfinite(first).all() and np.allclose(first, again)
+
+
+# ---- the per-example passes against the row-order implementation they replaced ------------------
+
+def _reference_example_loss_pass(model, dataset, tokenizer, task, seed, batch_size=8):
+    """The pass as it was: row-order batches of 8, the model's full logits at every position."""
+    import torch
+    import torch.nn.functional as F
+
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    losses = []
+    keep = [c for c in ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask") if c in dataset.column_names]
+    with torch.inference_mode():
+        for start in range(0, len(dataset), batch_size):
+            rows = dataset[start:start + batch_size]
+            batch = tokenizer.pad([{c: rows[c][i] for c in keep} for i in range(len(rows["input_ids"]))], return_tensors="pt")
+            input_ids, attention = batch["input_ids"], batch["attention_mask"]
+            special = batch.pop("special_tokens_mask", None)
+            if task == "mlm":
+                maskable = attention.bool() & ~special.bool()
+                draw = torch.rand(input_ids.shape, generator=generator)
+                chosen = maskable & (draw < insight.MLM_MASK_FRACTION)
+                lowest = torch.where(maskable, draw, torch.full_like(draw, 2.0)).argmin(dim=1)
+                chosen[torch.arange(len(chosen)), lowest] |= maskable[torch.arange(len(chosen)), lowest]
+                labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+                masked = torch.where(chosen, torch.full_like(input_ids, tokenizer.mask_token_id), input_ids)
+                logits = model(**{**batch, "input_ids": masked}).logits.float()
+            else:
+                labels = torch.where(attention.bool(), input_ids, torch.full_like(input_ids, -100))
+                logits = model(**batch).logits.float()
+                logits, labels = logits[:, :-1], labels[:, 1:]
+            token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+            counted = (labels != -100).sum(dim=1)
+            losses.append((token_loss.sum(dim=1) / counted.clamp(min=1)).numpy())
+    return np.concatenate(losses)
+
+
+LM_TEXTS = [
+    "nike shoes are very good", "the socks are nice", "bad", "great service and a very fast delivery of my order",
+    "the box arrived late", "would buy again", "never again: the battery died after two days of normal use",
+    "fine", "price and quality are both good", "the screen is too dark", "ok",
+    "support answered quickly and fixed the phone the same afternoon",
+]
+
+
+def _lm_dataset(tokenizer, task):
+    import datasets
+
+    encoded = tokenizer(LM_TEXTS, return_special_tokens_mask=task == "mlm")
+    return datasets.Dataset.from_dict(dict(encoded))
+
+
+@pytest.mark.parametrize("task", ["mlm", "causal"])
+def test_example_losses_match_the_row_order_full_logits_pass(task, tiny_bert, tiny_gpt2, monkeypatch):
+    from core.config import ModelConfig
+    from core.models import load_for_task
+
+    loaded = load_for_task(ModelConfig(source=tiny_bert if task == "mlm" else tiny_gpt2), task)
+    dataset = _lm_dataset(loaded.tokenizer, task)
+    expected = _reference_example_loss_pass(loaded.model, dataset, loaded.tokenizer, task, seed=7)
+    # Small batches, so length-sorted batching regroups the rows across several batches.
+    monkeypatch.setattr(insight, "LM_TOKENS_PER_BATCH", 40)
+    monkeypatch.setattr(insight, "LOGITS_BYTES_PER_BATCH", 40 * 4 * loaded.model.config.vocab_size)
+    got = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, task, seed=7)
+    assert got.shape == (len(LM_TEXTS),)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    if task == "mlm":  # the same losses without the masked-only shortcut (a model whose head is not one module)
+        monkeypatch.setattr("core.fast_mlm.masked_only_parts", lambda model: None)
+        full = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, task, seed=7)
+        np.testing.assert_allclose(full, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_mlm_masks_are_seeded_skip_special_tokens_and_never_leave_a_row_unmasked():
+    ids = [[101, 5, 6, 7, 102], [101, 8, 102], [101] + list(range(10, 40)) + [102]] * 4
+    special = [[1] + [0] * (len(row) - 2) + [1] for row in ids]
+    masks = insight.mlm_example_masks(ids, special, seed=3)
+    assert [len(m) for m in masks] == [len(row) for row in ids]
+    for mask, spec in zip(masks, special, strict=True):
+        assert mask.any() and not (mask & np.asarray(spec, bool)).any()  # at least one, never a special token
+    again = insight.mlm_example_masks(ids, special, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(masks, again, strict=True))
+    # Left padding draws the same random numbers, aligned to the row's end as the padded batch was.
+    assert insight.mlm_example_masks(ids[:1], special[:1], seed=3, padding_side="left")[0].shape == (5,)
+
+
+def test_classification_probabilities_match_the_row_order_pass(tiny_bert, monkeypatch):
+    import torch
+
+    from core.config import ModelConfig
+    from core.models import load_for_task
+
+    loaded = load_for_task(ModelConfig(source=tiny_bert), "classification", label_names=["negative", "positive"])
+    dataset = _lm_dataset(loaded.tokenizer, "classification")
+    loaded.model.eval()
+    with torch.inference_mode():
+        expected = np.concatenate([
+            torch.softmax(loaded.model(**loaded.tokenizer.pad(
+                [{c: dataset[i][c] for c in ("input_ids", "attention_mask", "token_type_ids")}], return_tensors="pt"),
+            ).logits.float(), dim=-1).numpy() for i in range(len(dataset))])
+    monkeypatch.setattr(insight, "CLASSIFICATION_TOKENS_PER_BATCH", 40)
+    got = insight.classification_pass(loaded.model, dataset, loaded.tokenizer)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_language_model_examples_are_a_fixed_sample_of_a_large_eval_set(tiny_bert, tmp_path, monkeypatch):
+    import datasets
+
+    from core.config import ModelConfig
+    from core.models import load_for_task
+
+    monkeypatch.setattr(insight, "LM_EXAMPLE_ROWS", 5)
+    loaded = load_for_task(ModelConfig(source=tiny_bert), "mlm")
+    rows = datasets.Dataset.from_dict({"text": LM_TEXTS})
+    recorder = insight.Recorder(tmp_path, "mlm", rows, 40, None, _lm_dataset(loaded.tokenizer, "mlm"),
+                                loaded.tokenizer, seed=7)
+    recorder.base(loaded.model)
+    predictions = insight.load_predictions(tmp_path)
+    assert predictions.base["text"].tolist() == LM_TEXTS[:5]
+    assert predictions.meta["rows_used"] == 5 and predictions.meta["rows_total"] == 40 and predictions.sampled

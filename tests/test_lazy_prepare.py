@@ -242,3 +242,16 @@ def test_past_the_exact_budget_truncation_is_estimated_from_a_sample(tiny_bert, 
     drop.curation.too_long = "drop"
     dropped = integrity.curate(frame, drop, "mlm", tokenizer, max_length=16)
     assert len(dropped.kept) == 300  # "drop" is always exact, whatever the size
+
+
+@pytest.mark.parametrize(("rows", "fraction", "seed"), [(2, 0.5, 0), (10, 0.1, 42), (1000, 0.1, 42), (12345, 0.25, 7)])
+def test_the_random_split_is_the_one_sklearn_draws(rows, fraction, seed):
+    from sklearn.model_selection import train_test_split
+
+    from core.data.prepare import _split
+
+    train, held, how = _split(rows, None, fraction, seed, [])
+    positions = np.arange(rows)
+    expected_train, expected_held = train_test_split(positions, test_size=len(held), random_state=seed, shuffle=True)
+    assert how == "random" and len(held) == min(max(round(rows * fraction), 1), rows - 1)
+    assert np.array_equal(train, np.sort(expected_train)) and np.array_equal(held, np.sort(expected_held))

@@ -70,8 +70,6 @@ def _label_encoding(canon: pd.Series, kind: str, hint: list[str] | None) -> tupl
 
 def _split(n: int, labels: np.ndarray | None, fraction: float, seed: int, warnings: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
     """Positions of train and eval rows: stratified by label when every class can be split."""
-    from sklearn.model_selection import train_test_split
-
     if n < 2:
         raise DataError(
             f"Only {n} usable row(s): there is nothing to hold out for evaluation. Add data, loosen the "
@@ -84,22 +82,44 @@ def _split(n: int, labels: np.ndarray | None, fraction: float, seed: int, warnin
         counts = np.bincount(labels)
         classes = int((counts > 0).sum())
         if counts[counts > 0].min() >= 2 and classes <= n_eval <= n - classes:
+            from sklearn.model_selection import train_test_split
+
             train, held = train_test_split(positions, test_size=n_eval, stratify=labels, random_state=seed)
             return np.sort(train), np.sort(held), "stratified"
         warnings.append(
             "some classes are too small to split evenly: the validation split is random, not stratified"
         )
-    train, held = train_test_split(positions, test_size=n_eval, random_state=seed, shuffle=True)
-    return np.sort(train), np.sort(held), "random"
+    # What sklearn's train_test_split(shuffle=True, random_state=seed) draws, without importing sklearn
+    # (half a second before a language model's first step).
+    permuted = np.random.RandomState(seed).permutation(n)
+    return np.sort(permuted[n_eval:]), np.sort(permuted[:n_eval]), "random"
 
 
-def _dataset(texts: list[str], labels: list[int] | None, names: list[str] | None) -> Any:
-    """An in-memory Dataset built straight from Arrow arrays (from_dict encodes row by row: seconds per million)."""
+def _text_array(column: pd.Series) -> Any:
+    """The texts as an Arrow string array, each as str() writes it; no Python string per row for a string column."""
+    import pyarrow as pa
+
+    try:
+        values = pa.array(column, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        values = None
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values is None or not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return pa.array(column.astype(str).tolist(), type=pa.string())
+    return values.cast(pa.string())
+
+
+def _dataset(texts: Any, labels: list[int] | None, names: list[str] | None) -> Any:
+    """An in-memory Dataset built straight from Arrow arrays (from_dict encodes row by row: seconds per million).
+
+    texts: a list of strings or an Arrow string array.
+    """
     import datasets
     import pyarrow as pa
     from datasets.table import InMemoryTable
 
-    columns = {"text": pa.array(texts, type=pa.string())}
+    columns = {"text": texts if isinstance(texts, pa.Array) else pa.array(texts, type=pa.string())}
     features = {"text": datasets.Value("string")}
     if labels is not None:
         columns["label"] = pa.array(labels, type=pa.int64())
@@ -217,7 +237,7 @@ def prepare_data(cfg: RunConfig, tokenizer: Any = None, *, max_length: int | Non
         # Keep enough rows that the training split itself holds max_rows.
         total = d.max_rows + (math.ceil(d.max_rows * split_fraction / (1 - split_fraction)) if split_fraction else 0)
         pool = pool.iloc[:total]
-    texts = pool[d.text_column].astype(str).tolist()
+    texts = _text_array(pool[d.text_column])
 
     names: list[str] | None = None
     ids: np.ndarray | None = None
@@ -245,7 +265,7 @@ def prepare_data(cfg: RunConfig, tokenizer: Any = None, *, max_length: int | Non
     if d.max_rows is not None:
         train_pos = train_pos[: d.max_rows]
 
-    train_texts = [texts[i] for i in train_pos]
+    train_texts = texts.take(np.asarray(train_pos, dtype=np.int64))
     train_ids = ids[train_pos].tolist() if ids is not None else None
     if train_ids is not None and len(set(train_ids)) < 2:
         raise DataError(
@@ -287,7 +307,7 @@ def prepare_data(cfg: RunConfig, tokenizer: Any = None, *, max_length: int | Non
         eval_report = eval_result.report
     elif eval_pos is not None:
         eval_ids = ids[eval_pos].tolist() if ids is not None else None
-        evaluation = _dataset([texts[i] for i in eval_pos], eval_ids, names)
+        evaluation = _dataset(texts.take(np.asarray(eval_pos, dtype=np.int64)), eval_ids, names)
 
     report: dict[str, Any] = {
         "task": task,
