@@ -1,11 +1,12 @@
-"""Which levers make an MLM training step faster on this machine: profile first, then A/B each idea.
+"""Which levers make a training step faster on this machine, per task: profile first, then A/B each idea.
 
-    python -m bench.bench_levers [--batch 32] [--steps 6] [--repeats 3]
+    python -m bench.bench_levers [--tasks mlm classification causal] [--batch 32] [--steps 6] [--repeats 3]
 
-1. Profile: torch.profiler over a few training steps of the engine's configuration (bundled
-   MiniLM, masked-only MLM logits, SDPA attention, fused AdamW, dynamic padding), ops ranked by
-   self CPU time and grouped by what they are (matmuls, attention, optimizer, ...).
-2. A/B: each idea the performance issue lists, toggled alone against that configuration in the
+1. Profile: torch.profiler over a few training steps of the engine's configuration for the task
+   (bundled MiniLM, dynamic padding in length-grouped batches, fused AdamW, bf16 autocast where the
+   CPU runs bf16 fast and then matmul attention, masked-only logits for MLM), train mode (dropout
+   on), ops ranked by self CPU time and grouped by what they are (matmuls, attention, optimizer, ...).
+2. A/B: each idea the performance issues list, toggled alone against that configuration in the
    same process, A and B interleaved per repeat; the figure is the median step time (forward,
    backward, optimizer step) over identical batches, so only the lever differs.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import statistics
 import time
@@ -30,6 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from bench import write_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+TASKS = ("mlm", "classification", "causal")
 
 # Profiler op names -> what they are, first match wins.
 OP_GROUPS = (
@@ -54,18 +57,27 @@ def op_group(name: str) -> str:
     return "other"
 
 
-def make_batches(tokenizer: Any, batch: int, count: int, *, grouped: bool, seed: int = 0) -> list[dict[str, Any]]:
-    """`count` MLM batches of synthetic reviews, dynamically padded (length-grouped when asked)."""
+def make_batches(tokenizer: Any, batch: int, count: int, *, grouped: bool, task: str = "mlm",
+                 seed: int = 0) -> list[dict[str, Any]]:
+    """`count` batches of synthetic reviews for the task, dynamically padded (length-grouped when asked)."""
     import torch
-    from transformers import DataCollatorForLanguageModeling
+    from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding
 
     from core.data.synthetic import generate_reviews
 
-    rows = generate_reviews(batch * count * 4, seed=seed)["text"].dropna().tolist()[: batch * count]
-    encoded = [tokenizer(text, truncation=True, max_length=128) for text in rows]
+    frame = generate_reviews(batch * count * 4, seed=seed).dropna(subset=["text"]).head(batch * count)
+    encoded = []
+    for text, label in zip(frame["text"], frame["label"], strict=True):
+        row = dict(tokenizer(text, truncation=True, max_length=128))
+        if task == "classification":
+            row["labels"] = int(label)
+        encoded.append(row)
     if grouped:  # what the Trainer's group_by_length does: similar lengths share a batch
         encoded.sort(key=lambda e: len(e["input_ids"]))
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    if task == "classification":
+        collator = DataCollatorWithPadding(tokenizer)
+    else:
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm=task == "mlm", mlm_probability=0.15)
     torch.manual_seed(seed)
     return [collator(encoded[i * batch:(i + 1) * batch]) for i in range(count)]
 
@@ -79,19 +91,33 @@ def padding_share(batches: list[dict[str, Any]]) -> float:
 class Step:
     """One training step (forward, backward, optimizer step) under a set of levers."""
 
-    def __init__(self, *, attention: str = "sdpa", masked_only: bool = True, fused: bool = True,
-                 compiled: bool = False):
+    def __init__(self, task: str = "mlm", *, bf16: bool = False, attention: str = "sdpa", masked_only: bool = True,
+                 fused: bool = True, compiled: bool = False, attention_dropout: float | None = None):
         import torch
-        from transformers import AutoModelForMaskedLM
+        import transformers
 
         from core.fast_mlm import masked_only_parts
         from core.models import bundled_model_path
 
         torch.manual_seed(0)
-        self.model = AutoModelForMaskedLM.from_pretrained(str(bundled_model_path()), attn_implementation=attention)
+        path = str(bundled_model_path())
+        # attention_dropout 0.0 stands in for Llama-style decoders (SmolLM2, Qwen), which train without it.
+        overrides = {} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}
+        config = transformers.AutoConfig.from_pretrained(path, is_decoder=task == "causal", **overrides)
+        if task == "mlm":
+            self.model = transformers.AutoModelForMaskedLM.from_pretrained(path, config=config,
+                                                                           attn_implementation=attention)
+        elif task == "classification":
+            config.num_labels = 2
+            self.model = transformers.AutoModelForSequenceClassification.from_pretrained(
+                path, config=config, attn_implementation=attention)
+        else:
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(path, config=config,
+                                                                           attn_implementation=attention)
         self.model.train()
+        self.bf16 = bf16
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=5e-4, fused=fused, foreach=not fused)
-        self.parts = masked_only_parts(self.model) if masked_only else None
+        self.parts = masked_only_parts(self.model) if masked_only and task == "mlm" else None
         self.forward = self.model
         if compiled:
             self.forward = torch.compile(self.model)
@@ -100,13 +126,13 @@ class Step:
                 self.parts = (torch.compile(encoder), head)
 
     def __call__(self, batch: dict[str, Any]) -> None:
+        import torch
+
         from core.fast_mlm import masked_only_loss
 
         inputs = copy.copy(batch)
-        if self.parts is not None:
-            loss = masked_only_loss(self.parts, inputs)
-        else:
-            loss = self.forward(**inputs).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = masked_only_loss(self.parts, inputs) if self.parts is not None else self.forward(**inputs).loss
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -160,10 +186,11 @@ def profile(step: Step, batches: list[dict[str, Any]], top: int = 12) -> dict[st
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever")
+    parser.add_argument("--compile", action="store_true", help="also try torch.compile (minutes of compiling)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -171,66 +198,92 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from core import devices
+    from core.engine import cpu_attention_implementation
     from core.models import bundled_model_path
 
     torch.set_num_threads(max(1, devices.physical_cores()))
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    grouped = make_batches(tokenizer, args.batch, args.steps, grouped=True)
-    shuffled = make_batches(tokenizer, args.batch, args.steps, grouped=False)
-    engine = Step()
+    fast_bf16 = devices.use_bf16("cpu")
+    attention = cpu_attention_implementation(on_cpu=True, bf16=fast_bf16) or "sdpa"
+    tasks: dict[str, dict[str, Any]] = {}
+    for task in args.tasks:
+        grouped = make_batches(tokenizer, args.batch, args.steps, grouped=True, task=task)
+        shuffled = make_batches(tokenizer, args.batch, args.steps, grouped=False, task=task)
 
-    print("profiling the engine's step ...", flush=True)
-    profiled = profile(engine, grouped[:3])
+        def engine_step(task=task, **changes: Any) -> Step:
+            return Step(task, **{"bf16": fast_bf16, "attention": attention, **changes})
 
-    # name -> (what A is, what B is, A's measurement, B's measurement); B is the engine's choice
-    # except where the idea is a candidate the engine does not use (compile, all logical threads).
-    def timed(step: Step, batches=grouped) -> Callable[[], float]:
-        return lambda: time_steps(step, batches)
+        engine = engine_step()
+        print(f"{task}: profiling the engine's step ...", flush=True)
+        profiled = profile(engine, grouped[:3])
 
-    levers: dict[str, tuple[str, str, Callable[[], float], Callable[[], float]]] = {
-        "masked-only MLM logits": ("full logits", "masked positions only", timed(Step(masked_only=False)), timed(engine)),
-        "SDPA attention": ("eager attention", "SDPA", timed(Step(attention="eager")), timed(engine)),
-        "fused AdamW": ("foreach AdamW", "fused AdamW", timed(Step(fused=False)), timed(engine)),
-        "length-grouped batches": ("random batches", "length-grouped", timed(engine, shuffled), timed(engine)),
-    }
-    physical, logical = max(1, devices.physical_cores()), os.cpu_count() or 1
-    if logical != physical:
-        levers["threads"] = (f"{logical} threads (all logical CPUs)", f"{physical} threads (physical cores)",
-                             lambda: with_threads(logical, timed(engine)), timed(engine))
-    compile_note = None
-    if not args.no_compile:
-        try:
-            started = time.perf_counter()
-            compiled = Step(compiled=True)
-            compiled(grouped[0])  # the first call compiles
-            compile_note = f"compiling took {time.perf_counter() - started:.0f} s before the first step"
-            levers["torch.compile"] = ("eager (engine)", "torch.compile", timed(engine), timed(compiled))
-        except Exception as err:  # no C++ toolchain, unsupported op: report, do not fail the suite
-            compile_note = f"torch.compile is not usable here: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
-    results: dict[str, dict[str, Any]] = {}
-    for name, (a_name, b_name, a, b) in levers.items():
-        a_s, b_s = [], []
-        for repeat in range(args.repeats):
-            for which in ("a", "b") if repeat % 2 == 0 else ("b", "a"):
-                (a_s if which == "a" else b_s).append((a if which == "a" else b)())
-        a_med, b_med = statistics.median(a_s), statistics.median(b_s)
-        results[name] = {"a": a_name, "b": b_name, "a_step_s": round(a_med, 4), "b_step_s": round(b_med, 4),
-                         "speedup_b_over_a": round(a_med / b_med, 3), "a_runs": a_s, "b_runs": b_s}
-        print(f"{name:<24} {a_name}: {a_med:.3f} s  {b_name}: {b_med:.3f} s  -> {a_med / b_med:.2f}x", flush=True)
+        # name -> (what A is, what B is, A's measurement, B's measurement); B is the engine's choice
+        # except where the idea is a candidate the engine does not use (compile, all logical threads).
+        def timed(step: Step, batches=grouped) -> Callable[[], float]:
+            return lambda: time_steps(step, batches)
+
+        levers: dict[str, tuple[str, str, Callable[[], float], Callable[[], float]]] = {}
+        if fast_bf16:
+            levers["bf16 autocast"] = ("fp32, SDPA", f"bf16 autocast, {attention} attention",
+                                       timed(engine_step(bf16=False, attention="sdpa")), timed(engine))
+            levers["attention kernel under bf16"] = ("SDPA", attention, timed(engine_step(attention="sdpa")),
+                                                     timed(engine))
+            if task == "causal":
+                levers["attention kernel under bf16, no attention dropout"] = (
+                    "SDPA", attention, timed(engine_step(attention="sdpa", attention_dropout=0.0)),
+                    timed(engine_step(attention_dropout=0.0)))
+        else:
+            levers["SDPA attention"] = ("eager attention", "SDPA", timed(engine_step(attention="eager")),
+                                        timed(engine))
+        if task == "mlm":
+            levers["masked-only MLM logits"] = ("full logits", "masked positions only",
+                                                timed(engine_step(masked_only=False)), timed(engine))
+        levers["fused AdamW"] = ("foreach AdamW", "fused AdamW", timed(engine_step(fused=False)), timed(engine))
+        levers["length-grouped batches"] = ("random batches", "length-grouped", timed(engine, shuffled),
+                                            timed(engine))
+        physical, logical = max(1, devices.physical_cores()), os.cpu_count() or 1
+        if logical != physical:
+            levers["threads"] = (f"{logical} threads (all logical CPUs)", f"{physical} threads (physical cores)",
+                                 functools.partial(with_threads, logical, timed(engine)), timed(engine))
+        compile_note = None
+        if args.compile:
+            try:
+                started = time.perf_counter()
+                compiled = engine_step(compiled=True)
+                compiled(grouped[0])  # the first call compiles
+                compile_note = f"compiling took {time.perf_counter() - started:.0f} s before the first step"
+                levers["torch.compile"] = ("eager (engine)", "torch.compile", timed(engine), timed(compiled))
+            except Exception as err:  # no C++ toolchain, unsupported op: report, do not fail the suite
+                compile_note = f"torch.compile is not usable here: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        results: dict[str, dict[str, Any]] = {}
+        for name, (a_name, b_name, a, b) in levers.items():
+            a_s, b_s = [], []
+            for repeat in range(args.repeats):
+                for which in ("a", "b") if repeat % 2 == 0 else ("b", "a"):
+                    (a_s if which == "a" else b_s).append((a if which == "a" else b)())
+            a_med, b_med = statistics.median(a_s), statistics.median(b_s)
+            results[name] = {"a": a_name, "b": b_name, "a_step_s": round(a_med, 4), "b_step_s": round(b_med, 4),
+                             "speedup_b_over_a": round(a_med / b_med, 3), "a_runs": a_s, "b_runs": b_s}
+            print(f"{task} {name:<28} {a_name}: {a_med:.3f} s  {b_name}: {b_med:.3f} s  -> {a_med / b_med:.2f}x",
+                  flush=True)
+        tasks[task] = {
+            "padding_share": {"length_grouped": round(padding_share(grouped), 4),
+                              "random": round(padding_share(shuffled), 4)},
+            "profile": profiled,
+            "levers": results,
+            "compile_note": compile_note,
+        }
 
     document = {
         "benchmark": "levers",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": devices.describe_device(),
+        "engine": f"{'bf16 autocast' if fast_bf16 else 'fp32'}, {attention} attention",
         "threads": torch.get_num_threads(),
         "batch_size": args.batch,
         "steps": args.steps,
         "repeats": args.repeats,
-        "padding_share": {"length_grouped": round(padding_share(grouped), 4),
-                          "random": round(padding_share(shuffled), 4)},
-        "profile": profiled,
-        "levers": results,
-        "compile_note": compile_note,
+        "tasks": tasks,
     }
     write_results(args.out, "levers", document, _markdown(document))
     print(_markdown(document))
@@ -238,38 +291,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _markdown(doc: dict[str, Any]) -> str:
-    p = doc["profile"]
     lines = [
-        f"### Where an MLM step's time goes, and which levers pay (bundled MiniLM, {doc['device']}, "
-        f"batch {doc['batch_size']})",
-        "",
-        f"Profile of the engine's step ({p['steps']} steps, {p['self_cpu_ms_total']:.0f} ms self CPU time), "
-        "by kind of op:",
-        "",
-        "| kind | share |",
-        "|---|---:|",
-        *[f"| {group} | {share:.1%} |" for group, share in p["groups"].items()],
-        "",
-        "Top ops by self CPU time:",
-        "",
-        "| op | self CPU ms | share | calls |",
-        "|---|---:|---:|---:|",
-        *[f"| `{o['op']}` | {o['self_cpu_ms']:.1f} | {o['share']:.1%} | {o['calls']} |" for o in p["top_ops"]],
-        "",
-        f"Each lever alone, A vs B, median step time over {doc['steps']} identical batches, median of "
-        f"{doc['repeats']} interleaved repeats:",
-        "",
-        "| lever | A | B | A step | B step | B speed-up |",
-        "|---|---|---|---:|---:|---:|",
-        *[f"| {name} | {r['a']} | {r['b']} | {r['a_step_s'] * 1000:.0f} ms | {r['b_step_s'] * 1000:.0f} ms "
-          f"| {r['speedup_b_over_a']:.2f}x |" for name, r in doc["levers"].items()],
-        "",
-        f"Padding share of the batches: {doc['padding_share']['length_grouped']:.1%} length-grouped, "
-        f"{doc['padding_share']['random']:.1%} random (a step over random batches also does more work per "
-        "real token, which the step times above include).",
+        f"### Where a training step's time goes, and which levers pay (bundled MiniLM, {doc['device']}, "
+        f"batch {doc['batch_size']}; the engine's step: {doc['engine']}, length-grouped batches, fused AdamW)",
     ]
-    if doc.get("compile_note"):
-        lines += ["", f"torch.compile: {doc['compile_note']}."]
+    for task, section in doc["tasks"].items():
+        p = section["profile"]
+        groups = ", ".join(f"{group} {share:.0%}" for group, share in p["groups"].items() if share >= 0.01)
+        top_ops = ", ".join(f"`{o['op']}` {o['share']:.0%}" for o in p["top_ops"][:6])
+        lines += [
+            "",
+            f"**{task}**: the engine's step profiled ({p['steps']} steps, {p['self_cpu_ms_total']:.0f} ms self CPU "
+            f"time): {groups}. Top ops: {top_ops}.",
+            "",
+            f"Each lever alone, A vs B, median step time over {doc['steps']} identical batches, median of "
+            f"{doc['repeats']} interleaved repeats (padding: {section['padding_share']['length_grouped']:.1%} of "
+            f"the tokens length-grouped, {section['padding_share']['random']:.1%} random):",
+            "",
+            "| lever | A | B | A step | B step | B speed-up |",
+            "|---|---|---|---:|---:|---:|",
+            *[f"| {name} | {r['a']} | {r['b']} | {r['a_step_s'] * 1000:.0f} ms | {r['b_step_s'] * 1000:.0f} ms "
+              f"| {r['speedup_b_over_a']:.2f}x |" for name, r in section["levers"].items()],
+        ]
+        if section.get("compile_note"):
+            lines += ["", f"torch.compile: {section['compile_note']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -33,8 +33,12 @@ class SinkCallback(TrainerCallback):
         language_model: bool = False,
         samples_per_step: int = 0,
         after_evaluate: Callable[[int, Any], None] | None = None,
+        checkpoint_at_end: bool = True,
     ):
         self.sink = sink
+        # False when the run keeps its last weights and deletes checkpoints: the Trainer's save at the
+        # last step would write the optimizer state (3x the model) only for the engine to remove it.
+        self.checkpoint_at_end = checkpoint_at_end
         self.stop_event = stop_event
         self.score_probes = score_probes
         self.language_model = language_model
@@ -62,6 +66,8 @@ class SinkCallback(TrainerCallback):
             control.should_save = True
             if state.is_world_process_zero:
                 self.sink.event("stop", state.global_step, f"Stop requested: saving a checkpoint at step {state.global_step}.")
+        elif not self.checkpoint_at_end and state.global_step >= state.max_steps and not self.stopped_by_user:
+            control.should_save = False
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):

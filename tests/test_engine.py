@@ -286,6 +286,38 @@ def test_keep_last_and_keep_checkpoints(tiny_bert, tmp_path):
     assert folder.checkpoints()
 
 
+def test_a_run_that_keeps_its_last_weights_writes_no_checkpoint_it_would_delete(tiny_bert, tmp_path):
+    cfg = tiny_config(tiny_bert, "mlm", max_steps=4, save_steps=3, keep_model="last", keep_checkpoints=False)
+    status, folder = run(cfg, tmp_path)
+    assert status == "completed"
+    log = "\n".join(folder.log_tail(60))
+    assert "Checkpoint saved at step 3." in log  # the resume point along the way stays
+    assert "Checkpoint saved at step 4." not in log
+    assert folder.checkpoints() == [] and (folder.final_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(("on_cpu", "bf16", "expected"), [
+    (True, True, "eager"), (True, False, "sdpa"), (False, True, "sdpa"), (False, False, "sdpa"),
+])
+def test_cpu_bf16_training_uses_matmul_attention(tiny_bert, on_cpu, bf16, expected):
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_bert, attn_implementation="sdpa")
+    engine.use_cpu_attention_kernel(model, on_cpu=on_cpu, bf16=bf16)
+    assert model.config._attn_implementation == expected
+
+
+def test_the_trainer_picks_the_attention_for_its_precision(tiny_bert, tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_bert, attn_implementation="sdpa")
+    cfg = tiny_config(tiny_bert, "mlm", precision="bf16")
+    args = engine._training_arguments(cfg, RunFolder(tmp_path), "cpu", has_eval=False)
+    assert args.bf16
+    engine._TuneboardTrainer(model=model, args=args)
+    assert model.config._attn_implementation == "eager"
+
+
 def test_early_stopping_ends_a_run_that_stops_improving(tiny_bert, tmp_path, monkeypatch):
     from core import callbacks
 
