@@ -529,24 +529,12 @@ def _length_batches(lengths: Sequence[int], tokens_per_batch: int, max_rows: int
     return batches
 
 
-def _padded(rows: dict[str, list[Any]], positions: np.ndarray, pad_id: int) -> dict[str, Any]:
+def _padded(rows: dict[str, list[Any]], positions: np.ndarray, tokenizer: Any) -> dict[str, Any]:
     """The rows at `positions` as right-padded tensors: each row keeps its own positions 0..n-1."""
-    import torch
-
-    width = max(len(rows["input_ids"][p]) for p in positions)
-    out: dict[str, Any] = {}
-    for column, fill in (("input_ids", pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
-        if column not in rows:
-            continue
-        block = np.full((len(positions), width), fill, dtype=np.int64)
-        for i, p in enumerate(positions):
-            values = rows[column][p]
-            block[i, :len(values)] = values
-        out[column] = torch.from_numpy(block)
-    if "attention_mask" not in out:
-        lengths = np.asarray([len(rows["input_ids"][p]) for p in positions])
-        out["attention_mask"] = torch.from_numpy((np.arange(width)[None, :] < lengths[:, None]).astype(np.int64))
-    return out
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in rows]
+    features = [{c: rows[c][p] for c in columns} for p in positions]
+    batch = dict(tokenizer.pad(features, padding_side="right", return_attention_mask=True, return_tensors="pt"))
+    return {c: batch[c] for c in ("input_ids", "attention_mask", "token_type_ids") if c in batch}
 
 
 def _read_columns(dataset: Any, columns: Sequence[str]) -> dict[str, list[Any]]:
@@ -579,7 +567,7 @@ def classification_pass(model: Any, dataset: Any, tokenizer: Any, *, bf16: bool 
     try:
         with torch.inference_mode(), _autocast(device, bf16):
             for positions in _length_batches(lengths, tokens_per_batch, MAX_PASS_ROWS):
-                batch = _padded(rows, positions, tokenizer.pad_token_id or 0)
+                batch = _padded(rows, positions, tokenizer)
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
                 probabilities = torch.softmax(logits.float(), dim=-1).cpu().numpy()
                 if out is None:
@@ -656,7 +644,7 @@ def example_loss_pass(model: Any, dataset: Any, tokenizer: Any, task: str, seed:
     try:
         with torch.inference_mode(), _autocast(device, bf16):
             for positions in _length_batches(lengths, budget, MAX_PASS_ROWS):
-                batch = _padded(rows, positions, tokenizer.pad_token_id or 0)
+                batch = _padded(rows, positions, tokenizer)
                 input_ids, attention = batch["input_ids"], batch["attention_mask"].bool()
                 if task == "mlm":
                     chosen = torch.zeros_like(attention)
