@@ -6,9 +6,11 @@
    (bundled MiniLM, dynamic padding in length-grouped batches, fused AdamW, bf16 autocast where the
    CPU runs bf16 fast and then matmul attention, masked-only logits for MLM), train mode (dropout
    on), ops ranked by self CPU time and grouped by what they are (matmuls, attention, optimizer, ...).
+   Like the engine's own processes, this one keeps its memory mapped (core.devices.tune_training_process).
 2. A/B: each idea the performance issues list, toggled alone against that configuration in the
    same process, A and B interleaved per repeat; the figure is the median step time (forward,
-   backward, optimizer step) over identical batches, so only the lever differs.
+   backward, optimizer step) over identical batches, so only the lever differs. The allocator
+   lever is the exception: it must be set before torch is imported, so each side is a fresh process.
 
 Writes bench/results/levers.json and levers.md.
 """
@@ -160,6 +162,41 @@ def with_threads(count: int, action: Callable[[], float]) -> float:
         torch.set_num_threads(before)
 
 
+def step_in_child(task: str, args: argparse.Namespace, *, tuned: bool) -> float:
+    """The engine's median step time in a fresh process, with or without core.devices.tune_training_process
+    (it must run before torch is imported, so it cannot be toggled in this one)."""
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "bench.bench_levers", "--step-child", task, "--batch", str(args.batch),
+               "--steps", str(args.steps)] + ([] if tuned else ["--untuned"])
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["step_s"])
+
+
+def _step_child(args: argparse.Namespace) -> dict[str, float]:
+    import json
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from core import devices
+    from core.engine import cpu_attention_implementation
+    from core.models import bundled_model_path
+
+    torch.set_num_threads(max(1, devices.physical_cores()))
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
+    fast_bf16 = devices.use_bf16("cpu")
+    attention = cpu_attention_implementation(on_cpu=True, bf16=fast_bf16) or "sdpa"
+    # Twice the steps: a fresh process also pays its first touches of memory, on either side.
+    batches = make_batches(tokenizer, args.batch, 2 * args.steps, grouped=True, task=args.step_child)
+    result = {"step_s": time_steps(Step(args.step_child, bf16=fast_bf16, attention=attention), batches)}
+    print(json.dumps(result))
+    return result
+
+
 def profile(step: Step, batches: list[dict[str, Any]], top: int = 12) -> dict[str, Any]:
     """Self CPU time per op and per op group over the batches."""
     from torch.profiler import ProfilerActivity
@@ -192,12 +229,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also try torch.compile (minutes of compiling)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--step-child", choices=TASKS, help=argparse.SUPPRESS)
+    parser.add_argument("--untuned", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    from core import devices
+
+    if not args.untuned:
+        devices.tune_training_process()  # as the engine's processes do, before torch is imported
+    if args.step_child:
+        return _step_child(args)
 
     import torch
     from transformers import AutoTokenizer
 
-    from core import devices
     from core.engine import cpu_attention_implementation
     from core.models import bundled_model_path
 
@@ -238,6 +283,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if task == "mlm":
             levers["masked-only MLM logits"] = ("full logits", "masked positions only",
                                                 timed(engine_step(masked_only=False)), timed(engine))
+        levers["allocator"] = ("torch and glibc defaults", "huge pages, glibc keeps freed memory",
+                               functools.partial(step_in_child, task, args, tuned=False),
+                               functools.partial(step_in_child, task, args, tuned=True))
         levers["fused AdamW"] = ("foreach AdamW", "fused AdamW", timed(engine_step(fused=False)), timed(engine))
         levers["length-grouped batches"] = ("random batches", "length-grouped", timed(engine, shuffled),
                                             timed(engine))

@@ -357,4 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from core.devices import tune_training_process
+
+    tune_training_process()  # before anything imports torch
     sys.exit(main())

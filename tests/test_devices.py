@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 
 from core import devices
@@ -53,3 +57,37 @@ def test_mps_keeps_fp32_unless_asked(cpu_flags):
     cpu_flags("avx512_bf16")
     assert devices.use_bf16("mps", "auto") is False
     assert devices.use_bf16("mps", "bf16") is True
+
+
+# ---- the training process's memory (tune_training_process) ----------------------------------
+
+TUNE_SCRIPT = """
+import json, os, sys
+if sys.argv[1] == "torch-first":
+    import torch
+from core.devices import tune_training_process
+applied = tune_training_process()
+print(json.dumps({"applied": applied, "env": os.environ.get("THP_MEM_ALLOC_ENABLE")}))
+"""
+
+
+def _tuned_in_fresh_process(order: str, **env: str) -> dict:
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", TUNE_SCRIPT, order], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          check=True, env={**os.environ, **env})
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc and transparent huge pages are Linux's")
+def test_a_training_process_keeps_its_memory_when_tuned_before_torch():
+    found = _tuned_in_fresh_process("tune-first")
+    assert found == {"applied": {"huge_pages": True, "malloc_keeps_memory": True}, "env": "1"}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc and transparent huge pages are Linux's")
+def test_huge_pages_are_not_claimed_once_torch_is_loaded_nor_against_the_users_setting():
+    assert _tuned_in_fresh_process("torch-first")["applied"]["huge_pages"] is False
+    assert _tuned_in_fresh_process("tune-first", THP_MEM_ALLOC_ENABLE="0") == {
+        "applied": {"huge_pages": False, "malloc_keeps_memory": True}, "env": "0"}
