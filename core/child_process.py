@@ -18,6 +18,12 @@ what the child published, so every tab reads the same in-memory snapshot as befo
 keeps the run's ownership lock (the parent's flock handle is inherited), so a server killed with
 `kill -9` neither leaves the folder unowned nor a second trainer on it: the child sees its stdin
 close, stops at the next step with a checkpoint, and only then lets go of the lock.
+
+A standby child (`keep_standby_ready`) is started before the user presses Start: it imports torch,
+transformers and the engine (~7 s on 2 CPUs) and then waits on a Unix socket. Start hands it the run
+folder, with the run's log file and lock descriptors (SCM_RIGHTS), so the first loss point comes
+that much sooner. A standby that is gone, or was started with another environment, is replaced by a
+fresh child; one that is never used exits when the server does (its socket closes).
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +51,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.05             # how often the parent checks its stop event while the child is quiet
 STOP_GRACE_S = 600.0      # after Stop, how long a child may take to save its checkpoint
 KILL_GRACE_S = 10.0
+READY = b"ready\n"        # a standby's word that its imports are done
 
 
 # ---- the parent side ------------------------------------------------------------------------
@@ -55,14 +64,17 @@ def train_in_child_process(
     `cfg` must be the config saved in the run folder (the child reads it from there). Returns the
     final status; raises the child's typed error (or a TrainingError for a crash) otherwise.
     """
-    relay_read, relay_write = os.pipe()
-    inherited = [relay_write]
-    lock_fd = held_lock_fd(folder)
-    if lock_fd is not None:
-        inherited.append(lock_fd)
-    command = [sys.executable, "-m", "core.child_process", str(folder.path), "--relay-fd", str(relay_write)]
-    if resume:
-        command.append("--resume")
+    child, relay_read = _hand_to_standby(folder, resume) or _start_child(folder, resume)
+    sink.log(f"Training in process {child.pid}.")
+    try:
+        outcome = _supervise(child, relay_read, sink, stop_event)
+    finally:
+        os.close(relay_read)
+        _reap(child)
+    return _result(outcome, child.returncode)
+
+
+def _child_environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -71,24 +83,149 @@ def train_in_child_process(
     # thread burned its own waiting at the barrier; sleeping instead gave the two-tab run 92% of
     # the headless rate against 75% (bench/bench_watching.py). An explicit setting is kept.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+# Variables a training process reads, much of it while importing; libraries the server imports add
+# others of their own (TORCHINDUCTOR_CACHE_DIR), which must not make a standby look stale.
+TRAINING_ENVIRONMENT_PREFIXES = (
+    "TUNEBOARD_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "PYTHON", "CUDA_", "PYTORCH_", "OMP_", "MKL_", "KMP_",
+    "ATEN_", "THP_", "ACCELERATE_", "WANDB_", "MLFLOW_", "LD_",
+)
+
+
+def _training_environment() -> dict[str, str]:
+    return {k: v for k, v in _child_environment().items() if k.startswith(TRAINING_ENVIRONMENT_PREFIXES)}
+
+
+def _spawn(arguments: list[str], inherited: list[int], stdout: Any) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.child_process", *arguments], stdin=subprocess.PIPE, stdout=stdout,
+        stderr=subprocess.STDOUT, pass_fds=inherited, env=_child_environment(),
+        start_new_session=True,  # Ctrl-C in the server's terminal reaches the server only
+    )
+
+
+def _start_child(folder: RunFolder, resume: bool) -> tuple[subprocess.Popen, int]:
+    """A fresh child for this run: (process, read end of its relay)."""
+    relay_read, relay_write = os.pipe()
+    inherited = [relay_write]
+    lock_fd = held_lock_fd(folder)
+    if lock_fd is not None:
+        inherited.append(lock_fd)
+    arguments = [str(folder.path), "--relay-fd", str(relay_write)] + (["--resume"] if resume else [])
     try:
         with open(folder.log_path, "ab") as log:
-            child = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=inherited,
-                env=env, start_new_session=True,  # Ctrl-C in the server's terminal reaches the server only
-            )
+            child = _spawn(arguments, inherited, log)
     except BaseException:
         os.close(relay_read)
         raise
     finally:
         os.close(relay_write)
-    sink.log(f"Training in process {child.pid}.")
+    return child, relay_read
+
+
+# ---- the standby child ----------------------------------------------------------------------
+
+@dataclass
+class _Standby:
+    process: subprocess.Popen
+    control: socket.socket  # our end; the child waits on the other for its run
+    relay_read: int
+    environment: dict[str, str]
+    ready: bool = False  # it said so: imports done
+
+    def discard(self) -> None:
+        """End it: it holds no run yet, so nothing is lost (it may still be importing)."""
+        self.control.close()
+        os.close(self.relay_read)
+        if self.process.poll() is None:
+            self.process.terminate()
+        _reap(self.process)
+
+
+_STANDBY_LOCK = threading.Lock()
+_standby: _Standby | None = None
+
+
+def keep_standby_ready() -> None:
+    """Start a training process ahead of the next run, unless one already waits (cheap to call often)."""
+    global _standby
+    with _STANDBY_LOCK:
+        if _standby is not None and _standby.process.poll() is None:
+            return
+        if _standby is not None:
+            _standby.discard()
+            _standby = None
+        relay_read, relay_write = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = _spawn(["--standby", "--control-fd", str(theirs.fileno()), "--relay-fd", str(relay_write)],
+                             [relay_write, theirs.fileno()], subprocess.DEVNULL)
+        except BaseException:
+            ours.close()
+            os.close(relay_read)
+            raise
+        finally:
+            theirs.close()
+            os.close(relay_write)
+        _standby = _Standby(process, ours, relay_read, _training_environment())
+
+
+def discard_standby() -> None:
+    """End the waiting standby child, if any (server shutdown, tests)."""
+    global _standby
+    with _STANDBY_LOCK:
+        standby, _standby = _standby, None
+    if standby is not None:
+        standby.discard()
+
+
+def wait_for_standby(timeout_s: float) -> bool:
+    """Whether a standby child has finished its imports, waiting up to timeout_s for it."""
+    with _STANDBY_LOCK:
+        standby = _standby
+    if standby is None:
+        return False
+    if standby.ready:
+        return True
     try:
-        outcome = _supervise(child, relay_read, sink, stop_event)
+        ready, _, _ = select.select([standby.control], [], [], timeout_s)
+        standby.ready = bool(ready) and standby.control.recv(len(READY)) == READY
+    except OSError:  # discarded or taken meanwhile
+        return False
+    return standby.ready
+
+
+def standby_pid() -> int | None:
+    """The waiting standby child's process id, if one is alive."""
+    with _STANDBY_LOCK:
+        alive = _standby is not None and _standby.process.poll() is None
+        return _standby.process.pid if alive else None
+
+
+def _hand_to_standby(folder: RunFolder, resume: bool) -> tuple[subprocess.Popen, int] | None:
+    """Give the run to the waiting standby: (process, relay read end), or None to start a fresh child."""
+    global _standby
+    with _STANDBY_LOCK:
+        standby, _standby = _standby, None
+    if standby is None:
+        return None
+    if standby.process.poll() is not None or standby.environment != _training_environment():
+        standby.discard()  # dead, or started before a setting it has already read changed
+        return None
+    lock_fd = held_lock_fd(folder)
+    message = json.dumps({"folder": str(folder.path), "resume": resume, "locked": lock_fd is not None})
+    log_fd = os.open(folder.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        socket.send_fds(standby.control, [message.encode()], [log_fd] + ([lock_fd] if lock_fd is not None else []))
+    except OSError:
+        standby.discard()
+        return None
     finally:
-        os.close(relay_read)
-        _reap(child)
-    return _result(outcome, child.returncode)
+        os.close(log_fd)
+    standby.control.close()
+    return standby.process, standby.relay_read
 
 
 def _supervise(child: subprocess.Popen, relay_read: int, sink: RunSink, stop_event: threading.Event) -> dict | None:
@@ -205,10 +342,19 @@ def _watch_parent(stop_event: threading.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the child: train one run folder, report how it ended."""
     parser = argparse.ArgumentParser(prog="python -m core.child_process")
-    parser.add_argument("folder")
+    parser.add_argument("folder", nargs="?", help="The run folder (a standby gets it from --control-fd).")
     parser.add_argument("--relay-fd", type=int, required=True)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--standby", action="store_true", help="Import the engine, then wait for a run.")
+    parser.add_argument("--control-fd", type=int, help="The standby's socket to the parent.")
     args = parser.parse_args(argv)
+    if args.standby:
+        assignment = _await_run(socket.socket(fileno=args.control_fd))
+        if assignment is None:
+            return 0  # discarded, or the server went away before a run came
+        args.folder, args.resume = assignment
+    elif not args.folder:
+        parser.error("a run folder is required")
 
     relay = os.fdopen(args.relay_fd, "w", buffering=1, encoding="utf-8")
     relay_lock = threading.Lock()
@@ -237,6 +383,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _await_run(control: socket.socket) -> tuple[str, bool] | None:
+    """A standby's wait: import the engine, then block until the parent hands over a run.
+
+    Returns (run folder, resume), with stdout and stderr now writing to the run's log and the
+    run's lock held through the descriptor that came with it; None when the parent closed the socket.
+    """
+    from core import engine  # noqa: F401  the import this process exists to have done early
+
+    try:
+        control.sendall(READY)
+        message, descriptors, _flags, _address = socket.recv_fds(control, 1 << 16, 2)
+    except OSError:
+        return None
+    finally:
+        control.close()
+    if not message:
+        for descriptor in descriptors:
+            os.close(descriptor)
+        return None
+    assignment = json.loads(message)
+    log_fd = descriptors[0]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    # descriptors[1], when sent, is the run's lock: it stays open, unused, for as long as we live.
+    return str(assignment["folder"]), bool(assignment["resume"])
+
+
 def _log_safely(folder: RunFolder, message: str) -> None:
     """To run.log only (not relayed): a traceback belongs in the file, never on a page."""
     try:
@@ -247,4 +423,7 @@ def _log_safely(folder: RunFolder, message: str) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from core.devices import tune_training_process
+
+    tune_training_process()  # before anything imports torch
     sys.exit(main())

@@ -133,6 +133,7 @@ class JobManager:
         self.runs_root = Path(runs_root).resolve() if runs_root is not None else default_runs_root()
         self.runs_root.mkdir(parents=True, exist_ok=True)
         self._train_fn = train_fn or _default_train_fn()
+        self._keeps_standby = False  # asked to: a child waits with its imports done whenever idle
         self._preflight_fn = preflight_fn or _engine_preflight
         self._lock = threading.Lock()
         self._queue: deque[_Job] = deque()
@@ -147,6 +148,24 @@ class JobManager:
         _register(self)
 
     # ---- starting runs ----------------------------------------------------------------------
+    def keep_training_process_ready(self) -> bool:
+        """Have a training process wait with torch and the engine imported, so Start begins at once.
+
+        From then on the manager keeps one waiting whenever it is idle (never while a run trains:
+        importing would take CPU from it). Only with training in child processes; returns whether
+        one is kept. Cheap to call on every page run.
+        """
+        if self._train_fn is not _child_train_fn():
+            return False
+        with self._lock:
+            if self._closed:
+                return False
+            self._keeps_standby = True
+            idle = self._active is None and not self._queue
+        if idle:
+            _child_process().keep_standby_ready()
+        return True
+
     def submit(self, cfg: RunConfig) -> str:
         """Validate, create the run folder and queue the run; returns its id."""
         self._check_open()
@@ -297,6 +316,8 @@ class JobManager:
             _safe(active.sink.log, "The server is shutting down: stopping the run with a checkpoint.")
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout)
+        if self._keeps_standby:
+            _child_process().discard_standby()
         _unregister(self)
 
     # ---- reading ----------------------------------------------------------------------------
@@ -404,7 +425,8 @@ class JobManager:
                 if not self._queue:
                     if self._worker is threading.current_thread():
                         self._worker = None
-                    return
+                    rearm = self._keeps_standby and not self._closed
+                    break
                 job = self._queue.popleft()
                 self._active = job
             try:
@@ -413,6 +435,8 @@ class JobManager:
                 logger.exception("Job manager failed around run %s", job.run_id)
             finally:
                 self._retire(job)
+        if rearm:
+            _safe_standby()
 
     def _execute(self, job: _Job) -> None:
         """Run one job; the only place where training exceptions are caught."""
@@ -573,9 +597,25 @@ def _default_train_fn() -> TrainFn:
     never share a GIL. $TUNEBOARD_TRAIN_IN_PROCESS=1 keeps it on the worker thread instead."""
     if os.environ.get("TUNEBOARD_TRAIN_IN_PROCESS") == "1":
         return train_in_this_process
-    from core.child_process import train_in_child_process
+    return _child_train_fn()
 
-    return train_in_child_process
+
+def _child_process():
+    import core.child_process  # lazy: the module spawns processes, only a manager that trains needs it
+
+    return core.child_process
+
+
+def _child_train_fn() -> TrainFn:
+    return _child_process().train_in_child_process
+
+
+def _safe_standby() -> None:
+    """A standby that cannot start costs only its head start: the next run starts a fresh child."""
+    try:
+        _child_process().keep_standby_ready()
+    except OSError as err:
+        logger.warning("Cannot start a standby training process: %s", err)
 
 
 def _engine_preflight(cfg: RunConfig) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from core import child_process
 from core.child_process import RelaySink
 from core.jobs import JobManager
 from core.runs import RunFolder
@@ -197,3 +198,73 @@ def test_a_relay_whose_parent_is_gone_does_not_break_training(tmp_path):
     sink = RelaySink(folder, os.fdopen(write, "w"))
     sink.metric({"step": 1, "loss": 2.0})  # BrokenPipeError is swallowed: the files are the record
     assert [m["step"] for m in folder.metrics()] == [1]
+
+
+# ---- the standby child (keep_training_process_ready) ------------------------------------------
+
+@pytest.fixture
+def no_standby_left():
+    yield
+    child_process.discard_standby()
+
+
+def _open_files(pid: int) -> set[str]:
+    found = set()
+    for entry in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            found.add(os.readlink(entry))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_standby_child_trains_the_next_run_holding_its_lock_and_log_then_another_waits(
+        manager, tiny_bert, slow_child_steps, no_standby_left):
+    assert manager.keep_training_process_ready()
+    assert child_process.wait_for_standby(180), "the standby never finished importing"
+    standby = child_process.standby_pid()
+    run_id = manager.submit(tiny_config(tiny_bert, "mlm", max_steps=6, save_steps=1000, eval_steps=1000))
+    folder = RunFolder(manager.runs_root / run_id)
+    _wait(lambda: manager.snapshot(run_id).step >= 1, what="the first step")
+    assert folder.status()["training_pid"] == standby  # the run went to the waiting process
+    held = _open_files(standby)
+    assert str((folder.path / ".lock").resolve()) in held  # it owns the run, as an inherited child would
+    assert str(folder.log_path.resolve()) in held
+    snap = _settled(manager, run_id)
+    assert snap.status == "completed", snap.error
+    log = folder.log_path.read_text()
+    assert f"Training in process {standby}" in log and "Run completed" in log
+    # Idle again: a new standby waits for the next Start; shutting the manager down ends it.
+    _wait(lambda: child_process.standby_pid() not in (None, standby), 30, "a new standby")
+    replacement = child_process.standby_pid()
+    manager.shutdown(timeout=30)
+    assert child_process.standby_pid() is None
+    _wait(lambda: not _alive(replacement), 30, "the unused standby to exit")
+
+
+def test_a_stale_or_dead_standby_is_replaced_by_a_fresh_child(manager, tiny_bert, monkeypatch, no_standby_left):
+    manager.keep_training_process_ready()
+    stale = child_process.standby_pid()
+    monkeypatch.setenv("TUNEBOARD_TEST_STEP_DELAY_S", "0.01")  # read by the child when it imports: stale now
+    first = manager.submit(tiny_config(tiny_bert, "mlm", max_steps=2))
+    assert _settled(manager, first).status == "completed"
+    assert RunFolder(manager.runs_root / first).status()["training_pid"] != stale
+    _wait(lambda: not _alive(stale), 30, "the stale standby to exit")
+
+    _wait(lambda: child_process.standby_pid() is not None, 30, "the standby started after the run")
+    dead = child_process.standby_pid()
+    os.kill(dead, signal.SIGKILL)
+    _wait(lambda: not _alive(dead), 30, "the killed standby to go")
+    second = manager.submit(tiny_config(tiny_bert, "mlm", max_steps=2))
+    snap = _settled(manager, second)
+    assert snap.status == "completed", snap.error
+    assert RunFolder(manager.runs_root / second).status()["training_pid"] != dead
+
+
+def test_a_manager_that_trains_in_its_own_process_keeps_no_standby(isolated_runs, no_standby_left):
+    from core.jobs import train_in_this_process
+
+    manager = JobManager(isolated_runs, train_fn=train_in_this_process)
+    assert not manager.keep_training_process_ready()
+    assert child_process.standby_pid() is None
+    manager.shutdown()

@@ -60,7 +60,10 @@ builtins.__import__ = spy
 at = AppTest.from_file("app.py", default_timeout=60).run()
 import ui.state
 ui.state.warm_up().join(120)
-print(json.dumps({"importers": importers, "loaded": "core.engine" in sys.modules,
+from core import child_process
+standby = child_process.standby_pid()
+child_process.discard_standby()
+print(json.dumps({"importers": importers, "loaded": "core.engine" in sys.modules, "standby": standby,
                   "errors": [str(e.value) for e in at.exception]}))
 """
 
@@ -84,10 +87,17 @@ def test_page_script_run_imports_no_ml_library(page, tmp_path):
 
 
 def test_the_warm_up_thread_imports_torch_after_the_first_page(tmp_path):
-    found = _fresh_python(WARM_UP_SCRIPT, tmp_path=tmp_path)
+    found = _fresh_python(WARM_UP_SCRIPT, tmp_path=tmp_path, TUNEBOARD_STANDBY="1")
     assert not found["errors"], found["errors"]
     assert found["loaded"], "the warm-up did not import the engine"
     assert found["importers"] == {"torch": "tuneboard-warm-up", "transformers": "tuneboard-warm-up"}
+    assert isinstance(found["standby"], int), "no training process was made ready for Start"
+
+
+def test_no_standby_training_process_when_switched_off(tmp_path):
+    found = _fresh_python(WARM_UP_SCRIPT, tmp_path=tmp_path, TUNEBOARD_STANDBY="0")
+    assert not found["errors"], found["errors"]
+    assert found["standby"] is None
 
 
 # ---- the parameter count without torch ---------------------------------------------------------

@@ -72,19 +72,33 @@ _warm_up: list[threading.Thread] = []
 
 
 def warm_up() -> threading.Thread | None:
-    """Import torch and transformers once per server, on a background thread, after a page is drawn.
+    """After a page is drawn: keep a training process waiting with torch and the engine imported, and
+    import torch and transformers once per server, on a background thread.
 
     Pages never import them on the script thread for their first draw; this makes the first Start
-    (or a strategy other than full on Setup) as fast as later ones. TUNEBOARD_WARM_UP=0 turns it off.
+    (or a strategy other than full on Setup) as fast as later ones. TUNEBOARD_WARM_UP=0 turns both off.
     """
     if os.environ.get("TUNEBOARD_WARM_UP", "1") == "0":
         return None
+    if os.environ.get("TUNEBOARD_STANDBY", "1") != "0":
+        _keep_training_process_ready()
     with _warm_up_lock:
         if not _warm_up:
             thread = threading.Thread(target=_import_ml_libraries, name=WARM_UP_THREAD, daemon=True)
             thread.start()
             _warm_up.append(thread)
         return _warm_up[0]
+
+
+def _keep_training_process_ready() -> None:
+    """A training child waits with torch and the engine imported, so Start trains at once
+    (core.child_process; TUNEBOARD_STANDBY=0 turns it off)."""
+    import logging
+
+    try:
+        get_jobs().keep_training_process_ready()
+    except OSError as err:  # only the head start is lost: Start spawns a fresh child
+        logging.getLogger(__name__).warning("Cannot start a standby training process: %s", err)
 
 
 def _import_ml_libraries() -> None:
