@@ -215,7 +215,7 @@ def _hand_to_standby(folder: RunFolder, resume: bool) -> tuple[subprocess.Popen,
         standby.discard()  # dead, or started before a setting it has already read changed
         return None
     lock_fd = held_lock_fd(folder)
-    message = json.dumps({"folder": str(folder.path), "resume": resume, "locked": lock_fd is not None})
+    message = json.dumps({"folder": str(folder.path), "resume": resume})
     log_fd = os.open(folder.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         socket.send_fds(standby.control, [message.encode()], [log_fd] + ([lock_fd] if lock_fd is not None else []))
