@@ -100,11 +100,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return document
 
 
-def _standby_ready() -> None:
+def _standby_ready(timeout_s: float = 180.0) -> None:
+    """Wait for the standby's imports; after a run, the manager starts the next one as its worker ends."""
     from core import child_process
 
-    if not child_process.wait_for_standby(180):
-        raise RuntimeError("the standby training process did not finish its imports in 180 s")
+    deadline = time.perf_counter() + timeout_s
+    while child_process.standby_pid() is None and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    if not child_process.wait_for_standby(max(0.0, deadline - time.perf_counter())):
+        raise RuntimeError(f"no standby training process finished its imports in {timeout_s:.0f} s")
 
 
 def _previous(out: Path) -> dict[str, Any]:

@@ -393,6 +393,9 @@ def _await_run(control: socket.socket) -> tuple[str, bool] | None:
 
     try:
         control.sendall(READY)
+    except OSError:
+        pass  # a run handed over while we imported: the parent has closed its end, the run waits below
+    try:
         message, descriptors, _flags, _address = socket.recv_fds(control, 1 << 16, 2)
     except OSError:
         return None

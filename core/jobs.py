@@ -163,7 +163,7 @@ class JobManager:
             self._keeps_standby = True
             idle = self._active is None and not self._queue
         if idle:
-            _child_process().keep_standby_ready()
+            _safe_standby()
         return True
 
     def submit(self, cfg: RunConfig) -> str:

@@ -242,6 +242,16 @@ def test_a_standby_child_trains_the_next_run_holding_its_lock_and_log_then_anoth
     _wait(lambda: not _alive(replacement), 30, "the unused standby to exit")
 
 
+def test_a_run_handed_to_a_standby_still_importing_waits_for_it(manager, tiny_bert, no_standby_left):
+    """Start pressed right after the page drew: the run is sent before the standby's imports end."""
+    assert manager.keep_training_process_ready()
+    standby = child_process.standby_pid()
+    run_id = manager.submit(tiny_config(tiny_bert, "mlm", max_steps=2))
+    snap = _settled(manager, run_id)
+    assert snap.status == "completed", snap.error
+    assert RunFolder(manager.runs_root / run_id).status()["training_pid"] == standby
+
+
 def test_a_stale_or_dead_standby_is_replaced_by_a_fresh_child(manager, tiny_bert, monkeypatch, no_standby_left):
     manager.keep_training_process_ready()
     stale = child_process.standby_pid()

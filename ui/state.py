@@ -72,36 +72,31 @@ _warm_up: list[threading.Thread] = []
 
 
 def warm_up() -> threading.Thread | None:
-    """After a page is drawn: keep a training process waiting with torch and the engine imported, and
-    import torch and transformers once per server, on a background thread.
+    """After a page is drawn: import torch and transformers once per server on a background thread,
+    then keep a training process waiting with them and the engine imported (core.child_process).
 
     Pages never import them on the script thread for their first draw; this makes the first Start
-    (or a strategy other than full on Setup) as fast as later ones. TUNEBOARD_WARM_UP=0 turns both off.
+    (or a strategy other than full on Setup) as fast as later ones. The two imports run one after
+    the other: together they took 2 CPUs from the browser still drawing the first page (its
+    parameter count showed 5.1 s after `goto` instead of 3.2 s, bench/bench_first_page.py).
+    TUNEBOARD_WARM_UP=0 turns both off, TUNEBOARD_STANDBY=0 the waiting training process alone.
     """
     if os.environ.get("TUNEBOARD_WARM_UP", "1") == "0":
         return None
-    if os.environ.get("TUNEBOARD_STANDBY", "1") != "0":
-        _keep_training_process_ready()
+    jobs = get_jobs() if os.environ.get("TUNEBOARD_STANDBY", "1") != "0" else None
     with _warm_up_lock:
         if not _warm_up:
-            thread = threading.Thread(target=_import_ml_libraries, name=WARM_UP_THREAD, daemon=True)
+            thread = threading.Thread(target=_import_ml_libraries, args=(jobs,), name=WARM_UP_THREAD, daemon=True)
             thread.start()
             _warm_up.append(thread)
-        return _warm_up[0]
+            return thread
+        thread = _warm_up[0]
+    if jobs is not None and not thread.is_alive():
+        jobs.keep_training_process_ready()  # cheap while one waits; a new one if it went
+    return thread
 
 
-def _keep_training_process_ready() -> None:
-    """A training child waits with torch and the engine imported, so Start trains at once
-    (core.child_process; TUNEBOARD_STANDBY=0 turns it off)."""
-    import logging
-
-    try:
-        get_jobs().keep_training_process_ready()
-    except OSError as err:  # only the head start is lost: Start spawns a fresh child
-        logging.getLogger(__name__).warning("Cannot start a standby training process: %s", err)
-
-
-def _import_ml_libraries() -> None:
+def _import_ml_libraries(jobs=None) -> None:
     import importlib
     import logging
 
@@ -110,6 +105,8 @@ def _import_ml_libraries() -> None:
             importlib.import_module(module)
         except Exception as err:  # a broken install shows where it is used, with its own message
             logging.getLogger(__name__).warning("Warm-up could not import %s: %s", module, err)
+    if jobs is not None:
+        jobs.keep_training_process_ready()
 
 
 # ---- the router ----------------------------------------------------------------------------
