@@ -60,23 +60,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import_s = time.perf_counter() - import_started
     document = _previous(args.out)
     document.update({"benchmark": "latency", "device": "cpu", "import_s": round(import_s, 2), "targets": TARGETS})
-    root = Path(tempfile.mkdtemp(prefix="tuneboard-latency-"))
-    manager = JobManager(root)  # as the dashboard's: keeps a standby training process when idle
-    fresh = JobManager(root / "fresh-child")  # never asked to: a new child process per run
+    from core import child_process
+
+    manager = JobManager(Path(tempfile.mkdtemp(prefix="tuneboard-latency-")))
     try:
-        manager.keep_training_process_ready()
+        manager.keep_training_process_ready()  # as the pages ask: from now on one waits whenever idle
         if "first" in args.parts:
             first_cfg = RunConfig()
             first_cfg.training.max_steps = 3
             times: dict[str, list[float]] = {"standby": [], "fresh": []}
             for repeat in range(args.repeats):
                 for condition in ("standby", "fresh") if repeat % 2 == 0 else ("fresh", "standby"):
-                    _standby_ready()  # also after a run: the next standby must not import during a timed run
-                    jobs = manager if condition == "standby" else fresh
-                    run_id = jobs.submit(first_cfg)
-                    times[condition].append(_wait(jobs, run_id, lambda s: any("loss" in m for m in s.metrics), 120))
-                    _wait(jobs, run_id, lambda s: not s.is_active, 300)
-                    log = list(jobs.snapshot(run_id).log_tail)[:12]
+                    _standby_ready()  # never a standby importing during a timed run
+                    if condition == "fresh":
+                        child_process.discard_standby()  # Start then spawns a new child, as with TUNEBOARD_STANDBY=0
+                    run_id = manager.submit(first_cfg)
+                    times[condition].append(_wait(manager, run_id, lambda s: any("loss" in m for m in s.metrics), 120))
+                    _wait(manager, run_id, lambda s: not s.is_active, 300)
+                    log = list(manager.snapshot(run_id).log_tail)[:12]
             document.update({"model": "bundled MiniLM-L6",
                              "first_point_s": round(statistics.median(times["standby"]), 2),
                              "first_point_fresh_child_s": round(statistics.median(times["fresh"]), 2),
@@ -94,7 +95,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             document["nike"] = _nike(manager)
     finally:
         manager.shutdown()
-        fresh.shutdown()
     write_results(args.out, "latency", document, _markdown(document))
     print(_markdown(document))
     return document
