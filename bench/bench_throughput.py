@@ -141,8 +141,10 @@ def engine_config(task: str, csv: Path, *, steps: int, batch: int):
 
 def dashboard_run(config: Path, runs: Path) -> dict[str, Any]:
     """Submit -> end of one run through JobManager with a standby child, as after a drawn page."""
-    from core import child_process
-    from core import engine  # noqa: F401  the server's warm-up has imported it by the time Start is pressed
+    from core import (
+        child_process,
+        engine,  # noqa: F401  the server's warm-up has imported it by the time Start is pressed
+    )
     from core.config import RunConfig
     from core.jobs import JobManager
 
