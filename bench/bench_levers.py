@@ -176,9 +176,8 @@ def step_in_child(task: str, args: argparse.Namespace, *, tuned: bool) -> float:
     return float(json.loads(done.stdout.strip().splitlines()[-1])["step_s"])
 
 
-def _step_child(args: argparse.Namespace) -> dict[str, float]:
-    import json
-
+def engine_setup() -> tuple[Any, bool, str]:
+    """The engine's CPU choices: (bundled tokenizer, bf16 autocast, attention kernel), threads on physical cores."""
     import torch
     from transformers import AutoTokenizer
 
@@ -187,9 +186,15 @@ def _step_child(args: argparse.Namespace) -> dict[str, float]:
     from core.models import bundled_model_path
 
     torch.set_num_threads(max(1, devices.physical_cores()))
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
     fast_bf16 = devices.use_bf16("cpu")
     attention = cpu_attention_implementation(on_cpu=True, bf16=fast_bf16) or "sdpa"
+    return AutoTokenizer.from_pretrained(str(bundled_model_path())), fast_bf16, attention
+
+
+def _step_child(args: argparse.Namespace) -> dict[str, float]:
+    import json
+
+    tokenizer, fast_bf16, attention = engine_setup()
     # Twice the steps: a fresh process also pays its first touches of memory, on either side.
     batches = make_batches(tokenizer, args.batch, 2 * args.steps, grouped=True, task=args.step_child)
     result = {"step_s": time_steps(Step(args.step_child, bf16=fast_bf16, attention=attention), batches)}
@@ -241,15 +246,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return _step_child(args)
 
     import torch
-    from transformers import AutoTokenizer
 
-    from core.engine import cpu_attention_implementation
-    from core.models import bundled_model_path
-
-    torch.set_num_threads(max(1, devices.physical_cores()))
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    fast_bf16 = devices.use_bf16("cpu")
-    attention = cpu_attention_implementation(on_cpu=True, bf16=fast_bf16) or "sdpa"
+    tokenizer, fast_bf16, attention = engine_setup()
     tasks: dict[str, dict[str, Any]] = {}
     for task in args.tasks:
         grouped = make_batches(tokenizer, args.batch, args.steps, grouped=True, task=task)
