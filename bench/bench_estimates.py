@@ -4,8 +4,8 @@
 
 For each case (synthetic reviews, an uploaded CSV, a curated set, a classification upload, LoRA
 and full fine-tuning, different epochs) the estimate is made exactly as Setup makes it
-(`core.data.preflight` facts of the chosen data, `core.strategies.estimate_params`,
-`core.estimate.estimate_run` with the speeds the runs root holds), then the run is started with
+(`core.data.preflight` facts of the chosen data, `core.training.strategies.estimate_params`,
+`core.plan.estimate.estimate_run` with the speeds the runs root holds), then the run is started with
 `python -m core train` and timed from process start to exit, which is what a user waits for.
 
 Every case runs twice: first on an empty runs root (the "computed" estimate, from FLOPs), then
@@ -96,10 +96,10 @@ def estimate_for(cfg, runs_root: Path):
     """The estimate exactly as Setup makes it, with the speeds the runs root holds."""
     from core.data.preflight import data_facts
     from core.data.sources import load_rows
-    from core.estimate import data_shape, estimate_run, measured_speed
-    from core.history import RunHistory
-    from core.runs import RunFolder
-    from core.strategies import estimate_params
+    from core.plan.estimate import data_shape, estimate_run, measured_speed
+    from core.run.folder import RunFolder
+    from core.run.history import RunHistory
+    from core.training.strategies import estimate_params
 
     trainable, total = estimate_params(cfg)
     facts = data_facts(load_rows(cfg.data), cfg.data.text_column,

@@ -54,7 +54,7 @@ IDLE_JS = """() => document.querySelector('[data-testid="stApp"]')?.dataset.test
 
 def _pages() -> list[tuple[str, str]]:
     """(navigation label, page title) of every page, in the sidebar's order."""
-    from ui import text
+    from core.present import text
 
     return [
         (text.PAGE_DATA, text.DATA_TITLE),
@@ -69,7 +69,7 @@ def _pages() -> list[tuple[str, str]]:
 
 def first_visit(browser, work: Path, index: int) -> dict[str, Any]:
     """One fresh server, one Chromium `goto` Setup: seconds to the radio and to the parameter count."""
-    from ui import text
+    from core.present import text
 
     state = work / f"first-{index}"
     proc, url = start_app(state, state / "app.log")
@@ -96,8 +96,8 @@ def during_run(browser, work: Path, rounds: int) -> dict[str, Any]:
     """Every page clicked in the sidebar while the default run trains: seconds to its title and to idle."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    from core.runs import RunFolder
-    from ui import text
+    from core.present import text
+    from core.run.folder import RunFolder
 
     state = work / "during-run"
     proc, url = start_app(state, state / "app.log")

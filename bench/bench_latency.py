@@ -1,11 +1,11 @@
 """What a user waits for: submit -> first loss point on the chart, the default seed demo, the Nike demo.
 
 All go through JobManager, as the dashboard's Start button does, on CPU: the first two with the
-bundled MiniLM, the third is the `nike` preset ("Load the Nike demo", SmolLM2-135M; core.presets),
+bundled MiniLM, the third is the `nike` preset ("Load the Nike demo", SmolLM2-135M; core.plan.presets),
 whose promise is Start -> completed within 3 minutes on a 2-core CPU (bench_presets measures the
 same preset headless, with its probe lean). The first loss point is timed both ways, interleaved:
 with the standby training process the pages keep ready (its imports done, as after a page was
-drawn; core.child_process) and with a fresh child per run (TUNEBOARD_STANDBY=0). The demos run as
+drawn; core.service.child_process) and with a fresh child per run (TUNEBOARD_STANDBY=0). The demos run as
 the dashboard does, with the standby. Writes bench/results/latency.json and latency.md.
 Run: python -m bench.bench_latency [--parts first demo nike] [--repeats 2]
 """
@@ -53,14 +53,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Imports are part of what a fresh app pays once; time them separately from a warm Start.
     import_started = time.perf_counter()
-    from core import engine  # noqa: F401  (torch, transformers)
     from core.config import RunConfig
-    from core.jobs import JobManager
+    from core.service.jobs import JobManager
+    from core.training import engine  # noqa: F401  (torch, transformers)
 
     import_s = time.perf_counter() - import_started
     document = _previous(args.out)
     document.update({"benchmark": "latency", "device": "cpu", "import_s": round(import_s, 2), "targets": TARGETS})
-    from core import child_process
+    from core.service import child_process
 
     manager = JobManager(Path(tempfile.mkdtemp(prefix="tuneboard-latency-")))
     try:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _standby_ready(timeout_s: float = 180.0) -> None:
     """Wait for the standby's imports; after a run, the manager starts the next one as its worker ends."""
-    from core import child_process
+    from core.service import child_process
 
     deadline = time.perf_counter() + timeout_s
     while child_process.standby_pid() is None and time.perf_counter() < deadline:
@@ -122,11 +122,11 @@ def _previous(out: Path) -> dict[str, Any]:
 
 
 def _nike(manager) -> dict[str, Any]:
-    """The `nike` preset through JobManager: submit -> completed, with the probes' lean (core.presets)."""
+    """The `nike` preset through JobManager: submit -> completed, with the probes' lean (core.plan.presets)."""
     import json
 
     from core.models import gguf
-    from core.presets import preset_config, probe_lean
+    from core.plan.presets import preset_config, probe_lean
 
     cfg = preset_config("nike")
     first_use = not gguf.is_converted(gguf.converted_folder(gguf.SMOLLM2), gguf.gguf_file(gguf.SMOLLM2))

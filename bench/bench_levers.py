@@ -98,8 +98,8 @@ class Step:
         import torch
         import transformers
 
-        from core.fast_mlm import masked_only_parts
         from core.models import bundled_model_path
+        from core.models.fast_mlm import masked_only_parts
 
         torch.manual_seed(0)
         path = str(bundled_model_path())
@@ -130,7 +130,7 @@ class Step:
     def __call__(self, batch: dict[str, Any]) -> None:
         import torch
 
-        from core.fast_mlm import masked_only_loss
+        from core.models.fast_mlm import masked_only_loss
 
         inputs = copy.copy(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
@@ -182,8 +182,8 @@ def engine_setup() -> tuple[Any, bool, str]:
     from transformers import AutoTokenizer
 
     from core import devices
-    from core.engine import cpu_attention_implementation
     from core.models import bundled_model_path
+    from core.training.engine import cpu_attention_implementation
 
     torch.set_num_threads(max(1, devices.physical_cores()))
     fast_bf16 = devices.use_bf16("cpu")

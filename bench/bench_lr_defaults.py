@@ -6,7 +6,7 @@ For every task (mlm, classification, causal) and strategy (full, feature-extract
 gradual-unfreeze, lora) the bundled MiniLM trains a short run on the synthetic reviews at each
 learning rate of a grid of four (chosen per strategy: lower for the ones that train the backbone),
 then at the default (`core.config.default_learning_rate`) when it is not on the grid. All runs go
-through `core.engine.train` in this process, one after another, with probes and per-example
+through `core.training.engine.train` in this process, one after another, with probes and per-example
 predictions off; each ends with one evaluation on the same held-out rows.
 
 Criterion, "the default is as good as the grid's best":
@@ -72,9 +72,9 @@ def config_for(task: str, strategy: str, rate: float):
 
 def train_once(cfg, work: Path) -> dict[str, Any]:
     """Train in this process; returns the final evaluation and the seconds it took."""
-    from core import engine
-    from core.runs import RunFolder
-    from core.sink import RunSink
+    from core.run.folder import RunFolder
+    from core.run.sink import RunSink
+    from core.training import engine
 
     folder = RunFolder.create(work, f"run-{time.monotonic_ns()}", cfg)
     started = time.monotonic()
@@ -89,15 +89,15 @@ def train_once(cfg, work: Path) -> dict[str, Any]:
 
 def _quiet_engine() -> None:
     """No probes, per-example predictions or saved model: only the training and its final evaluation count."""
-    import core.engine
-    import core.probes
+    import core.insight.probes
+    import core.training.engine
 
-    core.engine._insight_recorder = lambda *args, **kwargs: None
-    core.probes.score_probes = lambda *args, **kwargs: []
+    core.training.engine._insight_recorder = lambda *args, **kwargs: None
+    core.insight.probes.score_probes = lambda *args, **kwargs: []
     # The Trainer saves a checkpoint at the last step whatever save_steps says; neither it nor the final
     # model is read here.
-    core.engine._TuneboardTrainer._save_checkpoint = lambda self, *args, **kwargs: None
-    core.engine._TuneboardTrainer.save_model = lambda self, *args, **kwargs: None
+    core.training.engine._TuneboardTrainer._save_checkpoint = lambda self, *args, **kwargs: None
+    core.training.engine._TuneboardTrainer.save_model = lambda self, *args, **kwargs: None
 
 
 def score(task: str, run: dict[str, Any]) -> float | None:

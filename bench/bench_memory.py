@@ -28,10 +28,10 @@ CASES = [
 CHILD = """
 import json, resource, sys, threading, torch
 from pathlib import Path
-from core import engine
+from core.training import engine
 from core.config import RunConfig
-from core.runs import RunFolder
-from core.sink import RunSink
+from core.run.folder import RunFolder
+from core.run.sink import RunSink
 task, strategy, root = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 cfg = RunConfig(task=task)
 cfg.strategy.name = strategy

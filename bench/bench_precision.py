@@ -40,7 +40,7 @@ def _cpu_flags() -> str:
 
 
 def _run(task: str, precision: str, work: Path, index: int) -> dict[str, Any]:
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
 
     out = work / f"{task}-{precision}-{index}"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",

@@ -7,7 +7,7 @@ Each repeat runs `python -m core train --preset NAME` in a fresh process, as a u
   - wall seconds of the whole process (imports, data, model load, base probes, training, final save)
     and the run's own elapsed seconds from status.json;
   - the lean: the summed probability of positive and of negative words among the top-k predictions
-    of the probes (core.presets.sentiment_mass), for the base model and the fine-tuned one.
+    of the probes (core.plan.presets.sentiment_mass), for the base model and the fine-tuned one.
 The promise checked: wall <= 180 s on a 2-core CPU; final positive > 2x final negative and > 2x the
 base model's positive. The machine's load average is recorded: other work on the same cores slows
 a run down, and the figures say so.
@@ -44,7 +44,7 @@ BUDGET_S = 180.0
 def run_preset(name: str, out: Path) -> dict[str, Any]:
     """Train one preset in a fresh process; return its timings and probe lean."""
     from core.models import gguf
-    from core.presets import preset_config, probe_lean
+    from core.plan.presets import preset_config, probe_lean
 
     cfg = preset_config(name)
     first_use = False
@@ -146,7 +146,7 @@ def _markdown(doc: dict[str, Any]) -> str:
         "",
         f"{doc['question']} Each run is `python -m core train --preset NAME` in a fresh process; wall time "
         "covers imports, data, model load, base probes, training and the final save. Lean: summed top-k "
-        "probability of positive vs negative words over the probes (core.presets.sentiment_mass). Promise: "
+        "probability of positive vs negative words over the probes (core.plan.presets.sentiment_mass). Promise: "
         f"wall <= {doc['budget_s']:.0f} s, final positive > 2x final negative and > 2x the base model's. "
         "The load average shows other work on the same cores during the run.",
         "",

@@ -108,10 +108,10 @@ def throughput(csv: Path, work: Path, steps: int, repeats: int) -> dict[str, Any
     import torch
     from transformers import PrinterCallback, TrainerCallback
 
-    from core import engine
     from core.data.prepare import LENGTH_COLUMN, BatchEncoder, length_column
-    from core.lr_finder import _LogOnly
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
+    from core.training import engine
+    from core.training.lr_finder import _LogOnly
 
     cfg = run_config(csv, steps)
     cfg.data.validation_fraction = 0.0

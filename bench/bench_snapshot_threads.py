@@ -46,8 +46,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench import write_results  # noqa: E402
 from core.config import RunConfig  # noqa: E402
-from core.jobs import JobManager, train_in_this_process  # noqa: E402
-from core.runs import RunFolder  # noqa: E402
+from core.run.folder import RunFolder  # noqa: E402
+from core.service.jobs import JobManager, train_in_this_process  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POLLERS = 4

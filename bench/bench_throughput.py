@@ -13,7 +13,7 @@ MiniLM, batch 32), timed from spawn to exit, the way a user waits for it:
            masked-only MLM logits, memory kept mapped between steps (huge pages, glibc's heap).
   dashboard - the same engine run as the dashboard starts it (JobManager.submit, what Start calls)
            in a server-like process that has drawn a page: its imports done and a standby training
-           process waiting (core.child_process). Timed from submit to the run's end: the dashboard
+           process waiting (core.service.child_process). Timed from submit to the run's end: the dashboard
            user's wait for the same job. Not a whole process, so its ratio is reported beside the
            target's, never as it.
   seed   - the seed notebook's recipe (a plain Trainer, every row padded to 128 tokens), for a few
@@ -141,12 +141,10 @@ def engine_config(task: str, csv: Path, *, steps: int, batch: int):
 
 def dashboard_run(config: Path, runs: Path) -> dict[str, Any]:
     """Submit -> end of one run through JobManager with a standby child, as after a drawn page."""
-    from core import (
-        child_process,
-        engine,  # noqa: F401  the server's warm-up has imported it by the time Start is pressed
-    )
     from core.config import RunConfig
-    from core.jobs import JobManager
+    from core.service import child_process
+    from core.service.jobs import JobManager
+    from core.training import engine  # noqa: F401  the server's warm-up has imported it by the time Start is pressed
 
     manager = JobManager(runs)
     try:

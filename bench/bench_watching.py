@@ -59,13 +59,13 @@ FINISHED = ("completed", "stopped", "failed", "interrupted", "cancelled")
 # ---- reading a run folder -------------------------------------------------------------------
 
 def _records(run: Path) -> list[dict[str, Any]]:
-    from core.runs import read_jsonl
+    from core.run.folder import read_jsonl
 
     return [r for r in read_jsonl(run / "metrics.jsonl") if "loss" in r and "event" not in r]
 
 
 def _status(run: Path) -> str:
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
 
     return str(RunFolder(run).status().get("status", ""))
 
@@ -99,7 +99,7 @@ def _processes(app_proc: subprocess.Popen) -> dict[str, Any]:
             continue
         if "streamlit" in cmd and "run" in cmd:
             found["server"] = child
-        elif "core.child_process" in cmd:
+        elif "core.service.child_process" in cmd:
             found["training"] = child
     return found
 
@@ -181,7 +181,7 @@ class Tabs:
 
 def start_from_setup(tabs: Tabs):
     """Setup's "Start training" on the default config; returns (page, run id)."""
-    from ui import text
+    from core.present import text
 
     page = tabs.open("")
     start = page.get_by_role("button", name=text.START)
@@ -197,7 +197,7 @@ def stop_run(tabs: Tabs, run: Path, run_id: str) -> None:
     """Stop from a Train tab, as a user would; a run that ends meanwhile needs no Stop."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    from ui import text
+    from core.present import text
 
     page = tabs.open(f"train?run={run_id}")
     try:

@@ -3,7 +3,7 @@
     python -m bench.gpu_check [--steps 60] [--out bench/results]
 
 Only where CUDA is present: elsewhere it says so and exits 0 without writing anything (CI and
-CPU machines skip it). Each task runs through `core.engine.train`, as the dashboard's training
+CPU machines skip it). Each task runs through `core.training.engine.train`, as the dashboard's training
 process does, on the bundled models (MiniLM for masked-LM and classification, SmolLM2-135M for
 causal LM), and reports:
   - samples/s over the logged training steps (the first interval, warm-up, left out);
@@ -112,14 +112,14 @@ def steady_samples_per_s(metrics: list[dict[str, Any]], batch: int) -> float | N
 
 
 def run_task(task: str, work: Path, steps: int, precision: str, peak: tuple[str, float, str] | None) -> dict[str, Any]:
-    """Train one task on the GPU through core.engine.train; its speed, MFU, memory and folder checks."""
+    """Train one task on the GPU through core.training.engine.train; its speed, MFU, memory and folder checks."""
     import torch
 
-    from core import engine
     from core.config import RunConfig
     from core.models import empty_model
-    from core.runs import RunFolder, new_run_id
-    from core.sink import RunSink
+    from core.run.folder import RunFolder, new_run_id
+    from core.run.sink import RunSink
+    from core.training import engine
 
     cfg = RunConfig(task=task, name=f"gpu-check-{task}")
     cfg.model.source = TASK_MODELS[task]
@@ -210,7 +210,7 @@ def _markdown(doc: dict[str, Any]) -> str:
         "",
         f"`python -m bench.gpu_check` on {doc['device']} ({doc['device_line']}), {doc['date']}: torch "
         f"{doc['machine']['torch']}, CUDA {doc['machine']['cuda']}, transformers {doc['machine']['transformers']}. "
-        f"{doc['steps']} steps per task through core.engine.train; MFU = 6 x params x padded tokens/s / {basis}.",
+        f"{doc['steps']} steps per task through core.training.engine.train; MFU = 6 x params x padded tokens/s / {basis}.",
         "",
         "| task | model | precision | attention | samples/s | tokens/s | MFU | peak memory | run folder |",
         "|---|---|---|---|---:|---:|---:|---:|---|",

@@ -42,7 +42,7 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
 
 
 def _learning_rate_flag(value: str) -> float | str:
-    """--learning-rate: a number or 'auto' (core.lr_finder)."""
+    """--learning-rate: a number or 'auto' (core.training.lr_finder)."""
     if value.strip().lower() == "auto":
         return "auto"
     try:
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Print the base model's continuation, then the fine-tuned model's, each streamed as it is generated."""
-    from core.generate import BASE, GenerationSettings, stream_continuations
+    from core.insight.generate import BASE, GenerationSettings, stream_continuations
 
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
     labels = {BASE: "base", "tuned": "fine-tuned"}
@@ -109,7 +109,7 @@ def _config_from_args(args: argparse.Namespace):
 
     if args.preset:
         from core.errors import ConfigError
-        from core.presets import preset_config
+        from core.plan.presets import preset_config
 
         if args.config:
             raise ConfigError("Give --preset or --config, not both: a preset is a whole config.")
@@ -171,9 +171,9 @@ def _wait_for(path: Path, seconds: float = 120.0) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core import engine
     from core.devices import rank_and_world_size
-    from core.runs import RunFolder, default_runs_root, new_run_id
+    from core.run.folder import RunFolder, default_runs_root, new_run_id
+    from core.training import engine
 
     rank, world_size = rank_and_world_size()
     is_main, distributed = rank == 0, world_size > 1
@@ -190,7 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         engine.preflight(cfg)
         if distributed and cfg.training.learning_rate == "auto":  # refused before a run folder exists
             from core.errors import ConfigError
-            from ui import text
+            from core.present import text
 
             raise ConfigError(text.LR_AUTO_DISTRIBUTED, field="training.learning_rate")
         if args.output_dir:
@@ -221,7 +221,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"Run folder: {folder.path}", flush=True)
     from contextlib import nullcontext
 
-    from core.recovery import run_lock
+    from core.run.recovery import run_lock
 
     # The lock tells a dashboard started meanwhile that this run is alive, not interrupted.
     ownership = run_lock(folder) if is_main else nullcontext()
@@ -247,7 +247,7 @@ def _check_resumable(folder, *, is_main: bool) -> None:
     """RunError unless the run can be resumed; a run left `running` by a killed process is first
     marked interrupted (the same check the dashboard makes at start-up)."""
     from core.errors import RunError
-    from core.recovery import ACTIVE, ORPHANED, OWNED, interrupt_if_orphaned, owned_message
+    from core.run.recovery import ACTIVE, ORPHANED, OWNED, interrupt_if_orphaned, owned_message
 
     if is_main:
         found = interrupt_if_orphaned(folder, note="Marked interrupted before resuming")
@@ -267,7 +267,7 @@ def _check_resumable(folder, *, is_main: bool) -> None:
 
 def _console_sink(folder, resume: bool, *, echo: bool):
     """A RunSink that also prints one compact line per log, evaluation and event."""
-    from core.sink import RunSink
+    from core.run.sink import RunSink
 
     class ConsoleSink(RunSink):
         def metric(self, record):
@@ -291,7 +291,7 @@ def _console_sink(folder, resume: bool, *, echo: bool):
 
 def _record_failure(folder, sink, err: BaseException) -> None:
     from core.errors import TuneboardError
-    from core.runs import now_iso
+    from core.run.folder import now_iso
 
     if isinstance(err, KeyboardInterrupt):
         message = "Interrupted before training began."
@@ -316,8 +316,8 @@ def _is_resource_failure(err: BaseException) -> bool:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the run's HTML report; a folder that is not a run is a user error (exit 2)."""
-    from core.report import write_report
-    from ui import text
+    from core.insight.report import write_report
+    from core.present import text
 
     written = write_report(args.run_folder, args.output)
     print(text.REPORT_WRITTEN.format(path=written, size=f"{written.stat().st_size / 1e6:.1f} MB"))
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             return cmd_generate(args)
         if args.command == "sweep":
-            from core.sweep_cli import cmd_sweep
+            from core.plan.sweep_cli import cmd_sweep
 
             return cmd_sweep(args, _config_from_args)
         if args.command == "report":
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted.", file=sys.stderr)
         return EXIT_USER_ERROR
     except Exception as err:  # the process boundary: one line for the user, the traceback in the log
-        from core.jobs import describe_failure
+        from core.errors import describe_failure
 
         message, known = describe_failure(err), _is_resource_failure(err)
         print(f"error: {message}", file=sys.stderr)

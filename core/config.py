@@ -35,7 +35,7 @@ CHECK_ACTIONS = ("remove", "flag")
 
 BUNDLED_MODEL = "bundled"
 # How a masked-LM text marks the word to guess: BERT's spelling and RoBERTa's. Probes are rewritten
-# to the loaded tokenizer's own spelling (core.probes.adapt_mask_token), so either one is accepted.
+# to the loaded tokenizer's own spelling (core.insight.probes.adapt_mask_token), so either one is accepted.
 MASK_SPELLINGS = ("[MASK]", "<mask>")
 
 DEFAULT_MLM_PROBES = (
@@ -108,7 +108,7 @@ def resolved_learning_rate(cfg: RunConfig, model_params: int | None = None) -> f
     if rate is None:
         return default_learning_rate(cfg.task, cfg.strategy.name, model_params)
     if rate == LEARNING_RATE_AUTO:
-        raise ConfigError("training.learning_rate is 'auto': run the range test (core.lr_finder) to get a number.",
+        raise ConfigError("training.learning_rate is 'auto': run the range test (core.training.lr_finder) to get a number.",
                           field="training.learning_rate")
     return float(rate)
 

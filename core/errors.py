@@ -1,11 +1,12 @@
 """Typed errors that carry a message a user can act on.
 
 Every error a user can cause is one of these. They are caught once: at the worker-thread boundary
-(core.jobs), in the CLI (core.__main__), or next to the widget that caused them (pages/).
+(core.service.jobs), in the CLI (core.__main__), or next to the widget that caused them (pages/).
 """
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 
 
@@ -71,3 +72,32 @@ def causes(err: BaseException) -> Iterator[BaseException]:
 def is_out_of_memory(err: BaseException) -> bool:
     """True when `err` (or an exception it was raised from) is an out-of-memory error."""
     return out_of_memory_kind(err) is not None
+
+
+def describe_failure(err: BaseException) -> str:
+    """A sentence with a next step for an unexpected exception from training."""
+    memory = out_of_memory_kind(err)
+    if memory == "accelerator":
+        return (
+            "The GPU ran out of memory. Lower training.batch_size (raise "
+            "training.gradient_accumulation_steps to keep the effective batch), lower "
+            "model.max_length, or use the lora strategy; then start a new run from this config."
+        )
+    if memory == "ram":
+        return (
+            "The machine ran out of memory (RAM). Lower training.batch_size or model.max_length, "
+            "or close other programs; then start a new run from this config."
+        )
+    for cause in causes(err):
+        text = str(cause)
+        if (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) or "No space left on device" in text:
+            where = f" while writing {cause.filename}" if getattr(cause, "filename", None) else ""
+            return (
+                f"The disk is full{where}. Free space (delete old runs on the Runs page) or lower "
+                "training.save_total_limit, then resume this run if it saved a checkpoint, or start a "
+                "new run from its config."
+            )
+    message = " ".join(str(err).split()).rstrip(".") or "no message"
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return f"Training crashed: {type(err).__name__}: {message}. The traceback is in run.log."

@@ -1,7 +1,7 @@
 """Crash-safe file primitives: atomic whole-file writes and append-only JSON lines.
 
 A small module of its own so that `core.config` (which saves config.yaml atomically) and
-`core.runs` (which imports RunConfig) do not import each other.
+`core.run.folder` (which imports RunConfig) do not import each other.
 """
 
 from __future__ import annotations

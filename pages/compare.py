@@ -2,11 +2,11 @@
 
 Probe scores come from the run's snapshot (probes.jsonl): phase 'base' before training, 'eval' at
 each evaluation and 'final' at the end. A step slider walks through the evaluations. Free-text
-probes call core.probes.probe_text, which loads (and caches) both models in core.
+probes call core.insight.probes.probe_text, which loads (and caches) both models in core.
 
 For a run fine-tuned from another run, "before" is that parent run (its probes.jsonl 'base') or,
-on request, the original base model, scored here through core.probes.score_before. Causal-LM runs
-also get generation side by side: core.generate streams both continuations into two columns.
+on request, the original base model, scored here through core.insight.probes.score_before. Causal-LM runs
+also get generation side by side: core.insight.generate streams both continuations into two columns.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from typing import Any
 
 import streamlit as st
 
-import core.generate as generation
-import core.probes as probes_core
+import core.insight.generate as generation
+import core.insight.probes as probes_core
 from core.config import has_mask
 from core.errors import TuneboardError
-from core.runs import RunFolder
-from core.sink import RunSnapshot
-from ui import charts, state, text
+from core.present import charts, text
+from core.run.folder import RunFolder
+from core.run.sink import RunSnapshot
+from ui import router, state
 from ui.widgets import picked_run, report_button, show_error, summarise_weight_names
 
 FREE_PROBE_KEY = "tb_compare_free"
@@ -66,7 +67,7 @@ def load_report(snap: RunSnapshot, run_id: str) -> Mapping[str, Any]:
 
 def has_tuned_model(run_id: str) -> bool:
     """Whether the run saved a model (final/ or a complete checkpoint) to probe."""
-    from core.export import tuned_model_path
+    from core.models.export import tuned_model_path
 
     try:
         return tuned_model_path(RunFolder(state.run_path(run_id))) is not None
@@ -283,7 +284,7 @@ _MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
 
 # ---- the page ------------------------------------------------------------------------------
 
-state.require_router()
+router.require_router()
 st.title(text.COMPARE_TITLE)
 st.caption(text.COMPARE_CAPTION)
 

@@ -1,4 +1,4 @@
-"""Compare strategies: one shoot-out group (core.sweep) as a table, overlaid curves, the quality/time
+"""Compare strategies: one shoot-out group (core.plan.sweep) as a table, overlaid curves, the quality/time
 trade-off with its Pareto front, and a recommendation built from the measured figures.
 
 The group is chosen in the URL (`?group=<id>`) so a reloaded tab reattaches. While a member is queued
@@ -11,9 +11,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import sweep
 from core.errors import TuneboardError
-from ui import charts, state, text
+from core.plan import sweep
+from core.present import charts, text
+from ui import router, state
 from ui.widgets import format_bytes, format_count, format_duration, show_error
 
 REFRESH_S = 3.0
@@ -129,7 +130,7 @@ def table_frame(comparison: sweep.Comparison) -> pd.DataFrame:
 
 # ---- the page ------------------------------------------------------------------------------
 
-state.require_router()
+router.require_router()
 st.title(text.SWEEP_TITLE)
 st.caption(text.SWEEP_CAPTION)
 jobs = state.get_jobs()

@@ -16,7 +16,8 @@ import yaml
 
 from core.config import RunConfig
 from core.errors import TuneboardError
-from ui import signals, state, text
+from core.present import text
+from ui import router, signals, state
 from ui.columns import pick_columns
 from ui.widgets import show_error
 
@@ -419,7 +420,7 @@ def _source_label(cfg: RunConfig) -> str:
 
 # ---- the page --------------------------------------------------------------------------------
 
-state.require_router()
+router.require_router()
 st.title(text.DATA_TITLE)
 st.caption(text.DATA_CAPTION)
 

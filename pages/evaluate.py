@@ -1,6 +1,6 @@
 """Evaluate: what fine-tuning changed, example by example.
 
-Reads the per-example predictions a run stored in predictions/ (core.insight): for classification the
+Reads the per-example predictions a run stored in predictions/ (core.insight.predictions): for classification the
 confusion matrices, the per-class table, an example browser and agreement with human labels; for
 language models the per-example loss distribution and the largest improvements and regressions.
 """
@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import insight
 from core.errors import TuneboardError
-from ui import charts, state, text
+from core.insight import predictions as insight
+from core.present import charts, text
+from ui import router, state
 from ui.widgets import picked_run, report_button
 
 EXAMPLE_LIMIT = 500  # rows the browser shows; the CSV download has them all
@@ -192,7 +193,7 @@ def loss_panel(predictions: insight.RunPredictions) -> None:
 
 # ---- the page ------------------------------------------------------------------------------
 
-state.require_router()
+router.require_router()
 st.title(text.EVALUATE_TITLE)
 st.caption(text.EVALUATE_CAPTION)
 

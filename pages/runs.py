@@ -1,8 +1,8 @@
 """Runs: the history of every run folder, overlaid curves, and what to do with one run.
 
-Reads `jobs.list_runs()` (RunSummary rows, cached by file stats in core.history) and snapshots for
+Reads `jobs.list_runs()` (RunSummary rows, cached by file stats in core.run.history) and snapshots for
 the curves. Exports: config.yaml, the model or LoRA adapter as a zip (optionally merged through
-core.engine.export_run), and the commands that rerun the config headless or on several GPUs.
+core.training.engine.export_run), and the commands that rerun the config headless or on several GPUs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import TuneboardError
-from core.runs import RunFolder
-from ui import charts, state, text
+from core.present import charts, text
+from core.run.folder import RunFolder
+from ui import router, state
 from ui.files import zip_folder
 from ui.widgets import (
     format_bytes,
@@ -230,7 +231,7 @@ def downloads(jobs, summary) -> None:
                        file_name=f"{run_id}-config.yaml", mime="application/x-yaml", on_click="ignore",
                        icon=":material/download:", key="tb_runs_dl_config")
     report_button(folder.path, run_id, key="tb_runs_dl_report")
-    from core.export import tuned_model_path
+    from core.models.export import tuned_model_path
 
     source = tuned_model_path(folder)
     if source is None:
@@ -253,7 +254,7 @@ def downloads(jobs, summary) -> None:
                            mime="application/zip", on_click="ignore", icon=":material/download:",
                            key="tb_runs_dl_export")
     elif st.button(text.PREPARE_EXPORT, icon=":material/package_2:", key="tb_runs_prepare"):
-        from core.engine import export_run
+        from core.training.engine import export_run
 
         try:
             with st.spinner():
@@ -277,7 +278,7 @@ def commands(run_id: str) -> None:
 
 # ---- the page ------------------------------------------------------------------------------
 
-state.require_router()
+router.require_router()
 st.title(text.RUNS_TITLE)
 st.caption(text.RUNS_CAPTION.format(root=os.path.relpath(state.runs_root()) if state.runs_root().is_relative_to(
     Path.cwd()) else state.runs_root()))

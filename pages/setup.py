@@ -27,7 +27,8 @@ from core.config import (
 )
 from core.data.preflight import DataFacts, data_problems, too_long_share
 from core.errors import ConfigError, DataError, ModelError, TuneboardError
-from ui import charts, layout, state, text
+from core.present import charts, text
+from ui import layout, router, state
 
 if TYPE_CHECKING:  # pandas loads on first use: the Task radio must not wait 0.7 s for its import
     import pandas as pd
@@ -84,7 +85,7 @@ def _estimate_params(task: str, model_yaml: str, strategy_yaml: str) -> tuple[in
     quick = quick_params(cfg)
     if quick is not None:
         return quick
-    from core.strategies import estimate_params
+    from core.training.strategies import estimate_params
 
     return estimate_params(cfg)
 
@@ -92,7 +93,7 @@ def _estimate_params(task: str, model_yaml: str, strategy_yaml: str) -> tuple[in
 @st.cache_data(show_spinner=False, max_entries=64)
 def _estimate(cfg_yaml: str, trainable: int, total: int, facts: DataFacts, _runs: list, runs_key: tuple):
     """(Estimate, DataShape) of a config on its data, with the speed past runs measured (runs_key: their ids)."""
-    from core.estimate import data_shape, estimate_run, measured_speed
+    from core.plan.estimate import data_shape, estimate_run, measured_speed
 
     cfg = RunConfig.from_yaml(cfg_yaml)
     shape = data_shape(cfg, facts)
@@ -101,7 +102,7 @@ def _estimate(cfg_yaml: str, trainable: int, total: int, facts: DataFacts, _runs
 
 def estimate_lines(cfg: RunConfig, problems: list, params: tuple | None, facts: DataFacts | None) -> None:
     """The time estimate with what it rests on, or in words why there is none; the disk the run will use."""
-    from core.estimate import disk_bytes
+    from core.plan.estimate import disk_bytes
 
     trainable, total = params or (None, None)
     why = (text.ESTIMATE_WHY_PROBLEMS if problems else text.ESTIMATE_WHY_MODEL if not total
@@ -331,7 +332,7 @@ def follow_task(form: Form, cfg: RunConfig, previous_task: str) -> None:
 
 def demo_section() -> None:
     """One button per preset: loads the whole scenario into the form."""
-    from core.presets import PRESETS
+    from core.plan.presets import PRESETS
 
     st.subheader(text.DEMO_TITLE)
     st.caption(text.DEMO_CAPTION)
@@ -809,7 +810,7 @@ def _check(
 
 # ---- the page ------------------------------------------------------------------------------
 
-state.require_router()
+router.require_router()
 st.title(text.SETUP_TITLE)
 st.caption(text.SETUP_CAPTION)
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import TuneboardError
-from core.sink import RunSnapshot
-from ui import charts, state, text
+from core.present import charts, text
+from core.run.sink import RunSnapshot
+from ui import router, state
 from ui.widgets import (
     format_count,
     format_duration,
@@ -225,7 +226,7 @@ def live_charts(run_id: str, was_active: bool, task: str, log_y: bool, smoothing
 
 # ---- the page ------------------------------------------------------------------------------
 
-state.require_router()
+router.require_router()
 st.title(text.TRAIN_TITLE)
 st.caption(text.TRAIN_CAPTION)
 

@@ -10,7 +10,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-# Pages keep a standby training process (core.child_process); tests that want one switch it on.
+# Pages keep a standby training process (core.service.child_process); tests that want one switch it on.
 os.environ.setdefault("TUNEBOARD_STANDBY", "0")
 
 import pytest  # noqa: E402

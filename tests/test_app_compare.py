@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import core.probes
+import core.insight.probes
+from core.present import text
 from tests.test_app_support import (  # noqa: F401 - fixtures
     BASE_MLM,
     TUNED_MLM,
@@ -15,7 +16,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     texts,
     trainer,
 )
-from ui import text
 
 PAGE = "pages/compare.py"
 UNTRAINED = {
@@ -70,8 +70,8 @@ def test_run_without_probes_says_so(jobs, runs_root):  # noqa: F811
 
 
 def test_only_base_scored_yet_shows_a_pending_column_not_a_step(jobs, runs_root):  # noqa: F811
-    from core.runs import RunFolder
-    from core.sink import RunSink
+    from core.run.folder import RunFolder
+    from core.run.sink import RunSink
 
     run_id = make_run(runs_root, probes=False, status="running")
     RunSink(RunFolder(runs_root / run_id)).probe(0, "base", "Nike shoes are very [MASK].", BASE_MLM)
@@ -90,7 +90,7 @@ def test_free_text_probe_against_base_and_fine_tuned(jobs, runs_root, monkeypatc
         calls.append((run_path.name, sentence, top_k))
         return {"base": BASE_MLM, "tuned": TUNED_MLM}
 
-    monkeypatch.setattr(core.probes, "probe_text", fake_probe_text, raising=False)
+    monkeypatch.setattr(core.insight.probes, "probe_text", fake_probe_text, raising=False)
     run_id = make_run(runs_root, final_model=True)
     at = open_page(PAGE, {"run": run_id})
     box, go = at.text_input(key="tb_compare_free_text"), at.button(key="tb_compare_free_go")
@@ -112,7 +112,7 @@ def test_free_text_probe_errors_are_messages(jobs, runs_root, monkeypatch):  # n
     def broken(run_path, sentence, top_k):
         raise ModelError("The fine-tuned model cannot be loaded: final/ is incomplete. Resume the run.")
 
-    monkeypatch.setattr(core.probes, "probe_text", broken, raising=False)
+    monkeypatch.setattr(core.insight.probes, "probe_text", broken, raising=False)
     run_id = make_run(runs_root, final_model=True)
     at = open_page(PAGE, {"run": run_id})
     at.text_input(key="tb_compare_free_text").set_value("Nike socks are [MASK]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.config import RunConfig
 from core.data.curation import list_curated
+from core.present import text
 from tests.test_app_support import (  # noqa: F401 - fixtures
     all_text,
     clear_streamlit_caches,
@@ -13,7 +14,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     texts,
     trainer,
 )
-from ui import text
 
 PAGE = "pages/data.py"
 

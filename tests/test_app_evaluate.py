@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from core import insight
 from core.files import atomic_write_json
+from core.insight import predictions as insight
+from core.present import text
 from tests.test_app_support import (  # noqa: F401 - fixtures
     ROOT,
     all_text,
@@ -21,7 +22,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     runs_root,
     trainer,
 )
-from ui import text
 
 PAGE = "pages/evaluate.py"
 LABELS = ["negative", "positive"]
@@ -128,6 +128,6 @@ def test_report_download_is_offered(jobs, runs_root):  # noqa: F811
 
 
 def test_page_side_modules_do_not_import_torch():
-    code = ("import sys; import core.insight, core.report, ui.charts; "
+    code = ("import sys; import core.insight.predictions, core.insight.report, core.present.charts; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules and 'streamlit' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.present import text
 from tests.test_app_support import (  # noqa: F401 - fixtures
     all_text,
     clear_streamlit_caches,
@@ -15,7 +16,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     trainer,
     wait_for,
 )
-from ui import text
 
 PAGE = "pages/runs.py"
 
@@ -47,7 +47,7 @@ def test_history_table_overlay_and_commands(jobs, runs_root):  # noqa: F811
 
 
 def test_the_headline_is_the_kept_best_evaluation_with_its_step(jobs, runs_root):  # noqa: F811
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
 
     run_id = make_run(runs_root, task="classification")
     RunFolder(runs_root / run_id).update_status(
@@ -92,7 +92,7 @@ def test_run_without_a_model_says_so(jobs, runs_root):  # noqa: F811
 
 
 def test_lora_export_merged_on_request(jobs, runs_root, monkeypatch, tmp_path):  # noqa: F811
-    import core.engine
+    import core.training.engine
 
     run_id = make_run(runs_root, strategy="lora")
     adapter = runs_root / run_id / "final"
@@ -107,7 +107,7 @@ def test_lora_export_merged_on_request(jobs, runs_root, monkeypatch, tmp_path): 
         calls.append((Path(run_path).name, merge))
         return exported
 
-    monkeypatch.setattr(core.engine, "export_run", fake_export)
+    monkeypatch.setattr(core.training.engine, "export_run", fake_export)
     at = open_page(PAGE, {"run": run_id})
     assert at.toggle(key="tb_runs_merge").value is True
     at.button(key="tb_runs_prepare").click().run()
@@ -165,7 +165,7 @@ def test_cancel_a_queued_run(jobs, trainer, runs_root):  # noqa: F811
 
 def test_the_history_page_notices_a_run_that_ends_elsewhere(jobs, runs_root):  # noqa: F811
     """What Runs drew is remembered; the sidebar's fragment reruns the page once it is stale."""
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
     from ui import state
 
     run_id = make_run(runs_root, status="running")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from core.config import RunConfig
+from core.present import text
 from tests.test_app_support import (  # noqa: F401 - fixtures
     all_text,
     app,
@@ -16,7 +17,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     trainer,
     wait_for,
 )
-from ui import text
 
 
 def key(path: str, *extra: str, gen: int = 0) -> str:

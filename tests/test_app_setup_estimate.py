@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.present import text
 from tests.test_app_setup import key, review_csv, setup_page, upload
 from tests.test_app_support import (  # noqa: F401 - fixtures
     clear_streamlit_caches,
@@ -10,7 +11,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     texts,
     trainer,
 )
-from ui import text
 
 
 def _estimate(at) -> str:

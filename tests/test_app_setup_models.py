@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.models.catalogue import BUNDLED_SMOLLM2
+from core.present import text
 from tests.test_app_support import (  # noqa: F401 - fixtures
     all_text,
     app,
@@ -12,7 +13,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     texts,
     trainer,
 )
-from ui import text
 from ui.state import CONFIG_KEY
 
 

@@ -16,9 +16,9 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.config import RunConfig
-from core.jobs import JobManager
-from core.runs import RunFolder, new_run_id, now_iso
-from core.sink import RunSink
+from core.run.folder import RunFolder, new_run_id, now_iso
+from core.run.sink import RunSink
+from core.service.jobs import JobManager
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from core import sweep
 from core.config import RunConfig
-from core.runs import RunFolder
+from core.plan import sweep
+from core.present import text
+from core.run.folder import RunFolder
 from tests.test_app_support import (  # noqa: F401 - fixtures
     FakeTrainer,
     all_text,
@@ -20,7 +21,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     trainer,
     wait_for,
 )
-from ui import text
 
 PAGE = "pages/compare_strategies.py"
 
@@ -84,7 +84,7 @@ def test_view_shows_table_tradeoff_curves_and_recommendation(jobs, runs_root):  
 
 def test_view_stops_resumes_and_deletes_the_group(runs_root, monkeypatch):  # noqa: F811
     import ui.state
-    from core.jobs import JobManager
+    from core.service.jobs import JobManager
 
     held = FakeTrainer(hold=True)
     manager = JobManager(runs_root, train_fn=held, preflight_fn=lambda cfg: None)
@@ -115,7 +115,7 @@ def test_view_stops_resumes_and_deletes_the_group(runs_root, monkeypatch):  # no
 
 
 def test_setup_suggests_a_learning_rate_and_uses_it(jobs, monkeypatch):  # noqa: F811
-    from core import lr_finder
+    from core.training import lr_finder
 
     rates = [lr_finder.ramp_rate(i, 20) for i in range(20)]
     losses = [2.0 - i * 0.05 for i in range(14)] + [3.0, 9.0, 30.0, 90.0, 200.0, 500.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.present import text
 from tests.test_app_support import (  # noqa: F401 - fixtures
     FakeTrainer,
     all_text,
@@ -14,7 +15,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     trainer,
     wait_for,
 )
-from ui import text
 
 PAGE = "pages/train.py"
 
@@ -137,8 +137,8 @@ def test_a_deep_linked_page_runs_inside_the_router(jobs, runs_root):  # noqa: F8
 
 def _empty_running_run(root, validation_fraction: float) -> str:
     from core.config import RunConfig
-    from core.runs import RunFolder, new_run_id
-    from core.sink import RunSink
+    from core.run.folder import RunFolder, new_run_id
+    from core.run.sink import RunSink
 
     cfg = RunConfig(name="empty")
     cfg.data.validation_fraction = validation_fraction

@@ -26,7 +26,7 @@ import yaml
 from core.__main__ import EXIT_USER_ERROR, main
 from core.config import RunConfig
 from core.errors import ConfigError, DataError, ModelError, RunError, TuneboardError
-from core.runs import RunFolder, now_iso
+from core.run.folder import RunFolder, now_iso
 from tests.test_app_support import (  # noqa: F401 - fixtures of the AppTest cases
     app,
     clear_streamlit_caches,
@@ -441,7 +441,7 @@ def _finished_run(root: Path, status: str, name: str) -> str:
      pytest.param("cancelled", "cancelled before it started", id="cancelled")],
 )
 def test_resume_of_a_finished_run_is_refused(status, needle, isolated_runs, capsys):
-    from core.jobs import JobManager
+    from core.service.jobs import JobManager
 
     run_id = _finished_run(isolated_runs, status, f"20240101-000000-mlm-{status}")
     manager = JobManager(isolated_runs, train_fn=lambda *a, **k: pytest.fail("must not train"),
@@ -472,7 +472,7 @@ def _stopped_run_with_checkpoint(root: Path) -> str:
 
 def test_two_resumes_at_once_from_two_servers_only_one_wins(isolated_runs):
     """Two managers on the same runs folder (two server processes, or two tabs of two servers)."""
-    from core.jobs import JobManager
+    from core.service.jobs import JobManager
 
     run_id = _stopped_run_with_checkpoint(isolated_runs)
     release = threading.Event()
@@ -545,7 +545,7 @@ def _wait_finished(manager, run_id: str, timeout: float = 60.0):
 def test_disk_full_while_saving_fails_the_run_and_keeps_its_metrics(tiny_bert, isolated_runs, monkeypatch):
     from transformers import Trainer
 
-    from core.jobs import JobManager, train_in_this_process
+    from core.service.jobs import JobManager, train_in_this_process
 
     def full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(isolated_runs / "checkpoint-2"))
@@ -569,7 +569,7 @@ def test_disk_full_while_saving_fails_the_run_and_keeps_its_metrics(tiny_bert, i
 def test_cuda_oom_on_the_first_step_retries_with_half_batch(tiny_bert, ctx, capsys, monkeypatch):
     import torch
 
-    from core import engine
+    from core.training import engine
 
     original = engine._TuneboardTrainer.training_step
     seen: list[tuple[int, int]] = []
@@ -596,7 +596,7 @@ def test_cuda_oom_on_the_first_step_retries_with_half_batch(tiny_bert, ctx, caps
 def test_cuda_oom_that_persists_fails_with_advice(tiny_bert, capsys, monkeypatch):
     import torch
 
-    from core import engine
+    from core.training import engine
 
     def training_step(self, *args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
@@ -611,7 +611,7 @@ def test_cuda_oom_that_persists_fails_with_advice(tiny_bert, capsys, monkeypatch
 def test_nan_loss_fails_with_advice(tiny_bert, capsys, monkeypatch):
     import torch
 
-    from core import engine
+    from core.training import engine
 
     original = engine._TuneboardTrainer.compute_loss
 
@@ -629,8 +629,8 @@ def test_nan_loss_fails_with_advice(tiny_bert, capsys, monkeypatch):
 
 
 def test_ram_exhaustion_fails_with_advice(tiny_bert, isolated_runs, monkeypatch):
-    from core import engine
-    from core.jobs import JobManager, train_in_this_process
+    from core.service.jobs import JobManager, train_in_this_process
+    from core.training import engine
 
     def training_step(self, *args, **kwargs):
         raise MemoryError()

@@ -31,7 +31,7 @@ import pytest
 
 from bench import browser
 from bench.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
-from ui import text
+from core.present import text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -480,8 +480,8 @@ PLOT_LABELS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'
 
 def test_the_nike_demo_in_one_click_shows_real_words_leaning_positive(app_url, page, tmp_path):  # noqa: F811
     """Load the Nike demo -> Start -> Compare: SmolLM2's base column holds real words, the tuned one leans positive."""
-    from core.presets import probe_lean
-    from core.runs import read_jsonl
+    from core.plan.presets import probe_lean
+    from core.run.folder import read_jsonl
 
     expect = _expect()
     runs = tmp_path / "runs"

@@ -1,6 +1,6 @@
-"""Training in a child process (core.child_process) behind the JobManager, as the dashboard runs it.
+"""Training in a child process (core.service.child_process) behind the JobManager, as the dashboard runs it.
 
-The child is real: `python -m core.child_process` on a tiny model. Tests that must stop or kill it
+The child is real: `python -m core.service.child_process` on a tiny model. Tests that must stop or kill it
 mid-run slow its steps through tests/child_hooks/sitecustomize.py (a child process cannot be
 monkeypatched from here).
 """
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from core import child_process
-from core.child_process import RelaySink
-from core.jobs import JobManager
-from core.runs import RunFolder
-from core.sink import RunSink
+from core.run.folder import RunFolder
+from core.run.sink import RunSink
+from core.service import child_process
+from core.service.child_process import RelaySink
+from core.service.jobs import JobManager
 from tests.test_engine import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def test_the_child_keeps_the_run_locked_and_stops_when_its_server_dies(tiny_bert
     server_code = (
         "import sys, threading\n"
         "from core.config import RunConfig\n"
-        "from core.jobs import JobManager\n"
+        "from core.service.jobs import JobManager\n"
         "manager = JobManager(sys.argv[1])\n"
         "print(manager.submit(RunConfig.load(sys.argv[2])), flush=True)\n"
         "threading.Event().wait()\n"
@@ -272,7 +272,7 @@ def test_a_stale_or_dead_standby_is_replaced_by_a_fresh_child(manager, tiny_bert
 
 
 def test_a_manager_that_trains_in_its_own_process_keeps_no_standby(isolated_runs, no_standby_left):
-    from core.jobs import train_in_this_process
+    from core.service.jobs import train_in_this_process
 
     manager = JobManager(isolated_runs, train_fn=train_in_this_process)
     assert not manager.keep_training_process_ready()

@@ -145,7 +145,7 @@ def test_sigterm_stops_gracefully_with_a_checkpoint(tmp_path, tiny_bert):
 
 
 def test_a_run_killed_before_its_first_checkpoint_starts_again(capsys, tmp_path, tiny_bert):
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
     from tests.test_engine import tiny_config
 
     folder = RunFolder.create(tmp_path / "runs", "early", tiny_config(tiny_bert, "mlm", max_steps=2))
@@ -161,8 +161,8 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(capsys, tmp_path,
 
 @pytest.mark.slow
 def test_a_run_killed_hard_resumes_from_its_last_checkpoint(capsys, tmp_path, tiny_bert):
-    from core.recovery import INTERRUPTED_RUNNING, run_lock
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
+    from core.run.recovery import INTERRUPTED_RUNNING, run_lock
     from tests.test_engine import tiny_config
 
     config = tmp_path / "tiny.yaml"

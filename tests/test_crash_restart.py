@@ -20,8 +20,15 @@ from pathlib import Path
 import pytest
 
 from core.config import RunConfig
-from core.jobs import INTERRUPTED_RUNNING, JobManager
-from core.runs import RunFolder, append_jsonl, atomic_write_json, is_complete_checkpoint, now_iso, read_jsonl
+from core.run.folder import (
+    RunFolder,
+    append_jsonl,
+    atomic_write_json,
+    is_complete_checkpoint,
+    now_iso,
+    read_jsonl,
+)
+from core.service.jobs import INTERRUPTED_RUNNING, JobManager
 from tests.test_app_support import (  # noqa: F401 - fixtures
     app,
     clear_streamlit_caches,
@@ -41,9 +48,9 @@ MAX_STEPS = 12
 # any machine. Everything else (engine, Trainer, checkpoints, sink) is the real thing.
 SERVER = r"""
 import sys, threading, time
-from core import engine
+from core.training import engine
 from core.config import RunConfig
-from core.jobs import JobManager, train_in_this_process
+from core.service.jobs import JobManager, train_in_this_process
 
 root, config = sys.argv[1], sys.argv[2]
 original = engine._TuneboardTrainer.training_step

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.config import RunConfig
-from core.runs import read_jsonl
+from core.run.folder import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 

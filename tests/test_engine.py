@@ -7,10 +7,10 @@ import threading
 import pytest
 import torch
 
-from core import engine
 from core.config import RunConfig
-from core.runs import RunFolder
-from core.sink import RunSink
+from core.run.folder import RunFolder
+from core.run.sink import RunSink
+from core.training import engine
 
 STRATEGIES = ("full", "feature-extraction", "freeze-layers", "gradual-unfreeze", "lora")
 
@@ -319,7 +319,7 @@ def test_the_trainer_picks_the_attention_for_its_precision(tiny_bert, tmp_path):
 
 
 def test_early_stopping_ends_a_run_that_stops_improving(tiny_bert, tmp_path, monkeypatch):
-    from core import callbacks
+    from core.training import callbacks
 
     # Every evaluation after the first is worse: patience 1 stops at the second evaluation.
     original = callbacks.SinkCallback.on_evaluate

@@ -1,4 +1,4 @@
-"""core.estimate: durations from the data's real rows and lengths, measured speeds, disk use."""
+"""core.plan.estimate: durations from the data's real rows and lengths, measured speeds, disk use."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from core import devices
 from core.config import RunConfig
 from core.data.preflight import data_facts
 from core.data.synthetic import generate_reviews
-from core.estimate import (
+from core.plan.estimate import (
     PROCESS_START_S,
     DataShape,
     MeasuredSpeed,
@@ -21,7 +21,7 @@ from core.estimate import (
     padded_tokens_per_row,
     token_lengths,
 )
-from core.history import RunSummary
+from core.run.history import RunSummary
 
 MINILM_PARAMS = 22_700_000
 
@@ -102,7 +102,7 @@ def test_a_measured_speed_of_the_same_kind_drives_the_estimate():
 
 
 def test_learning_rate_auto_counts_the_range_test_steps_and_a_second_start():
-    from core.lr_finder import planned_steps
+    from core.training.lr_finder import planned_steps
 
     cfg = RunConfig()
     shape = DataShape(train_rows=1000, eval_rows=0, padded_tokens_per_row=10.0)

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from core.export import export_run
+from core.models.export import export_run
 from tests.test_engine import run, tiny_config
 
 

@@ -1,4 +1,4 @@
-"""core.fast_mlm: the masked-only MLM loss equals the model's own loss, and so do its gradients."""
+"""core.models.fast_mlm: the masked-only MLM loss equals the model's own loss, and so do its gradients."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from core.config import ModelConfig
-from core.fast_mlm import masked_only_loss, masked_only_parts
 from core.models import load_for_task
+from core.models.fast_mlm import masked_only_loss, masked_only_parts
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""Generation side by side (core.generate, `python -m core generate`, the Compare page's panel) on a tiny GPT-2 run."""
+"""Generation side by side (core.insight.generate, `python -m core generate`, the Compare page's panel) on a tiny GPT-2 run."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-import core.generate
-from core import engine
+import core.insight.generate
 from core.config import RunConfig
 from core.errors import ConfigError, ModelError, RunError
-from core.generate import GenerationSettings, generate_continuations, stream_continuations
-from core.runs import RunFolder
-from core.sink import RunSink
+from core.insight.generate import GenerationSettings, generate_continuations, stream_continuations
+from core.present import text
+from core.run.folder import RunFolder
+from core.run.sink import RunSink
+from core.training import engine
 from tests.test_app_support import (  # noqa: F401 - fixtures
     all_text,
     clear_streamlit_caches,
@@ -25,7 +26,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     texts,
     trainer,
 )
-from ui import text
 
 PROMPT = "Nike shoes are"
 GREEDY = GenerationSettings(max_new_tokens=8, temperature=0.0, top_p=1.0, seed=0)
@@ -64,7 +64,7 @@ def causal_run(tiny_gpt2, tmp_path_factory) -> Path:
     return train_run(tiny_causal_config(tiny_gpt2), tmp_path_factory.mktemp("gen-runs"), "causal-full")
 
 
-# ---- core.generate ---------------------------------------------------------------------------
+# ---- core.insight.generate ---------------------------------------------------------------------------
 
 def test_greedy_is_deterministic_and_labelled(causal_run):
     first = generate_continuations(causal_run, PROMPT, GREEDY)
@@ -192,7 +192,7 @@ def test_compare_generation_panel_only_for_causal_runs_and_needs_a_model(jobs, r
         yield "tuned", ""
         yield "tuned", " very comfortable"
 
-    monkeypatch.setattr(core.generate, "stream_continuations", fake_stream)
+    monkeypatch.setattr(core.insight.generate, "stream_continuations", fake_stream)
     mlm = make_run(runs_root, final_model=True)
     at = open_page("pages/compare.py", {"run": mlm})
     assert text.GENERATE_TITLE not in texts(at.subheader)
@@ -220,7 +220,7 @@ def test_compare_generation_errors_are_messages(jobs, runs_root, monkeypatch):  
         raise ConfigError("The prompt is 200 tokens and 40 new tokens were asked for: shorten the prompt.")
         yield  # a generator, like the real one
 
-    monkeypatch.setattr(core.generate, "stream_continuations", broken)
+    monkeypatch.setattr(core.insight.generate, "stream_continuations", broken)
     run_id = make_run(runs_root, task="causal", final_model=True)
     at = open_page("pages/compare.py", {"run": run_id})
     at.text_area(key="tb_compare_gen_prompt").set_value("Nike")

@@ -18,7 +18,7 @@ import pytest
 from core.config import ModelConfig, StrategyConfig
 from core.errors import ModelError
 from core.models import gguf, load_for_task, resolve_model
-from core.strategies import GradualUnfreezer, apply_strategy, count_params, model_parts
+from core.training.strategies import GradualUnfreezer, apply_strategy, count_params, model_parts
 
 TINY_LAYERS = 3
 

@@ -60,10 +60,10 @@ builtins.__import__ = spy
 at = AppTest.from_file("app.py", default_timeout=60).run()
 import ui.state
 ui.state.warm_up().join(120)
-from core import child_process
+from core.service import child_process
 standby = child_process.standby_pid()
 child_process.discard_standby()
-print(json.dumps({"importers": importers, "loaded": "core.engine" in sys.modules, "standby": standby,
+print(json.dumps({"importers": importers, "loaded": "core.training.engine" in sys.modules, "standby": standby,
                   "errors": [str(e.value) for e in at.exception]}))
 """
 
@@ -117,7 +117,7 @@ def test_header_count_equals_the_bundled_models_real_parameters():
 def test_quick_count_equals_the_meta_model_count(task, tiny_bert, tiny_gpt2):
     from core.config import RunConfig
     from core.models.params import quick_params
-    from core.strategies import estimate_params
+    from core.training.strategies import estimate_params
 
     sources = ["bundled", "bundled:smollm2-135m", tiny_bert, tiny_gpt2]
     if task == "mlm":
@@ -132,7 +132,7 @@ def test_gguf_architecture_count_equals_the_meta_model_count():
     from core.config import RunConfig
     from core.models import gguf
     from core.models.params import task_param_count
-    from core.strategies import estimate_params
+    from core.training.strategies import estimate_params
 
     for task in ("causal", "classification"):
         cfg = RunConfig.from_dict({"task": task, "model": {"source": "bundled:smollm2-135m"}})

@@ -1,4 +1,4 @@
-"""Per-example predictions (core.insight): the numbers against scikit-learn, the filters, the files the
+"""Per-example predictions (core.insight.predictions): the numbers against scikit-learn, the filters, the files the
 engine writes for classification and language models."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
 
-from core import insight
-from core.runs import RunFolder
+from core.insight import predictions as insight
+from core.run.folder import RunFolder
 
 LABELS = ["negative", "neutral", "positive"]
 GOLD = ["negative", "neutral", "positive", "positive", "negative", "neutral", "positive", "negative", "positive", "neutral"]
@@ -152,8 +152,8 @@ def test_human_labels_are_matched_by_text_and_scored(tmp_path):
 # ---- the engine writes the stages -------------------------------------------------------------
 
 def _train(cfg, root):
-    from core import engine
-    from core.sink import RunSink
+    from core.run.sink import RunSink
+    from core.training import engine
 
     folder = RunFolder.create(root, f"r-{cfg.task}", cfg)
     status = engine.train(cfg, folder, RunSink(folder, load_existing=False), threading.Event())
@@ -277,7 +277,7 @@ def test_example_losses_match_the_row_order_full_logits_pass(task, tiny_bert, ti
     assert got.shape == (len(LM_TEXTS),)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     if task == "mlm":  # the same losses without the masked-only shortcut (a model whose head is not one module)
-        monkeypatch.setattr("core.fast_mlm.masked_only_parts", lambda model: None)
+        monkeypatch.setattr("core.models.fast_mlm.masked_only_parts", lambda model: None)
         full = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, task, seed=7)
         np.testing.assert_allclose(full, expected, rtol=1e-5, atol=1e-5)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from core.config import RunConfig
-from core.errors import ConfigError, DataError, RunError, TrainingError
-from core.jobs import INTERRUPTED_RUNNING, JobManager, RunSummary, describe_failure
-from core.runs import RunFolder, now_iso
+from core.errors import ConfigError, DataError, RunError, TrainingError, describe_failure
+from core.run.folder import RunFolder, now_iso
+from core.service.jobs import INTERRUPTED_RUNNING, JobManager, RunSummary
 
 STEPS = 12
 
@@ -672,7 +672,7 @@ def test_shutdown_stops_the_run_and_leaves_queued_runs_resumable(make_manager):
 
 @pytest.mark.parametrize("space_comes_back", [False, True])
 def test_full_disk_that_refuses_the_final_status_still_ends_the_run(manager, trainer, monkeypatch, space_comes_back):
-    from core.sink import RunSink
+    from core.run.sink import RunSink
 
     real_set_status = RunSink.set_status
     refused: list[dict] = []

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from core.jobs import JobManager
+from core.service.jobs import JobManager
 from tests.test_engine import tiny_config
 
 

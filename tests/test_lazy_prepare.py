@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from core import engine
 from core.config import RunConfig
 from core.data.prepare import LENGTH_COLUMN, length_column, prepare_data
-from core.lr_finder import _LogOnly
 from core.models import load_tokenizer
-from core.runs import RunFolder
-from core.sink import RunSink
+from core.run.folder import RunFolder
+from core.run.sink import RunSink
+from core.training import engine
+from core.training.lr_finder import _LogOnly
 
 
 def _file_config(model_dir: str, task: str, path) -> RunConfig:

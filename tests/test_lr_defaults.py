@@ -1,5 +1,5 @@
 """Learning-rate defaults per task, strategy and model size; 'auto' in the config and its resolution by
-the engine (core.lr_finder.resolve_auto, lr_finder.json); the run's peak memory in status.json."""
+the engine (core.training.lr_finder.resolve_auto, lr_finder.json); the run's peak memory in status.json."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import threading
 
 import pytest
 
-from core import lr_finder, peak_memory
 from core.config import (
     DEFAULT_LEARNING_RATES,
     DEFAULTS_MEASURED_PARAMS,
@@ -22,6 +21,7 @@ from core.config import (
     resolved_learning_rate,
 )
 from core.errors import ConfigError, TrainingError
+from core.training import lr_finder, peak_memory
 
 # ---- the defaults table (pure) ------------------------------------------------------------------
 
@@ -191,9 +191,9 @@ def test_peak_memory_is_the_process_peak_rss_in_bytes_and_resets_per_run():
 
 
 def test_engine_trains_an_unset_rate_at_the_default_and_records_peak_memory(tiny_bert, tmp_path):
-    from core import engine
-    from core.runs import RunFolder
-    from core.sink import RunSink
+    from core.run.folder import RunFolder
+    from core.run.sink import RunSink
+    from core.training import engine
 
     cfg = RunConfig(task="classification")
     cfg.model.source = tiny_bert

@@ -1,4 +1,4 @@
-"""The learning-rate range test (core.lr_finder): the pick rule on synthetic curves, a tiny model."""
+"""The learning-rate range test (core.training.lr_finder): the pick rule on synthetic curves, a tiny model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 
 from core.config import RunConfig
-from core.lr_finder import (
+from core.training.lr_finder import (
     END_LR,
     MAX_PICK,
     MAX_STEPS,

@@ -1,4 +1,4 @@
-"""core.metrics: macro classification metrics (proven by hand and against `evaluate`), perplexity."""
+"""core.training.metrics: macro classification metrics (proven by hand and against `evaluate`), perplexity."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from core.metrics import (
+from core.training.metrics import (
     classification_metrics,
     classification_metrics_with_evaluate,
     compute_metrics_for,

@@ -8,7 +8,7 @@ from core.__main__ import EXIT_USER_ERROR, _config_from_args, _parser, main
 from core.config import BUNDLED_MODEL, RunConfig
 from core.errors import ConfigError
 from core.models.catalogue import BUNDLED_SMOLLM2
-from core.presets import (
+from core.plan.presets import (
     NIKE_SIGNAL,
     PRESETS,
     get_preset,
@@ -106,7 +106,7 @@ def test_sentiment_mass_sums_the_lexicon_words():
 @pytest.mark.slow
 def test_nike_preset_run_leans_positive(tmp_path, capsys):
     """The demo's promise: final probes lean positive, > 2x the negative and > 2x the base model's."""
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
 
     code = main(["train", "--preset", "nike", "--output-dir", str(tmp_path / "nike")])
     assert code == 0, capsys.readouterr().err

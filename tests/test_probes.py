@@ -1,4 +1,4 @@
-"""core.probes: top-k masked / next tokens and label probabilities, batched, without side effects."""
+"""core.insight.probes: top-k masked / next tokens and label probabilities, batched, without side effects."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 
 from core.config import DEFAULT_MLM_PROBES, ModelConfig, StrategyConfig
 from core.errors import ModelError
+from core.insight.probes import adapt_mask_token, score_probes
 from core.models import load_for_task
-from core.probes import adapt_mask_token, score_probes
-from core.strategies import apply_strategy
+from core.training.strategies import apply_strategy
 from tests.tiny_models import tiny_bert_dir, tiny_gpt2_dir
 
 torch.set_num_threads(1)
@@ -154,9 +154,9 @@ def test_empty_and_bad_inputs(bert_mlm):
 
 def test_probe_text_scores_base_and_tuned_models(tiny, tmp_path):
     from core.config import RunConfig
-    from core.probes import probe_text
-    from core.runs import RunFolder
-    from core.strategies import export_model
+    from core.insight.probes import probe_text
+    from core.models.saving import export_model
+    from core.run.folder import RunFolder
 
     cfg = RunConfig(task="mlm")
     cfg.model.source = str(tiny["bert"])

@@ -1,4 +1,4 @@
-"""The shared HTML report (core.report) and `python -m core report`."""
+"""The shared HTML report (core.insight.report) and `python -m core report`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from core import report
 from core.__main__ import main
 from core.errors import RunError
+from core.insight import report
+from core.present import text
 from tests.test_app_evaluate import TEXTS, add_predictions
 from tests.test_app_support import ROOT, make_run, runs_root  # noqa: F401 - fixtures
-from ui import text
 
 MAX_BYTES = 15 * 1024 * 1024
 

@@ -9,8 +9,8 @@ import pytest
 
 from core.config import RunConfig
 from core.errors import RunError
-from core.runs import RunFolder, append_jsonl, list_runs, read_jsonl, validate_run_id
-from core.sink import RunSink
+from core.run.folder import RunFolder, append_jsonl, list_runs, read_jsonl, validate_run_id
+from core.run.sink import RunSink
 
 
 def test_create_writes_config_and_queued_status(tmp_path):

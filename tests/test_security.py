@@ -19,8 +19,9 @@ import pytest
 
 from core.config import ModelConfig, RunConfig
 from core.errors import DataError, ModelError, RunError
-from core.jobs import JobManager
-from core.runs import RunFolder, validate_run_id
+from core.present import text
+from core.run.folder import RunFolder, validate_run_id
+from core.service.jobs import JobManager
 from tests.test_app_support import (  # noqa: F401 - fixtures
     app,
     clear_streamlit_caches,
@@ -31,7 +32,7 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     texts,
     trainer,
 )
-from ui import auth, text
+from ui import auth
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +82,7 @@ def _model_with_remote_code(folder: Path, marker: Path) -> Path:
 def test_trust_remote_code_is_off_by_default_and_remote_code_never_runs(tmp_path, capsys):
     from core.__main__ import main
     from core.models import load_for_task
-    from core.strategies import estimate_params
+    from core.training.strategies import estimate_params
 
     assert RunConfig().model.trust_remote_code is False
     assert RunConfig.from_dict({"model": {"source": "x"}}).model.trust_remote_code is False
@@ -322,8 +323,8 @@ def test_no_code_path_unpickles_evaluates_or_hard_codes_trust():
 def test_save_total_limit_keeps_the_last_k_checkpoints_and_disk_use_is_reported(tiny_bert, runs_root, jobs):  # noqa: F811
     import threading as _threading
 
-    from core import engine
-    from core.sink import RunSink
+    from core.run.sink import RunSink
+    from core.training import engine
     from ui.widgets import format_bytes
 
     cfg = RunConfig(task="mlm", name="hygiene")

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-import core.probes
-from core import engine
+import core.insight.probes
 from core.config import ModelConfig, RunConfig
 from core.errors import ModelError
 from core.models import load_for_task, load_saved, resolve_model
 from core.models.resolve import original_base_source
-from core.runs import RunFolder
+from core.present import text
+from core.run.folder import RunFolder
+from core.training import engine
 from tests.test_app_support import (  # noqa: F401 - fixtures
     all_text,
     clear_streamlit_caches,
@@ -26,7 +27,6 @@ from tests.test_app_support import (  # noqa: F401 - fixtures
     trainer,
 )
 from tests.test_generate import tiny_causal_config, train_run
-from ui import text
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +84,11 @@ def test_child_starts_from_the_parents_weights_and_records_the_parent(kind, pare
 
     # Compare's "before" of the child: the parent (its own base) or the original tiny GPT-2.
     texts_ = ["Nike shoes are very"]
-    original = core.probes.score_before(child, texts_, 3, before="original")
+    original = core.insight.probes.score_before(child, texts_, 3, before="original")
     base_model = load_for_task(ModelConfig(source=tiny_gpt2), "causal")
-    expected = core.probes.score_probes(base_model.model, base_model.tokenizer, "causal", texts_, 3)
+    expected = core.insight.probes.score_probes(base_model.model, base_model.tokenizer, "causal", texts_, 3)
     assert [p["token"] for p in original[0]["predictions"]] == [p["token"] for p in expected[0]["predictions"]]
-    parent_side = core.probes.probe_text(child, texts_[0], 3)  # default: the parent
+    parent_side = core.insight.probes.probe_text(child, texts_[0], 3)  # default: the parent
     assert [p["token"] for p in parent_side["base"]] == [p["token"] for p in parent_final][:3]
 
 
@@ -170,7 +170,7 @@ def test_compare_before_selector_for_a_run_with_a_parent(jobs, runs_root, monkey
         calls.append((run_path.name, tuple(probe_texts), before))
         return [{"text": t, "predictions": [{"token": "pristine", "score": 0.5}]} for t in probe_texts]
 
-    monkeypatch.setattr(core.probes, "score_before", fake_score_before)
+    monkeypatch.setattr(core.insight.probes, "score_before", fake_score_before)
     plain = make_run(runs_root)
     at = open_page("pages/compare.py", {"run": plain})
     assert not at.radio and text.COLUMN_BASE in texts(at.caption)
@@ -201,8 +201,8 @@ def test_compare_free_probe_passes_the_chosen_before(jobs, runs_root, monkeypatc
         calls.append(before)
         return {"base": BASE_MLM, "tuned": TUNED_MLM}
 
-    monkeypatch.setattr(core.probes, "probe_text", fake_probe_text)
-    monkeypatch.setattr(core.probes, "score_before", lambda *a, **k: [])
+    monkeypatch.setattr(core.insight.probes, "probe_text", fake_probe_text)
+    monkeypatch.setattr(core.insight.probes, "score_before", lambda *a, **k: [])
     run_id = child_run(runs_root)
     at = open_page("pages/compare.py", {"run": run_id})
     at.radio(key="tb_compare_before").set_value("original").run()

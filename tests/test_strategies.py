@@ -1,4 +1,4 @@
-"""core.strategies: which parameters train per strategy, gradual unfreezing, LoRA, export, estimates."""
+"""core.training.strategies: which parameters train per strategy, gradual unfreezing, LoRA, export, estimates."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ import torch
 from core.config import ModelConfig, RunConfig, StrategyConfig
 from core.errors import ConfigError, ModelError
 from core.models import load_for_task
-from core.strategies import (
+from core.models.saving import export_model, is_peft_model
+from core.training.strategies import (
     GradualUnfreezer,
     apply_strategy,
     count_params,
     estimate_params,
-    export_model,
     human_count,
-    is_peft_model,
     model_parts,
 )
 from tests.tiny_models import tiny_bert_dir, tiny_gpt2_dir

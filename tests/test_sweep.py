@@ -1,4 +1,4 @@
-"""The strategy shoot-out (core.sweep): planning, group lifecycle, comparison numbers, the CLI."""
+"""The strategy shoot-out (core.plan.sweep): planning, group lifecycle, comparison numbers, the CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from core.__main__ import EXIT_USER_ERROR, main
 from core.config import RunConfig
 from core.errors import ConfigError, RunError
-from core.sweep import (
+from core.plan.sweep import (
     Member,
     Row,
     compare,
@@ -60,7 +60,7 @@ def test_plan_without_rates_uses_the_config_rate():
 
 @pytest.mark.parametrize("rate", [None, "auto"])
 def test_plan_without_rates_keeps_an_unset_or_auto_rate_per_member(rate, runs_root):  # noqa: F811
-    from core.sweep import Group, save_group
+    from core.plan.sweep import Group, save_group
 
     cfg = classification_config()
     cfg.training.learning_rate = rate
@@ -75,7 +75,7 @@ def test_plan_without_rates_keeps_an_unset_or_auto_rate_per_member(rate, runs_ro
 
 
 def test_member_labels_name_every_kind_of_rate():
-    from core.sweep import member_label
+    from core.plan.sweep import member_label
 
     assert member_label(Member("lora", 1e-4), True) == "lora @ 1e-04"
     assert member_label(Member("lora", "auto"), True) == "lora @ auto"
@@ -117,7 +117,7 @@ def held_trainer(monkeypatch):
 
 
 def test_stop_resume_and_delete(runs_root, held_trainer):  # noqa: F811
-    from core.jobs import JobManager
+    from core.service.jobs import JobManager
 
     jobs = JobManager(runs_root, train_fn=held_trainer, preflight_fn=lambda cfg: None)  # noqa: F811
     try:
@@ -152,7 +152,7 @@ def test_stop_resume_and_delete(runs_root, held_trainer):  # noqa: F811
 
 
 def test_an_interrupted_submission_queues_the_missing_members(jobs, runs_root):  # noqa: F811
-    from core.sweep import save_group
+    from core.plan.sweep import save_group
 
     group = plan_group(classification_config(), ["full", "lora"])
     save_group(runs_root, group)  # as if the process died before queueing any member
@@ -211,7 +211,7 @@ def test_recommendation_for_losses_and_when_the_best_is_fastest():
 
 
 def test_rows_read_the_kept_evaluation_and_the_run_figures(jobs, runs_root):  # noqa: F811
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
 
     group_id = submit_group(jobs, classification_config(), ["full", "lora"])
     group = load_group(runs_root, group_id)
@@ -232,8 +232,8 @@ def test_rows_read_the_kept_evaluation_and_the_run_figures(jobs, runs_root):  # 
 
 
 def test_the_table_shows_peak_memory_and_leaves_it_blank_for_older_runs():
-    from core.sweep import comparison_table, format_table, row_from_status
-    from ui import text
+    from core.plan.sweep import comparison_table, format_table, row_from_status
+    from core.present import text
 
     status = {"status": "completed", "elapsed_s": 10.0, "final_metrics": {"eval_f1": 0.8, "eval_loss": 0.4}}
     new = row_from_status(Member("full", 1e-4), "full", "a", {**status, "peak_memory_bytes": 1_500_000_000},

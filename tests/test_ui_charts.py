@@ -1,4 +1,4 @@
-"""ui.charts: pure functions from run records to plotly figures."""
+"""core.present.charts: pure functions from run records to plotly figures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import plotly.graph_objects as go
 import pytest
 
-from ui import charts
+from core.present import charts
 
 
 def train_records(n: int) -> list[dict]:

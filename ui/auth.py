@@ -15,7 +15,7 @@ import time
 
 import streamlit as st
 
-from ui import text
+from core.present import text
 
 PASSWORD_ENV = "TUNEBOARD_PASSWORD"
 AUTH_KEY = "tb_authenticated"
@@ -33,16 +33,17 @@ def password_matches(entered: str, expected: str) -> bool:
     return hmac.compare_digest(entered.encode("utf-8"), expected.encode("utf-8"))
 
 
-def require_password() -> None:
-    """Draw the password form and stop the script until this session has entered the password."""
+def require_password(pages: list) -> None:
+    """Draw the password form and stop the script until this session has entered the password.
+
+    pages: the router's st.Page list, navigated hidden while the form shows.
+    """
     expected = configured_password()
     if expected is None or st.session_state.get(AUTH_KEY):
         return
-    from ui import state
-
     # Calling st.navigation keeps the server in router mode (no v1 page list of pages/ in the
     # sidebar) while hiding the navigation; the chosen page is not run.
-    st.navigation(state.pages(), position="hidden")
+    st.navigation(pages, position="hidden")
     st.title(text.AUTH_TITLE)
     st.caption(text.AUTH_CAPTION)
     with st.form("tb_auth_form"):

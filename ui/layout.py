@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import TuneboardError
-from ui import state, text
+from core.present import text
+from ui import state
 from ui.widgets import format_duration, run_progress, status_badge
 
 

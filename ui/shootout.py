@@ -1,5 +1,5 @@
-"""Setup's panels for choosing with evidence: "Compare strategies" (a shoot-out group, core.sweep),
-"Suggest a learning rate" (a range test, core.lr_finder), and the learning-rate field itself (a number,
+"""Setup's panels for choosing with evidence: "Compare strategies" (a shoot-out group, core.plan.sweep),
+"Suggest a learning rate" (a range test, core.training.lr_finder), and the learning-rate field itself (a number,
 empty for the measured default, or 'auto'). Widgets only; no torch at import time.
 """
 
@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import sweep
 from core.config import LEARNING_RATE_AUTO, STRATEGIES, RunConfig, default_learning_rate, field_help
 from core.errors import TuneboardError
-from ui import charts, state, text
+from core.plan import sweep
+from core.present import charts, text
+from ui import state
 from ui.widgets import Form, show_error, touch
 
 MODE_KEY = "tb_sweep_mode"
@@ -93,7 +94,7 @@ def learning_rate_panel(cfg: RunConfig, ready: bool) -> None:
     """"Suggest a learning rate": a range test on this config, its curve with the pick, and a button to use it."""
     if st.button(text.LR_FINDER_BUTTON, help=text.LR_FINDER_HELP, disabled=not ready, key="tb_lr_finder",
                  icon=":material/insights:", width="stretch"):
-        from core import lr_finder  # lazy: the range test imports torch only when it runs
+        from core.training import lr_finder  # lazy: the range test imports torch only when it runs
 
         with st.spinner(text.LR_FINDER_RUNNING):
             try:
@@ -102,7 +103,7 @@ def learning_rate_panel(cfg: RunConfig, ready: bool) -> None:
                 show_error(err)
                 return
             except Exception as err:  # the page boundary: a sentence with a next step, never a traceback
-                from core.jobs import describe_failure
+                from core.errors import describe_failure
 
                 st.error(describe_failure(err), icon=":material/error:")
                 return

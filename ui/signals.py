@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from core.presets import NIKE_SIGNAL
+from core.plan.presets import NIKE_SIGNAL
 
 Node = dict[str, Any]
 

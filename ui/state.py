@@ -20,12 +20,11 @@ import streamlit as st
 
 from core.config import RunConfig
 from core.errors import RunError
-from core.runs import default_runs_root, validate_run_id
+from core.run.folder import default_runs_root, validate_run_id
 
 CONFIG_KEY = "tb_config"
 FORM_GEN_KEY = "tb_form_gen"
 RUN_KEY = "tb_run"
-ROUTER_KEY = "tb_router_active"
 WATCH_KEY = "tb_watch"
 WATCH_HISTORY_KEY = "tb_watch_history"
 
@@ -33,7 +32,7 @@ WATCH_HISTORY_KEY = "tb_watch_history"
 @st.cache_resource(show_spinner=False)
 def get_jobs():
     """The process-wide JobManager (runs root: $TUNEBOARD_RUNS or ./runs)."""
-    from core.jobs import JobManager
+    from core.service.jobs import JobManager
 
     return JobManager(runs_root())
 
@@ -65,7 +64,7 @@ def device_label() -> str:
 # ---- warming up the ML libraries -----------------------------------------------------------
 
 # What Start (engine.preflight), a LoRA parameter count or a generation import: ~6 s on 2 cores.
-WARM_UP_MODULES = ("core.engine", "peft")
+WARM_UP_MODULES = ("core.training.engine", "peft")
 WARM_UP_THREAD = "tuneboard-warm-up"
 _warm_up_lock = threading.Lock()
 _warm_up: list[threading.Thread] = []
@@ -73,7 +72,7 @@ _warm_up: list[threading.Thread] = []
 
 def warm_up() -> threading.Thread | None:
     """After a page is drawn: import torch and transformers once per server on a background thread,
-    then keep a training process waiting with them and the engine imported (core.child_process).
+    then keep a training process waiting with them and the engine imported (core.service.child_process).
 
     Pages never import them on the script thread for their first draw; this makes the first Start
     (or a strategy other than full on Setup) as fast as later ones. The two imports run one after
@@ -107,54 +106,6 @@ def _import_ml_libraries(jobs=None) -> None:
             logging.getLogger(__name__).warning("Warm-up could not import %s: %s", module, err)
     if jobs is not None:
         jobs.keep_training_process_ready()
-
-
-# ---- the router ----------------------------------------------------------------------------
-
-def run_page(page) -> None:
-    """Run the chosen st.Page inside the router (app.py), marking that the router is active."""
-    st.session_state[ROUTER_KEY] = True
-    forget_watch()
-    try:
-        page.run()
-    finally:
-        st.session_state[ROUTER_KEY] = False
-        warm_up()  # the page is drawn (or moved on): torch may load now, off the script thread
-
-
-def pages() -> list:
-    """The app's pages, in navigation order (paths relative to app.py)."""
-    from ui import text
-
-    return [
-        st.Page("pages/setup.py", title=text.PAGE_SETUP, icon=text.ICON_SETUP, default=True),
-        st.Page("pages/data.py", title=text.PAGE_DATA, icon=text.ICON_DATA),
-        st.Page("pages/train.py", title=text.PAGE_TRAIN, icon=text.ICON_TRAIN),
-        st.Page("pages/compare.py", title=text.PAGE_COMPARE, icon=text.ICON_COMPARE),
-        st.Page("pages/evaluate.py", title=text.PAGE_EVALUATE, icon=text.ICON_EVALUATE),
-        st.Page("pages/runs.py", title=text.PAGE_RUNS, icon=text.ICON_RUNS),
-        st.Page("pages/compare_strategies.py", title=text.PAGE_STRATEGIES, icon=text.ICON_STRATEGIES),
-    ]
-
-
-def require_router() -> None:
-    """Make sure a page runs inside the router's frame (page config, navigation, sidebar).
-
-    Until some run calls st.navigation, Streamlit treats a folder named pages/ as a v1 multipage
-    app and runs a deep-linked page (a reloaded /train?run=... tab after a server restart) on its
-    own, without app.py; AppTest does the same after switch_page. Then this does what app.py does
-    (st.navigation also switches the server to the router for good), runs the page inside it, and
-    stops the outer run. No rerun, so a click that started this run is not lost.
-    """
-    if not st.session_state.get(ROUTER_KEY):
-        from ui import auth, layout
-
-        layout.page_config()
-        auth.require_password()  # a deep link must not skip the password gate
-        page = st.navigation(pages())
-        layout.sidebar(page)
-        run_page(page)
-        st.stop()
 
 
 # ---- the selected run ----------------------------------------------------------------------

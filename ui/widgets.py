@@ -221,14 +221,14 @@ def summarise_weight_names(names: Sequence[str]) -> str:
 
 def status_badge(status: str) -> None:
     """A coloured badge for a run status."""
-    from ui import text
+    from core.present import text
 
     st.badge(text.STATUS_LABELS.get(status, status), color=text.STATUS_COLORS.get(status, "gray"))
 
 
 def show_error(err: BaseException) -> None:
     """A user-facing error: the sentence of a TuneboardError, never a traceback."""
-    from ui import text
+    from core.present import text
 
     if isinstance(err, TuneboardError):
         st.error(str(err), icon=":material/error:")
@@ -237,7 +237,7 @@ def show_error(err: BaseException) -> None:
 
 
 def run_label(summary: Any) -> str:
-    """'name · run id' for pickers (a summary is a core.jobs.RunSummary).
+    """'name · run id' for pickers (a summary is a core.service.jobs.RunSummary).
 
     No status here: a keyed picker's labels can lag a run that just finished; the status is
     shown next to the picker from the live snapshot instead.
@@ -252,7 +252,8 @@ def run_picker(jobs: Any, *, label: str | None = None) -> str | None:
     The choice is stored in the URL via ui.state.select_run; the widget key follows the
     selection so a run chosen elsewhere (Start, the Runs page, a reloaded URL) shows here.
     """
-    from ui import state, text
+    from core.present import text
+    from ui import state
 
     runs = jobs.list_runs()
     if not runs:
@@ -277,7 +278,7 @@ def run_picker(jobs: Any, *, label: str | None = None) -> str | None:
 def picked_run(jobs: Any, *, when_none: Callable[[], None] | None = None) -> tuple[str, Any, Any]:
     """The run picker, then the picked run's (id, snapshot, config); stops the page when there is
     no run (after `when_none` offers a way out) or the run cannot be read (with the reason)."""
-    from ui import text
+    from core.present import text
 
     run_id = run_picker(jobs)
     if run_id is None:
@@ -309,8 +310,8 @@ def run_progress(snap: Any) -> tuple[int, int, float]:
 
 def report_button(run_path: Path, run_id: str, key: str) -> None:
     """'Download report': the run's self-contained HTML report, built only when the button is clicked."""
-    from core.report import build_report
-    from ui import text
+    from core.insight.report import build_report
+    from core.present import text
 
     st.download_button(text.DOWNLOAD_REPORT, data=lambda: build_report(run_path), file_name=f"{run_id}-report.html",
                        mime="text/html", on_click="ignore", icon=":material/description:",

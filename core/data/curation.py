@@ -63,7 +63,7 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def save_curated(result: CurationResult, name: str, root: str | Path | None = None) -> Path:
     """Save kept rows (data.parquet) and lineage (lineage.json) under <root>/<name>/; returns the folder."""
-    from core.runs import atomic_write_json, now_iso
+    from core.run.folder import atomic_write_json, now_iso
 
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
         raise DataError(

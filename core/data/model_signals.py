@@ -67,8 +67,8 @@ def _saved_task_and_labels(folder: Path) -> tuple[str, tuple[str, ...] | None]:
 
     if (folder / "config.json").is_file():
         return saved_task(folder), None
-    from core.export import run_label_names
-    from core.runs import RunFolder
+    from core.models.export import run_label_names
+    from core.run.folder import RunFolder
 
     run = RunFolder(folder.parent)
     return run.config().task, run_label_names(run)

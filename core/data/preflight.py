@@ -65,7 +65,7 @@ class DataFacts:
     empty_text: int
     labels: LabelSummary | None = None
     # Words per usable text, of a seeded sample of at most WORD_COUNT_SAMPLE: what a run's time
-    # estimate (core.estimate) needs to know about the text lengths without a tokenizer.
+    # estimate (core.plan.estimate) needs to know about the text lengths without a tokenizer.
     word_counts: tuple[int, ...] = ()
 
 

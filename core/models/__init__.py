@@ -5,6 +5,10 @@
     resolve    what a source means: 'bundled', a local folder or a Hub id, answered within seconds
     loading    the task -> Auto class table, the pad-token fix, the length cap, the load report,
                and loading a base model, a run's saved model, a tokenizer alone or a weightless model
+    saving     saving a model folder (LoRA merged or not); transformers kept quiet while loading
+    export     what a run saved: its final model, label names and model card, for the Runs page
+    gguf       the bundled SmolLM2 GGUF, converted once into a safetensors cache
+    fast_mlm   masked-LM loss on the masked positions only (training and the per-example pass)
 
 Import from here: `from core.models import load_for_task, resolve_model, ...`.
 """
@@ -27,11 +31,11 @@ from core.models.loading import (
     load_tokenizer,
     needs_decoder_switch,
     position_limit,
-    quiet_transformers,
     saved_task,
     supported_tasks,
 )
 from core.models.resolve import ResolvedModel, bundled_model_path, is_cached, resolve_model
+from core.models.saving import export_model, quiet_transformers
 
 __all__ = [
     "AUTO_CLASSES",
@@ -43,6 +47,7 @@ __all__ = [
     "bundled_model_path",
     "effective_max_length",
     "empty_model",
+    "export_model",
     "ensure_pad_token",
     "hub_offline",
     "hub_reachable",

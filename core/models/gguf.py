@@ -204,7 +204,7 @@ def convert_gguf(source: Path, out_dir: Path) -> None:
     """Dequantise a causal-LM GGUF with transformers and save it as a plain safetensors folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.models.loading import quiet_transformers
+    from core.models.saving import quiet_transformers
 
     try:
         with quiet_transformers():

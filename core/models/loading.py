@@ -15,7 +15,6 @@ remote code only when the user enables it for that model.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from core.config import TASKS, ModelConfig
 from core.errors import ModelError
 from core.models import gguf
 from core.models.resolve import ResolvedModel, local_folder, resolve_model
+from core.models.saving import export_model, quiet_transformers
 
 TASK_NAMES = {"mlm": "masked-LM", "classification": "classification", "causal": "causal LM"}
 # The task -> Auto class table, by name so that importing this module does not import transformers.
@@ -99,23 +99,6 @@ def saved_task(folder: str | Path) -> str:
     if "CausalLM" in archs or "LMHead" in archs:
         return "causal"
     return "classification"
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """Context manager: silence transformers' printed LOAD REPORT and progress bars: the report lands in our JSON."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 # ---- the tokenizer ---------------------------------------------------------------------------
@@ -459,7 +442,7 @@ def check_parent_run(resolved: ResolvedModel, task: str) -> dict[str, Any] | Non
     if resolved.kind != "run":
         return None
     from core.models.resolve import original_base_source
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
 
     final = Path(resolved.location)
     parent = RunFolder(final.parent)
@@ -507,8 +490,7 @@ def _merge_parent_adapter(final: Path, target: Path) -> Path:
 
     from peft import PeftModel
 
-    from core.runs import RunFolder
-    from core.strategies import export_model
+    from core.run.folder import RunFolder
 
     parent = RunFolder(final.parent)
     cfg = parent.config()

@@ -1,7 +1,7 @@
 """Parameter counts without torch: from a checkpoint's safetensors header and its config.json.
 
 The Setup page shows trainable / total parameters on its first draw. Building the model on the meta
-device (core.strategies.estimate_params) is exact for every strategy but needs torch and
+device (core.training.strategies.estimate_params) is exact for every strategy but needs torch and
 transformers, ~6 s of imports on a 2-core CPU. For full fine-tuning of the families below the count
 is plain arithmetic instead: the checkpoint's own tensors (a safetensors file starts with an 8-byte
 length and a JSON header giving every tensor's dtype and shape), minus whatever head it was saved

@@ -151,7 +151,7 @@ def run_source_folder(source: str) -> Path | None:
     path = Path(reference).expanduser()
     if reference and (path / "config.yaml").is_file():
         return path.resolve()
-    from core.runs import default_runs_root
+    from core.run.folder import default_runs_root
 
     return default_runs_root() / reference
 

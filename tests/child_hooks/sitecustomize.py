@@ -11,7 +11,7 @@ _DELAY = os.environ.get("TUNEBOARD_TEST_STEP_DELAY_S")
 if _DELAY:
     import time
 
-    from core import engine
+    from core.training import engine
 
     _original_step = engine._TuneboardTrainer.training_step
 

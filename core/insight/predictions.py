@@ -618,12 +618,12 @@ def example_loss_pass(model: Any, dataset: Any, tokenizer: Any, task: str, seed:
     gives the base and the fine-tuned model the same masks, so their losses compare example by example.
     Rows go through the model in length-sorted batches, right-padded, so each example's loss is its
     own whatever its neighbours; a masked LM projects only the masked positions onto the vocabulary
-    (core.fast_mlm), which is most of the work saved.
+    (core.models.fast_mlm), which is most of the work saved.
     """
     import torch
     import torch.nn.functional as F
 
-    from core.fast_mlm import masked_only_parts
+    from core.models.fast_mlm import masked_only_parts
 
     device = next(model.parameters()).device
     rows = _read_columns(dataset, ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask"))

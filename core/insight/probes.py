@@ -145,8 +145,8 @@ def probe_text(run_path, text: str, top_k: int, *, before: str = "parent") -> di
     import os
     from pathlib import Path
 
-    from core.export import load_saved_model_cached, tuned_model_path
-    from core.runs import RunFolder
+    from core.models.export import load_saved_model_cached, tuned_model_path
+    from core.run.folder import RunFolder
 
     folder = RunFolder(Path(run_path))
     cfg = folder.config()
@@ -194,7 +194,7 @@ def score_before(run_path, texts: list[str], top_k: int, *, before: str = BEFORE
     """Score a run's probe texts with its 'before' model (e.g. the original base of a fine-tuned-further run)."""
     from pathlib import Path
 
-    from core.runs import RunFolder
+    from core.run.folder import RunFolder
 
     folder = RunFolder(Path(run_path))
     cfg = folder.config()

@@ -6,10 +6,10 @@ daemon worker thread trains one job at a time (one device) and is the only place
 failures are caught: every run ends in a final status with a message a user can act on.
 
 Readers call `snapshot(run_id)`, which returns the live `RunSink`'s immutable snapshot for runs of
-this manager and a cached, folder-built one (core.history) for everything else, so polling every
+this manager and a cached, folder-built one (core.run.history) for everything else, so polling every
 second from several tabs costs a dict lookup and a few `stat` calls, never a re-read of whole files.
 
-A job holds its run's ownership lock (core.recovery) from `submit`/`resume` until it ends; at
+A job holds its run's ownership lock (core.run.recovery) from `submit`/`resume` until it ends; at
 start-up the manager marks runs that say `running` or `queued` but have no owner `interrupted`.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import copy
-import errno
 import logging
 import os
 import threading
@@ -31,9 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
-from core.errors import RunError, TuneboardError, causes, out_of_memory_kind
-from core.history import RunHistory, RunSummary, folder_key, load_config
-from core.recovery import (
+from core.errors import RunError, TuneboardError, describe_failure
+from core.run.folder import (
+    FINISHED,
+    RESUMABLE,
+    RunFolder,
+    default_runs_root,
+    list_runs,
+    new_run_id,
+    now_iso,
+    validate_run_id,
+)
+from core.run.history import RunHistory, RunSummary, folder_key, load_config
+from core.run.recovery import (
     ACTIVE,
     INTERRUPTED_QUEUED,
     INTERRUPTED_RUNNING,
@@ -44,21 +53,11 @@ from core.recovery import (
     try_lock,
     unlock,
 )
-from core.runs import (
-    FINISHED,
-    RESUMABLE,
-    RunFolder,
-    default_runs_root,
-    list_runs,
-    new_run_id,
-    now_iso,
-    validate_run_id,
-)
-from core.sink import RunSink, RunSnapshot
+from core.run.sink import RunSink, RunSnapshot
 
 # Re-exported: pages, tests and the CLI import these from here.
 __all__ = [
-    "INTERRUPTED_QUEUED", "INTERRUPTED_RUNNING", "JobManager", "RunSummary", "describe_failure", "held_lock_fd",
+    "INTERRUPTED_QUEUED", "INTERRUPTED_RUNNING", "JobManager", "RunSummary", "held_lock_fd",
     "run_lock", "train_in_this_process",
 ]
 
@@ -72,35 +71,6 @@ NO_RESULT = (
     "The log is in run.log; resume the run or start it again."
 )
 SHUTDOWN_TIMEOUT_S = 60.0     # time a stopping run gets to save its checkpoint at exit
-
-
-def describe_failure(err: BaseException) -> str:
-    """A sentence with a next step for an unexpected exception from training."""
-    memory = out_of_memory_kind(err)
-    if memory == "accelerator":
-        return (
-            "The GPU ran out of memory. Lower training.batch_size (raise "
-            "training.gradient_accumulation_steps to keep the effective batch), lower "
-            "model.max_length, or use the lora strategy; then start a new run from this config."
-        )
-    if memory == "ram":
-        return (
-            "The machine ran out of memory (RAM). Lower training.batch_size or model.max_length, "
-            "or close other programs; then start a new run from this config."
-        )
-    for cause in causes(err):
-        text = str(cause)
-        if (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) or "No space left on device" in text:
-            where = f" while writing {cause.filename}" if getattr(cause, "filename", None) else ""
-            return (
-                f"The disk is full{where}. Free space (delete old runs on the Runs page) or lower "
-                "training.save_total_limit, then resume this run if it saved a checkpoint, or start a "
-                "new run from its config."
-            )
-    message = " ".join(str(err).split()).rstrip(".") or "no message"
-    if len(message) > 300:
-        message = message[:297] + "..."
-    return f"Training crashed: {type(err).__name__}: {message}. The traceback is in run.log."
 
 
 # ---- the manager ------------------------------------------------------------------------------
@@ -587,13 +557,13 @@ class _StoppedBeforeStart(Exception):
 def train_in_this_process(cfg: RunConfig, folder: RunFolder, sink: RunSink, stop_event: threading.Event, *,
                           resume: bool = False):
     """engine.train on the worker thread itself: for tests that patch the engine in this process."""
-    from core import engine  # lazy: keeps torch out of imports of this module
+    from core.training import engine  # lazy: keeps torch out of imports of this module
 
     return engine.train(cfg, folder, sink, stop_event, resume=resume)
 
 
 def _default_train_fn() -> TrainFn:
-    """Training in a child process (core.child_process): the server's page work and the training
+    """Training in a child process (core.service.child_process): the server's page work and the training
     never share a GIL. $TUNEBOARD_TRAIN_IN_PROCESS=1 keeps it on the worker thread instead."""
     if os.environ.get("TUNEBOARD_TRAIN_IN_PROCESS") == "1":
         return train_in_this_process
@@ -601,9 +571,9 @@ def _default_train_fn() -> TrainFn:
 
 
 def _child_process():
-    import core.child_process  # lazy: the module spawns processes, only a manager that trains needs it
+    import core.service.child_process  # lazy: the module spawns processes, only a manager that trains needs it
 
-    return core.child_process
+    return core.service.child_process
 
 
 def _child_train_fn() -> TrainFn:
@@ -619,7 +589,7 @@ def _safe_standby() -> None:
 
 
 def _engine_preflight(cfg: RunConfig) -> None:
-    from core import engine
+    from core.training import engine
 
     engine.preflight(cfg)
 

@@ -18,10 +18,8 @@ backbone. LoRA keeps the same rule: untied head modules are saved/trained, tied 
 
 from __future__ import annotations
 
-import copy
 import functools
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from core.config import ModelConfig, RunConfig, StrategyConfig
@@ -351,15 +349,6 @@ def _apply_lora(model, strategy_cfg: StrategyConfig, task: str):
     return peft_model, StrategyPlan(trainable_n, total_n, text, [], "lora")
 
 
-def is_peft_model(model) -> bool:
-    """True for a peft-wrapped model."""
-    try:
-        from peft import PeftModel
-    except ImportError:
-        return False
-    return isinstance(model, PeftModel)
-
-
 # ---- gradual unfreezing ----------------------------------------------------------------------
 
 class GradualUnfreezer:
@@ -425,33 +414,3 @@ def _estimate_cached(source, task, name, freeze_layers, r, alpha, dropout, targe
     )
     _, plan = apply_strategy(model, strategy, task)
     return plan.trainable_params, plan.total_params
-
-
-# ---- export ----------------------------------------------------------------------------------
-
-def export_model(model, tokenizer, out_dir, *, merge: bool) -> Path:
-    """Save a loadable model folder (safetensors). LoRA: merged full model, or adapter only."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if is_peft_model(model):
-        if merge:
-            # Merge a copy: the caller's peft model stays usable (final probes, further saves).
-            merged = copy.deepcopy(model).merge_and_unload()
-            _save_full(merged, out)
-        else:
-            model.save_pretrained(out)  # adapter_config.json + adapter_model.safetensors
-    else:
-        _save_full(model, out)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
-    return out
-
-
-def _save_full(model, out: Path) -> None:
-    from core.models import quiet_transformers
-
-    for param in model.parameters():
-        if not param.data.is_contiguous():
-            param.data = param.data.contiguous()
-    with quiet_transformers():
-        model.save_pretrained(out)

@@ -10,7 +10,7 @@ from core.config import describe_learning_rate
 from core.errors import TrainingError
 from core.files import atomic_write_text
 from core.models import load_saved
-from core.runs import RunFolder
+from core.run.folder import RunFolder
 
 
 def tuned_model_path(folder: RunFolder) -> Path | None:
@@ -44,7 +44,7 @@ def export_run(run_path: str | Path, *, merge: bool = True) -> Path:
     if (target / "config.yaml").exists() and target.stat().st_mtime >= source.stat().st_mtime:
         return target
     model, tokenizer = load_saved(source, cfg.task, run_label_names(folder))
-    from core.strategies import export_model
+    from core.models.saving import export_model
 
     export_model(model, tokenizer, target, merge=merge and is_adapter)
     cfg.save(target / "config.yaml")

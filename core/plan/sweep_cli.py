@@ -16,17 +16,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from core import sweep
 from core.errors import ConfigError, RunError
-from core.runs import FINISHED, default_runs_root
+from core.plan import sweep
+from core.run.folder import FINISHED, default_runs_root
 
 POLL_S = 0.5
 
 
 def cmd_sweep(args: argparse.Namespace, config_from_args: Callable[[argparse.Namespace], object]) -> int:
     """Queue (or resume) a group, train it here, print the comparison; 0 when every run completed."""
-    from core.jobs import JobManager, train_in_this_process
-    from ui import text
+    from core.present import text
+    from core.service.jobs import JobManager, train_in_this_process
 
     if args.resume:
         group_file = Path(args.resume).expanduser().resolve()
@@ -75,7 +75,7 @@ def cmd_sweep(args: argparse.Namespace, config_from_args: Callable[[argparse.Nam
 
 def _follow(jobs, group_id: str, stop: threading.Event) -> None:
     """Print each member as it starts and ends; stop the group once when asked; return when none is busy."""
-    from ui import text
+    from core.present import text
 
     group = sweep.load_group(jobs.runs_root, group_id)
     with_rate = len(group.learning_rates) > 1

@@ -114,11 +114,11 @@ def find_learning_rate(
     from transformers import PrinterCallback, TrainerCallback
 
     from core import devices
+    from core.run.folder import RunFolder
 
     # The engine's own preparation and Trainer: the test sees exactly the model, data, collator and
     # masked-only loss that the run will.
-    from core.engine import _prepare, _set_threads, _training_arguments
-    from core.runs import RunFolder
+    from core.training.engine import _prepare, _set_threads, _training_arguments
 
     stop_event = stop_event or threading.Event()
     started = time.monotonic()
@@ -188,7 +188,7 @@ def resolve_auto(cfg: RunConfig, folder: Any, sink: Any, stop_event: threading.E
     import json
 
     from core.files import atomic_write_json
-    from ui import text
+    from core.present import text
 
     if cfg.training.learning_rate != LEARNING_RATE_AUTO:
         return cfg
@@ -228,7 +228,7 @@ def _rate_words(rate: float | None) -> str:
 def _range_trainer_class():
     from torch.optim.lr_scheduler import LambdaLR
 
-    from core.engine import _TuneboardTrainer
+    from core.training.engine import _TuneboardTrainer
 
     class RangeTrainer(_TuneboardTrainer):
         """The run's Trainer with an exponential learning-rate ramp as its scheduler."""

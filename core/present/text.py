@@ -572,7 +572,7 @@ FINE_TUNE_FURTHER_HELP = (
 FINE_TUNE_FURTHER_DISABLED = "Only a completed run with a saved model can be fine-tuned further."
 FINE_TUNE_FURTHER_NAME = "{name} (further)"
 
-# ---- Evaluate page and the shared report (core.insight, core.report) ------------------------
+# ---- Evaluate page and the shared report (core.insight.predictions, core.insight.report) ------------------------
 PAGE_EVALUATE = "Evaluate"
 ICON_EVALUATE = ":material/fact_check:"
 EVALUATE_TITLE = "See what changed, example by example"
@@ -646,14 +646,14 @@ NO_REGRESSIONS = "No example's loss rose."
 COLUMN_BASE_LOSS = "Base loss"
 COLUMN_TUNED_LOSS = "Fine-tuned loss"
 COLUMN_LOSS_CHANGE = "Change"
-# core.insight.moved_examples' columns and parts, as Evaluate and the report show them.
+# core.insight.predictions.moved_examples' columns and parts, as Evaluate and the report show them.
 LOSS_CHANGE_COLUMNS = {"text": COLUMN_TEXT, "base_loss": COLUMN_BASE_LOSS, "tuned_loss": COLUMN_TUNED_LOSS,
                        "change": COLUMN_LOSS_CHANGE}
 MOVED_EXAMPLES = {"improvements": (IMPROVEMENTS_TITLE, NO_IMPROVEMENTS),
                   "regressions": (REGRESSIONS_TITLE, NO_REGRESSIONS)}
 DOWNLOAD_REPORT = "Download report"
 DOWNLOAD_REPORT_HELP = "One self-contained HTML file (opens offline in any browser) with this run's summary, curves, probes and per-example results."
-# The report (core.report): section titles and summary fields.
+# The report (core.insight.report): section titles and summary fields.
 REPORT_TITLE = "Tuneboard report: {run_id}"
 REPORT_GENERATED = "Generated {time} by Tuneboard."
 REPORT_SUMMARY = "Summary"

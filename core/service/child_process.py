@@ -6,7 +6,7 @@ win it again, and a busy page made a step wait behind it hundreds of times: with
 the default run trained at 2% of its headless rate. In a process of its own the run competes for
 CPU only, never for the GIL. H2O LLM Studio and AutoTrain train in a subprocess for this reason.
 
-    parent (server)                              child (python -m core.child_process)
+    parent (server)                              child (python -m core.service.child_process)
     train_in_child_process(cfg, folder, sink, …)  engine.train(cfg, folder, RelaySink, stop_event)
       stdin  ── "stop\\n" (or EOF) ──────────────▶  watcher thread sets stop_event
       relay  ◀── one JSON line per publication ──  RelaySink: writes the run folder, then relays
@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from core import errors
-from core.recovery import held_lock_fd
-from core.runs import RunFolder
-from core.sink import RunSink
+from core.run.folder import RunFolder
+from core.run.recovery import held_lock_fd
+from core.run.sink import RunSink
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POLL_S = 0.05             # how often the parent checks its stop event while the child is quiet
@@ -100,7 +100,7 @@ def _training_environment() -> dict[str, str]:
 
 def _spawn(arguments: list[str], inherited: list[int], stdout: Any) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "core.child_process", *arguments], stdin=subprocess.PIPE, stdout=stdout,
+        [sys.executable, "-m", "core.service.child_process", *arguments], stdin=subprocess.PIPE, stdout=stdout,
         stderr=subprocess.STDOUT, pass_fds=inherited, env=_child_environment(),
         start_new_session=True,  # Ctrl-C in the server's terminal reaches the server only
     )
@@ -341,7 +341,7 @@ def _watch_parent(stop_event: threading.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the child: train one run folder, report how it ended."""
-    parser = argparse.ArgumentParser(prog="python -m core.child_process")
+    parser = argparse.ArgumentParser(prog="python -m core.service.child_process")
     parser.add_argument("folder", nargs="?", help="The run folder (a standby gets it from --control-fd).")
     parser.add_argument("--relay-fd", type=int, required=True)
     parser.add_argument("--resume", action="store_true")
@@ -367,14 +367,16 @@ def main(argv: list[str] | None = None) -> int:
     sink = RelaySink(folder, relay)
     try:
         sink.set_status(training_pid=os.getpid())  # the parent never writes status.json while we run
-        from core import engine  # after the watcher: importing torch takes seconds, Stop must not wait
+        from core.training import (
+            engine,  # after the watcher: importing torch takes seconds, Stop must not wait
+        )
 
         status = engine.train(folder.config(), folder, sink, stop_event, resume=args.resume)
     except errors.TuneboardError as err:
         send(relay, relay_lock, {"kind": "error", "type": type(err).__name__, "message": str(err), "field": err.field})
         return 2
     except BaseException as err:  # the process boundary: the parent turns this into a failed run
-        from core.jobs import describe_failure
+        from core.errors import describe_failure
 
         _log_safely(folder, "".join(traceback.format_exception(err)).rstrip())
         send(relay, relay_lock, {"kind": "crash", "message": describe_failure(err)})
@@ -389,7 +391,7 @@ def _await_run(control: socket.socket) -> tuple[str, bool] | None:
     Returns (run folder, resume), with stdout and stderr now writing to the run's log and the
     run's lock held through the descriptor that came with it; None when the parent closed the socket.
     """
-    from core import engine  # noqa: F401  the import this process exists to have done early
+    from core.training import engine  # noqa: F401  the import this process exists to have done early
 
     try:
         control.sendall(READY)

@@ -2,7 +2,7 @@
 
 The file opens offline in any browser: plotly's JavaScript is inlined once (first figure), the other
 figures reuse it, and nothing is fetched from the network. It holds the run's summary, the curves, the
-probes before and after, and the per-example results of core.insight. The figures come from ui/charts.py
+probes before and after, and the per-example results of core.insight.predictions. The figures come from core/present/charts.py
 (plotly only, no streamlit) so the report and the pages draw the same pictures.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core import insight
 from core.config import describe_learning_rate
 from core.errors import RunError
-from core.runs import RunFolder
+from core.insight import predictions as insight
+from core.run.folder import RunFolder
 
 TOP_EXAMPLES = 20
 MAX_TABLE_TEXT = 300  # characters of an example's text shown in a table cell
@@ -53,7 +53,7 @@ class _Figures:
 
 def build_report(run_path: Path | str) -> str:
     """The report of the run folder as one HTML string. Raises RunError when it is not a run folder."""
-    from ui import charts, text
+    from core.present import charts, text
 
     folder = RunFolder(Path(run_path))
     if not folder.config_path.is_file():
@@ -115,7 +115,7 @@ def write_report(run_path: Path | str, output: Path | str) -> Path:
 # ---- sections ------------------------------------------------------------------------------------
 
 def _summary_table(cfg: Any, status: Mapping[str, Any], predictions: insight.RunPredictions | None) -> str:
-    from ui import text
+    from core.present import text
 
     t = cfg.training
     hyper = (f"epochs {t.epochs}, max steps {t.max_steps or '—'}, batch {t.batch_size} × {t.gradient_accumulation_steps}, "
@@ -164,7 +164,7 @@ def _probes(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list], dict
 
 
 def _classification_section(predictions: insight.RunPredictions, figures: _Figures) -> list[str]:
-    from ui import charts, text
+    from core.present import charts, text
 
     labels = predictions.label_names
     tuned_title = (text.EVALUATE_TUNED_FINAL if predictions.tuned_stage == "final" else text.EVALUATE_TUNED_EVAL).format(
@@ -198,7 +198,7 @@ def _classification_section(predictions: insight.RunPredictions, figures: _Figur
 
 
 def _language_model_section(predictions: insight.RunPredictions, figures: _Figures) -> list[str]:
-    from ui import charts, text
+    from core.present import charts, text
 
     base = predictions.base["loss"].tolist() if predictions.base is not None else []
     parts = [f"<h2>{_e(text.REPORT_LANGUAGE_MODEL)}</h2>", f"<p class='muted'>{_e(text.LOSS_CAPTION)}</p>",

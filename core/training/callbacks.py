@@ -14,8 +14,8 @@ from typing import Any
 from transformers import TrainerCallback
 
 from core.errors import TrainingError
-from core.metrics import perplexity
-from core.sink import RunSink
+from core.run.sink import RunSink
+from core.training.metrics import perplexity
 
 # Keys of the Trainer's end-of-training summary log; they belong in status.json, not on a chart.
 SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss")
@@ -43,7 +43,7 @@ class SinkCallback(TrainerCallback):
         self.score_probes = score_probes
         self.language_model = language_model
         self.samples_per_step = samples_per_step
-        self.after_evaluate = after_evaluate  # stores per-example predictions (core.insight)
+        self.after_evaluate = after_evaluate  # stores per-example predictions (core.insight.predictions)
         self.stopped_by_user = False
         self.summary: dict[str, float] = {}
         # Kept on every rank (not only the one writing files) so all ranks agree on a final evaluate().

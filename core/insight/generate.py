@@ -4,8 +4,8 @@
     stream_continuations  the base model's, then the fine-tuned model's, as ("base" | "tuned", text so far)
     generate_continuations  both, complete, as a dict (tests, scripts)
 
-The models come from the same caches as the Compare page's probes (core.probes.base_model_for and
-core.export.load_saved_model_cached), so a page that probes and generates loads each model once.
+The models come from the same caches as the Compare page's probes (core.insight.probes.base_model_for and
+core.models.export.load_saved_model_cached), so a page that probes and generates loads each model once.
 torch and transformers are imported inside the functions: the Compare page imports this module.
 """
 
@@ -164,9 +164,9 @@ def load_models(run_path: str | Path, *, before: str = "parent") -> tuple[tuple[
     """((base model, tokenizer), (fine-tuned model, tokenizer)) of a causal-LM run, from the shared caches."""
     import os
 
-    from core.export import load_saved_model_cached, tuned_model_path
-    from core.probes import base_model_for
-    from core.runs import RunFolder
+    from core.insight.probes import base_model_for
+    from core.models.export import load_saved_model_cached, tuned_model_path
+    from core.run.folder import RunFolder
 
     path = Path(run_path).expanduser()
     if not (path / "config.yaml").is_file():
@@ -209,7 +209,7 @@ def _check_length(model, tokenizer, prompt_tokens: int, settings: GenerationSett
 
 
 def _device_of(model):
-    from core.probes import _device_of as device_of
+    from core.insight.probes import _device_of as device_of
 
     return device_of(model)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RunError
-from core.runs import RunFolder, elapsed_seconds, now_iso
+from core.run.folder import RunFolder, elapsed_seconds, now_iso
 
 try:  # POSIX only; elsewhere ownership falls back to the job manager's registry in this process
     import fcntl

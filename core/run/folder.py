@@ -139,7 +139,7 @@ class RunFolder:
 
     @property
     def predictions_path(self) -> Path:
-        """Per-example predictions on the eval set, one parquet file per stage (see core.insight)."""
+        """Per-example predictions on the eval set, one parquet file per stage (see core.insight.predictions)."""
         return self.path / "predictions"
 
     def config(self) -> RunConfig:

@@ -26,13 +26,13 @@ from transformers import (
 )
 
 from core import devices
-from core.callbacks import GradualUnfreezeCallback, SinkCallback
 from core.config import MAX_EVAL_ROWS, RunConfig
 from core.errors import DataError, TrainingError, out_of_memory_kind
-from core.estimate import padded_tokens_per_row
-from core.fast_mlm import masked_only_loss, masked_only_parts, unwrap_model
-from core.insight import trainer_eval_order
-from core.runs import RunFolder, atomic_write_json, now_iso
+from core.insight.predictions import trainer_eval_order
+from core.models.fast_mlm import masked_only_loss, masked_only_parts, unwrap_model
+from core.plan.estimate import padded_tokens_per_row
+from core.run.folder import RunFolder, atomic_write_json, now_iso
+from core.training.callbacks import GradualUnfreezeCallback, SinkCallback
 
 # Our run log says what happens; per-map progress bars would only clutter CLI output and logs.
 datasets.disable_progress_bars()
@@ -89,7 +89,7 @@ def train(
     resume: bool = False,
 ) -> str:
     """Fine-tune per cfg into folder; returns 'completed' or 'stopped'. Raises on failure."""
-    from core.runs import elapsed_seconds
+    from core.run.folder import elapsed_seconds
 
     rank, world_size = devices.rank_and_world_size()
     is_main = rank == 0
@@ -118,7 +118,7 @@ def train(
         else:
             sink.log(f"Starting {cfg.summary()} on {device}.")
 
-    from core import lr_finder, peak_memory
+    from core.training import lr_finder, peak_memory
 
     peak_memory.reset(device)
     # learning_rate 'auto': the range test runs once, before the first attempt (an OOM retry keeps its pick).
@@ -180,7 +180,7 @@ def train(
 
 
 def _measured_speed(summary: dict[str, Any], elapsed_s: float) -> dict[str, float] | None:
-    """What core.estimate needs to predict the next run of this kind: padded tokens/s, time outside training."""
+    """What core.plan.estimate needs to predict the next run of this kind: padded tokens/s, time outside training."""
     samples_per_s, runtime = summary.get("train_samples_per_second"), summary.get("train_runtime")
     padded = summary.get("padded_tokens_per_row")
     if not samples_per_s or not runtime or not padded:
@@ -210,7 +210,7 @@ def _run_once(cfg, folder, sink, stop_event, device, checkpoint, resume, is_main
     recorder = _insight_recorder(cfg, folder, sink, prepared) if is_main else None
 
     def score(model):
-        from core.probes import score_probes
+        from core.insight.probes import score_probes
 
         return score_probes(model, prepared.tokenizer, cfg.task, probe_texts, cfg.probes.top_k, label_names=prepared.label_names)
 
@@ -354,7 +354,7 @@ def _remove_checkpoints(folder: RunFolder, sink: Any) -> None:
 def _prepare(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> _Prepared:
     from core.data.prepare import prepare_data
     from core.models import load_for_task, load_tokenizer
-    from core.strategies import GradualUnfreezer, apply_strategy
+    from core.training.strategies import GradualUnfreezer, apply_strategy
 
     sink.log("Preparing the data.")
     # The tokenizer first (no weights yet): curation's too-long check needs it, and the classifier
@@ -422,7 +422,7 @@ def _tokenize(dataset, tokenizer, cfg: RunConfig, max_length: int, what: str, *,
 
     lazy: tokenised batch by batch as the Trainer fetches rows, grouped by character counts, so
     the start does not wait on the whole training set. Else tokenised now (the capped evaluation
-    set, which core.insight reads column by column); its sampler groups by exact token counts.
+    set, which core.insight.predictions reads column by column); its sampler groups by exact token counts.
     Rows too long for the model were already dropped or cut by curation's too-long check
     (core.data.integrity); truncating here only bounds what a slow tokenizer could not cut by text.
     """
@@ -446,15 +446,15 @@ def _collator(cfg: RunConfig, tokenizer):
 
 
 def _compute_metrics(task: str, recorder: Any = None):
-    from core.metrics import compute_metrics_for
+    from core.training.metrics import compute_metrics_for
 
     compute = compute_metrics_for(task)
     return recorder.wrap_compute_metrics(compute) if recorder is not None and compute is not None else compute
 
 
 def _insight_recorder(cfg: RunConfig, folder: RunFolder, sink: Any, prepared: _Prepared) -> Any:
-    """The per-example predictions recorder (core.insight), or None when the run has no eval set."""
-    from core.insight import Recorder
+    """The per-example predictions recorder (core.insight.predictions), or None when the run has no eval set."""
+    from core.insight.predictions import Recorder
 
     if prepared.eval_dataset is None or prepared.eval_rows is None:
         return None
@@ -625,4 +625,4 @@ def _set_threads(device: str) -> None:
 
 
 # The Runs page calls engine.export_run; it lives with the other saved-model code.
-from core.export import export_run  # noqa: E402,F401
+from core.models.export import export_run  # noqa: E402,F401

@@ -30,13 +30,13 @@ from typing import Any
 from core.config import LEARNING_RATE_AUTO, STRATEGIES, RunConfig, describe_learning_rate
 from core.errors import ConfigError, RunError
 from core.files import atomic_write_json
-from core.runs import RESUMABLE, RunFolder, now_iso, validate_run_id
+from core.run.folder import RESUMABLE, RunFolder, now_iso, validate_run_id
 
 GROUPS_FOLDER = "groups"
 MAX_LEARNING_RATES = 3
 # A strategy within this share of the best quality counts as "as good" for the recommendation.
 QUALITY_TOLERANCE = 0.02
-# The metric each task is judged by (as core.engine.MAIN_METRIC, which imports torch): name, higher is better.
+# The metric each task is judged by (as core.training.engine.MAIN_METRIC, which imports torch): name, higher is better.
 GROUP_METRIC = {"classification": ("f1", True), "mlm": ("loss", False), "causal": ("loss", False)}
 # Member states that Resume acts on: submitted again (no folder, or cancelled before it started) or resumed.
 RESUBMIT = ("missing", "cancelled")
@@ -472,8 +472,8 @@ def recommend(rows: Sequence[Row], task: str) -> Recommendation | None:
 
 
 def recommendation_text(recommendation: Recommendation | None) -> str:
-    """The recommendation as one sentence (templates in ui.text)."""
-    from ui import text  # lazy: plain strings, no streamlit
+    """The recommendation as one sentence (templates in core.present.text)."""
+    from core.present import text  # lazy: plain strings, no streamlit
 
     if recommendation is None:
         return text.SWEEP_NO_RECOMMENDATION
@@ -497,7 +497,7 @@ def recommendation_text(recommendation: Recommendation | None) -> str:
 
 def comparison_table(comparison: Comparison) -> list[dict[str, Any]]:
     """The rows as plain records for a table (pages) or the console (CLI), front members marked."""
-    from ui import text
+    from core.present import text
 
     names = text.SWEEP_COLUMNS
     front = set(comparison.front)

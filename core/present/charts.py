@@ -1,6 +1,6 @@
 """Plotly figures for the pages. Pure functions: plain records in, a Figure out.
 
-Records are the dicts of metrics.jsonl / probes.jsonl (see core/sink.py). Every series is
+Records are the dicts of metrics.jsonl / probes.jsonl (see core/run/sink.py). Every series is
 downsampled to about MAX_POINTS points so a long run does not grow the browser's memory.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from ui import text
+from core.present import text
 
 MAX_POINTS = 2000
 PRIMARY = "#4F46E5"
@@ -404,7 +404,7 @@ def class_counts_figure(counts: Mapping[str, int]) -> go.Figure:
     )
 
 
-# ---- per-example results (core.insight) ----------------------------------------------------
+# ---- per-example results (core.insight.predictions) ----------------------------------------------------
 
 def confusion_figure(counts: Any, shares: Any, labels: Sequence[str], title: str) -> go.Figure:
     """A confusion-matrix heatmap coloured by row share, each cell labelled with count and share."""

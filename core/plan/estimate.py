@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from core import devices
 from core.config import LEARNING_RATE_AUTO, MAX_EVAL_ROWS, RunConfig
 from core.data.preflight import DataFacts, approx_tokens, split_sizes
-from core.history import RunSummary
-from core.lr_finder import planned_steps
+from core.run.history import RunSummary
+from core.training.lr_finder import planned_steps
 
 # Calibrated by bench/bench_estimates.py (2-core CPU, bundled MiniLM, batch 32): by this module's
 # count (all parameters, embeddings included, over padded tokens) the engine sustains ~1.2e11

@@ -20,9 +20,9 @@ from typing import Any
 
 from core.config import RunConfig
 from core.errors import RunError, TuneboardError
-from core.recovery import ACTIVE
-from core.runs import STATUSES, RunFolder, elapsed_seconds, mtime_ns
-from core.sink import RunSink
+from core.run.folder import STATUSES, RunFolder, elapsed_seconds, mtime_ns
+from core.run.recovery import ACTIVE
+from core.run.sink import RunSink
 
 SINK_CACHE_SIZE = 32          # finished runs whose snapshots stay in memory
 ACTIVE_DISK_TTL_S = 10.0      # how often the disk use of a run that is training is walked again
@@ -51,7 +51,7 @@ class RunSummary:
     device: str = ""  # "cpu" | "cuda" | "mps": where it trained
     # The evaluation a completed run kept ({"name", "step", "value"}) when it kept the best one.
     best: Mapping[str, Any] | None = None
-    # What the run measured for core.estimate: {"tokens_per_s", "overhead_s"}.
+    # What the run measured for core.plan.estimate: {"tokens_per_s", "overhead_s"}.
     speed: Mapping[str, Any] | None = None
 
 

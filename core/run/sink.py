@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from core.runs import RunFolder, append_jsonl, clean_number, elapsed_seconds
+from core.run.folder import RunFolder, append_jsonl, clean_number, elapsed_seconds
 
 LOG_TAIL_LINES = 200
 
@@ -84,7 +84,7 @@ class RunSink:
 
     # ---- writers (training side) ---------------------------------------------------------
     # Each writer persists to the run folder, then updates the in-memory copy. A sink that mirrors
-    # a run trained in another process (core.child_process) gets the same updates through `mirror`,
+    # a run trained in another process (core.service.child_process) gets the same updates through `mirror`,
     # which only touches memory: the other process already wrote the files.
     def metric(self, record: dict[str, Any]) -> None:
         """One log or eval event; must carry `step`."""
