@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import TuneboardError
-from core.plan import sweep
+from core.plan import comparison, sweep
 from core.present import charts, text
 from ui import router, state
 from ui.widgets import format_bytes, format_count, format_duration, show_error
@@ -83,29 +83,29 @@ def results(group_id: str) -> None:
     except TuneboardError as err:
         show_error(err)
         return
-    rows = sweep.group_rows(jobs, group)
-    comparison = sweep.compare(rows, group.task)
+    rows = comparison.group_rows(jobs, group)
+    result = comparison.compare(rows, group.task)
     done = sum(1 for r in rows if r.status in ("completed", "failed", "stopped", "cancelled", "interrupted"))
     st.caption(text.SWEEP_STATUS.format(status=sweep.group_status(r.status for r in rows), done=done, runs=len(rows)))
 
     st.subheader(text.SWEEP_RECOMMENDATION)
-    sentence = sweep.recommendation_text(comparison.recommendation)
-    (st.success if comparison.recommendation else st.info)(sentence, icon=":material/recommend:")
+    sentence = comparison.recommendation_text(result.recommendation)
+    (st.success if result.recommendation else st.info)(sentence, icon=":material/recommend:")
 
     st.subheader(text.SWEEP_TABLE)
-    st.dataframe(table_frame(comparison), hide_index=True, width="stretch", key="tb_sweep_table")
+    st.dataframe(table_frame(result), hide_index=True, width="stretch", key="tb_sweep_table")
 
-    metric_title = text.SWEEP_METRIC_NAMES.get(comparison.metric, comparison.metric)
+    metric_title = text.SWEEP_METRIC_NAMES.get(result.metric, result.metric)
     st.subheader(text.SWEEP_TRADEOFF)
     st.caption(text.SWEEP_TRADEOFF_CAPTION)
-    front = set(comparison.front)
+    front = set(result.front)
     points = [{"label": r.label, "wall_s": r.wall_s, "metric": r.metric, "front": r.run_id in front} for r in rows]
-    st.plotly_chart(charts.tradeoff_figure(points, metric_title, higher_is_better=comparison.higher_is_better),
+    st.plotly_chart(charts.tradeoff_figure(points, metric_title, higher_is_better=result.higher_is_better),
                     key="tb_sweep_tradeoff")
 
     st.subheader(text.SWEEP_CURVES)
     curves = {r.label: jobs.snapshot(r.run_id).metrics for r in rows if r.status != "missing"}
-    eval_metric = "eval_" + comparison.metric
+    eval_metric = "eval_" + result.metric
     cols = st.columns(2)
     with cols[0]:
         st.plotly_chart(charts.overlay_figure(curves, "loss"), key="tb_sweep_loss")
@@ -113,10 +113,10 @@ def results(group_id: str) -> None:
         st.plotly_chart(charts.overlay_figure(curves, eval_metric), key="tb_sweep_eval")
 
 
-def table_frame(comparison: sweep.Comparison) -> pd.DataFrame:
+def table_frame(result: comparison.Comparison) -> pd.DataFrame:
     """The comparison table with readable units (time, counts, bytes, shares)."""
     names = text.SWEEP_COLUMNS
-    frame = pd.DataFrame(sweep.comparison_table(comparison))
+    frame = pd.DataFrame(comparison.comparison_table(result))
     if frame.empty:
         return frame
     frame[names["wall_s"]] = [format_duration(v) if pd.notna(v) else "" for v in frame[names["wall_s"]]]

@@ -9,21 +9,16 @@ import pytest
 from core.__main__ import EXIT_USER_ERROR, main
 from core.config import RunConfig
 from core.errors import ConfigError, RunError
+from core.plan.comparison import Row, compare, group_rows, pareto_front, recommend, recommendation_text
 from core.plan.sweep import (
     Member,
-    Row,
-    compare,
     delete_group,
     group_path,
-    group_rows,
     group_status,
     list_groups,
     load_group,
     member_states,
-    pareto_front,
     plan_group,
-    recommend,
-    recommendation_text,
     resume_group,
     stop_group,
     submit_group,
@@ -232,7 +227,7 @@ def test_rows_read_the_kept_evaluation_and_the_run_figures(jobs, runs_root):  # 
 
 
 def test_the_table_shows_peak_memory_and_leaves_it_blank_for_older_runs():
-    from core.plan.sweep import comparison_table, format_table, row_from_status
+    from core.plan.comparison import comparison_table, format_table, row_from_status
     from core.present import text
 
     status = {"status": "completed", "elapsed_s": 10.0, "final_metrics": {"eval_f1": 0.8, "eval_loss": 0.4}}

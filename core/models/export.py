@@ -10,6 +10,7 @@ from core.config import describe_learning_rate
 from core.errors import TrainingError
 from core.files import atomic_write_text
 from core.models import load_saved
+from core.models.tasks import PEFT_CLASSES
 from core.run.folder import RunFolder
 
 
@@ -53,11 +54,6 @@ def export_run(run_path: str | Path, *, merge: bool = True) -> Path:
 
 
 PIPELINE_TASKS = {"classification": "text-classification", "mlm": "fill-mask", "causal": "text-generation"}
-PEFT_CLASSES = {
-    "classification": "AutoPeftModelForSequenceClassification",
-    "mlm": "AutoPeftModel",
-    "causal": "AutoPeftModelForCausalLM",
-}
 
 
 def model_card(folder: RunFolder, *, adapter: bool = False) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import ConfigError, RunError
-from core.plan import sweep
+from core.plan import comparison, sweep
 from core.run.folder import FINISHED, default_runs_root
 
 POLL_S = 0.5
@@ -62,10 +62,10 @@ def cmd_sweep(args: argparse.Namespace, config_from_args: Callable[[argparse.Nam
             signal.signal(sig, handler)
         jobs.shutdown()
     group = sweep.load_group(root, group_id)
-    comparison = sweep.compare(sweep.group_rows(jobs, group), group.task)
-    print(sweep.format_table(sweep.comparison_table(comparison)))
-    print(sweep.recommendation_text(comparison.recommendation), flush=True)
-    unfinished = [row for row in comparison.rows if row.status != "completed"]
+    result = comparison.compare(comparison.group_rows(jobs, group), group.task)
+    print(comparison.format_table(comparison.comparison_table(result)))
+    print(comparison.recommendation_text(result.recommendation), flush=True)
+    unfinished = [row for row in result.rows if row.status != "completed"]
     if unfinished:
         names = ", ".join(f"{row.label} ({row.status})" for row in unfinished)
         raise RunError(f"Not every run completed: {names}. See each run's run.log; finish the group with "

@@ -301,7 +301,7 @@ class JobManager:
             sink = job.sink
         else:
             other = _owner_of(self, run_id)
-            sink = other._live_sink(run_id) if other is not None else None
+            sink = other.live_sink(run_id) if other is not None else None
             if sink is None:
                 sink = self._history.sink(run_id)
         snap = sink.snapshot()
@@ -488,7 +488,7 @@ class JobManager:
     def _reserve(self, run_id: str, action: str) -> None:
         """Mark a run as being resumed/deleted; RunError when this process is already handling it."""
         other = _owner_of(self, run_id)  # asked outside our lock: managers never nest their locks
-        state = other._state(run_id) if other is not None else None
+        state = other.job_state(run_id) if other is not None else None
         with self._lock:
             state = state or self._state_locked(run_id)
             if state is None:
@@ -512,11 +512,13 @@ class JobManager:
         # The trainer already reported its end; the worker is writing the last status fields.
         return "finishing" if job.sink.snapshot().status in FINISHED else "running"
 
-    def _state(self, run_id: str) -> str | None:
+    def job_state(self, run_id: str) -> str | None:
+        """'queued', 'running' or 'finishing' while this manager holds the run, else None."""
         with self._lock:
             return self._state_locked(run_id)
 
-    def _live_sink(self, run_id: str) -> RunSink | None:
+    def live_sink(self, run_id: str) -> RunSink | None:
+        """The sink of a run this manager trains or queues (fresher than its files), else None."""
         with self._lock:
             job = self._live.get(run_id)
             return job.sink if job is not None else None
@@ -639,7 +641,7 @@ def _owner_of(me: JobManager, run_id: str) -> JobManager | None:
     with _REGISTRY_LOCK:
         others = [m for m in _MANAGERS if m is not me and m.runs_root == me.runs_root]
     for other in others:
-        if other._state(run_id) is not None:
+        if other.job_state(run_id) is not None:
             return other
     return None
 
