@@ -2,6 +2,9 @@
 
 The dashboard builds it from widgets (each field's `help` metadata is the widget's help text), the
 CLI builds it from a file plus flags, and every run folder stores it as `config.yaml`.
+
+Longer than 500 lines on purpose: the sections, their help texts, their checks and the YAML coercion
+are one schema, read and changed together.
 """
 
 from __future__ import annotations

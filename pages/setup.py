@@ -3,6 +3,9 @@
 The tab's RunConfig lives in session_state (ui.state). Widgets are built from it and write back to
 it on every rerun; then the config is validated and each error is shown under its widget. Start
 submits the config to the shared JobManager and opens the Train page.
+
+Longer than 500 lines: one form whose sections read and write the same RunConfig and widget keys in
+the order a user fills them in; its reusable parts live in ui/.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ second from several tabs costs a dict lookup and a few `stat` calls, never a re-
 
 A job holds its run's ownership lock (core.run.recovery) from `submit`/`resume` until it ends; at
 start-up the manager marks runs that say `running` or `queued` but have no owner `interrupted`.
+
+Longer than 500 lines on purpose: one class whose state (queue, active job, overrides) is guarded by
+one lock; its methods are read together to see that every path releases the run and its lock.
 """
 
 from __future__ import annotations
