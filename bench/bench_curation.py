@@ -2,7 +2,7 @@
 
     python -m bench.bench_curation [--rows 100000] [--repeats 3] [--large-rows 1000000]
 
-Measured: `core.data.curation.curate` on the synthetic reviews (5% null texts), task
+Measured: `core.data.integrity.curate` on the synthetic reviews (5% null texts), task
 classification, with the checks on (null-like text, labels, exact duplicates) and the seed signal
 tree: mentions the brand Nike AND one of Nike's products AND positive sentiment (lexicon).
 
@@ -30,15 +30,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from bench import write_results  # noqa: E402
-from core.config import DataConfig  # noqa: E402
-from core.data import curation  # noqa: E402
-from core.data.synthetic import generate_reviews  # noqa: E402
+from bench import write_results
+from core.config import DataConfig
+from core.data.cells import INT_LIKE, NULL_STRINGS
+from core.data.integrity import curate
+from core.data.lexicon import (
+    NEGATED_NEGATIVE_PATTERN,
+    NEGATED_POSITIVE_PATTERN,
+    NEGATIVE_PATTERN,
+    POSITIVE_PATTERN,
+    word_lists,
+    word_regex,
+)
+from core.data.synthetic import generate_reviews
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED_SIGNAL = {
@@ -60,12 +66,12 @@ def bench_config() -> DataConfig:
 
 def baseline(frame: pd.DataFrame) -> pd.Series:
     """The same checks and predicates, one row at a time with pandas.apply; returns the kept mask."""
-    lists = curation.word_lists()
-    brand = re.compile(curation._word_regex(lists["brand:Nike"]))
-    products = re.compile(curation._word_regex(lists["brand_products:Nike"]))
-    pos, neg = re.compile(curation._POS), re.compile(curation._NEG)
-    not_pos, not_neg = re.compile(curation._NOT_POS), re.compile(curation._NOT_NEG)
-    int_like = re.compile(curation._INT_LIKE)
+    lists = word_lists()
+    brand = re.compile(word_regex(lists["brand:Nike"]))
+    products = re.compile(word_regex(lists["brand_products:Nike"]))
+    pos, neg = re.compile(POSITIVE_PATTERN), re.compile(NEGATIVE_PATTERN)
+    not_pos, not_neg = re.compile(NEGATED_POSITIVE_PATTERN), re.compile(NEGATED_NEGATIVE_PATTERN)
+    int_like = re.compile(INT_LIKE)
     seen: set[str] = set()
 
     def keep(row: pd.Series) -> bool:
@@ -74,7 +80,7 @@ def baseline(frame: pd.DataFrame) -> pd.Series:
             return False
         text = str(text)
         stripped = text.strip()
-        if not stripped or stripped.lower() in curation.NULL_STRINGS:
+        if not stripped or stripped.lower() in NULL_STRINGS:
             return False
         if not int_like.match(str(row["label"]).strip()):
             return False
@@ -115,9 +121,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     frame = generate_reviews(args.rows, seed=0)
     generate_s = time.perf_counter() - start
     cfg = bench_config()
-    curation.curate(frame.head(1000), cfg, "classification")  # warm-up: imports, regex caches
+    curate(frame.head(1000), cfg, "classification")  # warm-up: imports, regex caches
 
-    curate_s, curate_runs, result = _median_time(lambda: curation.curate(frame, cfg, "classification"), args.repeats)
+    curate_s, curate_runs, result = _median_time(lambda: curate(frame, cfg, "classification"), args.repeats)
     baseline_s, baseline_runs, kept_mask = _median_time(lambda: baseline(frame), args.repeats)
     agree = result.kept.index.equals(frame.index[kept_mask.to_numpy(dtype=bool)])
 
@@ -174,10 +180,10 @@ def large_case(rows: int, cfg: DataConfig) -> dict[str, Any]:
     start = time.perf_counter()
     frame = generate_reviews(rows, seed=0)
     generate_s = time.perf_counter() - start
-    curate_s, _, result = _median_time(lambda: curation.curate(frame, cfg, "classification"), 1)
+    curate_s, _, result = _median_time(lambda: curate(frame, cfg, "classification"), 1)
     tokenizer, max_length = load_tokenizer(ModelConfig())
     tokenized_s, _, with_tokenizer = _median_time(
-        lambda: curation.curate(frame, cfg, "classification", tokenizer, max_length=max_length), 1)
+        lambda: curate(frame, cfg, "classification", tokenizer, max_length=max_length), 1)
     baseline_s, _, kept_mask = _median_time(lambda: baseline(frame), 1)
     too_long = next(c for c in with_tokenizer.report["checks"] if c["check"] == "too_long")
     return {

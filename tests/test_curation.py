@@ -11,8 +11,11 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig, RunConfig
+from core.data.cells import parse_labels
 from core.data.curation import list_curated, load_curated, save_curated
 from core.data.integrity import curate
+from core.data.lexicon import lexicon_scores, word_lists
+from core.data.signal_eval import evaluate_signal, signal_counts
 from core.data.signals import (
     And,
     Confidence,
@@ -24,14 +27,9 @@ from core.data.signals import (
     Regex,
     Sentiment,
     WordList,
-    evaluate_signal,
     iter_nodes,
-    lexicon_scores,
-    parse_labels,
-    signal_counts,
     signal_from_dict,
     signal_from_yaml,
-    word_lists,
 )
 from core.data.synthetic import generate_reviews
 from core.errors import ConfigError, DataError

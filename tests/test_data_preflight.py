@@ -98,7 +98,7 @@ def test_split_sizes_match_prepare_data_on_real_rows():
     cfg.data.synthetic.rows = 137
     cfg.data.max_rows = 60
     prepared = prepare_data(cfg)
-    from core.data.sources import load_rows
+    from core.data.rows import load_rows
 
     facts = data_facts(load_rows(cfg.data), "text")
     assert split_sizes(facts.usable, cfg) == (prepared.report["train_rows"], prepared.report["eval_rows"])

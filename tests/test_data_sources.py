@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.data.sources import SUPPORTED_SUFFIXES, check_columns, load_frame, load_hub_dataset, read_table
+from core.data.columns import check_columns
+from core.data.hub_datasets import load_hub_dataset
+from core.data.rows import load_frame
+from core.data.tables import SUPPORTED_SUFFIXES, read_table
 from core.errors import DataError
 
 ROWS = pd.DataFrame(

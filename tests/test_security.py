@@ -22,15 +22,11 @@ from core.errors import DataError, ModelError, RunError
 from core.present import text
 from core.run.folder import RunFolder, validate_run_id
 from core.service.jobs import JobManager
-from tests.test_app_support import (  # noqa: F401 - fixtures
+from tests.support import (
     app,
-    clear_streamlit_caches,
-    jobs,
     make_run,
     open_page,
-    runs_root,
     texts,
-    trainer,
 )
 from ui import auth
 
@@ -54,7 +50,7 @@ def test_streamlit_server_config_is_locked_down():
 
 def test_upload_cap_is_below_what_core_reads():
     """Streamlit refuses uploads over maxUploadSize; core's own cap for server paths is higher."""
-    from core.data.sources import DEFAULT_MAX_FILE_MB
+    from core.data.tables import DEFAULT_MAX_FILE_MB
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] <= DEFAULT_MAX_FILE_MB
@@ -133,7 +129,7 @@ def test_trust_remote_code_on_is_reported_as_a_warning(tiny_bert):
     assert any("trust_remote_code is on" in w for w in loud.report["warnings"])
 
 
-def test_setup_page_warns_when_remote_code_or_pickles_are_allowed(jobs):  # noqa: F811
+def test_setup_page_warns_when_remote_code_or_pickles_are_allowed(jobs):
     at = app().run()
     assert text.TRUST_REMOTE_CODE_WARNING not in texts(at.warning)
     at.toggle(key="cfg:model.trust_remote_code@0").set_value(True).run()
@@ -190,7 +186,7 @@ def test_run_ids_are_validated_before_they_become_paths(bad, tmp_path):
     assert (victim / "config.yaml").exists() and sorted(p.name for p in victim.iterdir()) == ["config.yaml", "status.json"]
 
 
-def test_a_run_id_in_the_url_cannot_reach_outside_the_runs_folder(jobs, runs_root):  # noqa: F811
+def test_a_run_id_in_the_url_cannot_reach_outside_the_runs_folder(jobs, runs_root):
     victim = runs_root.parent / "victim"
     victim.mkdir()
     (victim / "config.yaml").write_text(RunConfig(name="outside").to_yaml())
@@ -202,7 +198,8 @@ def test_a_run_id_in_the_url_cannot_reach_outside_the_runs_folder(jobs, runs_roo
 
 
 def test_data_paths_from_a_config_are_resolved_and_checked(tmp_path):
-    from core.data.sources import load_frame, read_table
+    from core.data.rows import load_frame
+    from core.data.tables import read_table
 
     folder = tmp_path / "reviews.csv"
     folder.mkdir()
@@ -279,7 +276,7 @@ def test_uploaded_files_are_never_unpickled(tmp_path, monkeypatch):
     """A pickle disguised as a table is refused as binary, and nothing on the way calls pickle."""
     import pandas as pd
 
-    from core.data.sources import SUPPORTED_SUFFIXES, read_table
+    from core.data.tables import SUPPORTED_SUFFIXES, read_table
     from ui.files import save_upload
 
     assert not {".pkl", ".pickle", ".pt", ".bin", ".npy", ".joblib"} & set(SUPPORTED_SUFFIXES)
@@ -320,7 +317,7 @@ def test_no_code_path_unpickles_evaluates_or_hard_codes_trust():
 
 # ---- disk hygiene ----------------------------------------------------------------------------------
 
-def test_save_total_limit_keeps_the_last_k_checkpoints_and_disk_use_is_reported(tiny_bert, runs_root, jobs):  # noqa: F811
+def test_save_total_limit_keeps_the_last_k_checkpoints_and_disk_use_is_reported(tiny_bert, runs_root, jobs):
     import threading as _threading
 
     from core.run.sink import RunSink
@@ -352,7 +349,7 @@ def test_save_total_limit_keeps_the_last_k_checkpoints_and_disk_use_is_reported(
 
 # ---- the optional password gate -----------------------------------------------------------------------
 
-def test_no_password_configured_means_no_gate(jobs, monkeypatch):  # noqa: F811
+def test_no_password_configured_means_no_gate(jobs, monkeypatch):
     monkeypatch.delenv(auth.PASSWORD_ENV, raising=False)
     at = app().run()
     assert not at.exception
@@ -360,7 +357,7 @@ def test_no_password_configured_means_no_gate(jobs, monkeypatch):  # noqa: F811
     assert not [t for t in at.text_input if t.key == auth.PASSWORD_KEY]
 
 
-def test_password_gate_blocks_every_page_until_the_password_is_entered(jobs, runs_root, monkeypatch):  # noqa: F811
+def test_password_gate_blocks_every_page_until_the_password_is_entered(jobs, runs_root, monkeypatch):
     monkeypatch.setenv(auth.PASSWORD_ENV, "correct horse")
     monkeypatch.setattr(auth, "WRONG_DELAY_S", 0.0)
     compared: list[tuple[bytes, bytes]] = []

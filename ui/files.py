@@ -1,7 +1,7 @@
 """Files the dashboard writes or hands out: stored uploads and zipped models.
 
 Uploads are stored as plain bytes under a sanitised, content-addressed name and are only ever read
-as tables by core.data.sources; nothing is executed or unpickled.
+as tables by core.data.tables; nothing is executed or unpickled.
 """
 
 from __future__ import annotations

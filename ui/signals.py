@@ -2,7 +2,7 @@
 
 The page edits a *UI tree*: every node has a stable `id` (so widget keys survive edits) and a
 `negate` flag (shown as a NOT toggle); groups carry `op` ("and"/"or") and `children`, leaves carry
-`kind` and the kind's settings. `to_signal` turns it into the plain dict core.data.curation reads
+`kind` and the kind's settings. `to_signal` turns it into the plain dict core.data.signals reads
 ({"op": "and", "children": [...]}, {"op": "not", "child": ...}, {"kind": ..., ...}) and maps each
 UI node to its path in that dict ("0", "0.1", ...) so per-node pass counts land on the right widget.
 """

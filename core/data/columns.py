@@ -1,17 +1,23 @@
-"""Which column of a table holds the text and which the label, found by name, else by type.
+"""Which column of a table holds the text and which the label: found by name, else by type, and checked.
 
 Pure pandas, no torch: the pages call it on a preview right after an upload so the pickers start
-on real columns instead of a configured name the file may not have.
+on real columns instead of a configured name the file may not have; `check_columns` refuses a
+configured column the table lacks, naming the ones it has.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core.errors import DataError
+
 if TYPE_CHECKING:  # pandas is imported by the callers that pass frames; a first page must not wait for it
     import pandas as pd
+
+    from core.config import DataConfig
 
 TEXT_NAMES = ("text", "review", "sentence", "content", "body")
 LABEL_NAMES = ("label", "sentiment", "class", "category", "target")
@@ -55,6 +61,24 @@ def find_label_column(frame: pd.DataFrame, exclude: Sequence[str] = ()) -> str |
         if _is_low_cardinality(frame[c]) and frame[c].nunique(dropna=True) >= 2 and not _is_unique(frame[c])
     }
     return min(candidates, key=lambda c: (candidates[c], columns.index(c))) if candidates else None
+
+
+def check_columns(frame: pd.DataFrame, data_cfg: DataConfig, task: str, *, what: str = "The data") -> None:
+    """Raise a DataError naming the available columns when the text (or classification label) column is missing."""
+    needed = [("data.text_column", data_cfg.text_column, "text")]
+    if task == "classification":
+        needed.append(("data.label_column", data_cfg.label_column, "label"))
+    available = [str(c) for c in frame.columns]
+    for field, column, role in needed:
+        if column in frame.columns:
+            continue
+        close = difflib.get_close_matches(column, available, n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise DataError(
+            f"{what} has no {role} column '{column}'; its columns are: {', '.join(available)}.{hint} "
+            f"Set {field} to one of them.",
+            field=field,
+        )
 
 
 def _by_name(columns: list[str], names: Sequence[str], fits) -> str | None:

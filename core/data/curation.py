@@ -1,12 +1,8 @@
-"""Curation: integrity checks and serialisable signals that carve a focused training set out of raw rows.
+"""Saved curated datasets: the rows a curation kept, with their lineage, under a name the Data page lists.
 
-The work lives in three modules; this one re-exports them (so `from core.data.curation import X`
-keeps working) and owns the saved curated datasets:
-
-    core.data.signals        the signal tree (keywords, word lists, regex, length, label, sentiment,
-                             confidence; and / or / not), its YAML form and batched evaluation
-    core.data.model_signals  loading and scoring the models that model-based signals ask
-    core.data.integrity      the integrity checks and curate(): rows kept, rows removed, lineage
+Each set is a folder <root>/<name>/ holding data.parquet (the kept rows) and lineage.json (the
+curation report: source, checks, signal, counts). The curation itself lives in core.data.integrity
+(the checks and curate()) and core.data.signals (the signal tree).
 """
 
 from __future__ import annotations
@@ -16,31 +12,16 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-# Re-exported for the callers that import them from here (pages, prepare, benchmarks); new code
-# imports from the module that owns the name.
-from core.data.integrity import CurationResult, curate, curate_for_model  # noqa: F401
-from core.data.signals import (  # noqa: F401
-    _INT_LIKE,  # the private patterns are read by bench/bench_curation.py
-    _NEG,
-    _NOT_NEG,
-    _NOT_POS,
-    _POS,
-    NULL_STRINGS,
-    _word_regex,
-    null_text_mask,
-    signal_counts,
-    signal_from_dict,
-    word_lists,
-)
-from core.data.sources import read_table
+from core.data.tables import read_table
 from core.errors import DataError
 
-# ---- saved curated datasets -----------------------------------------------------------------
+if TYPE_CHECKING:  # only an annotation: loading a saved set must not import the checks
+    from core.data.integrity import CurationResult
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 

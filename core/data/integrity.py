@@ -17,19 +17,17 @@ import numpy as np
 import pandas as pd
 
 from core.config import DataConfig, RunConfig
-from core.data.signals import (
-    REMOVAL_REASONS,
+from core.data.cells import (
     WHITESPACE,
     arrow_text,
     canonical_labels,
-    evaluate_signal,
-    iter_nodes,
     null_text_mask,
     parse_labels,
-    signal_from_dict,
     token_lengths,
 )
-from core.data.sources import check_columns
+from core.data.columns import check_columns
+from core.data.signal_eval import evaluate_signal
+from core.data.signals import Signal, iter_nodes, signal_from_dict
 
 # Rows quoted per check in the lineage report: enough to recognise the problem, small to store.
 _EXAMPLES = 3
@@ -39,6 +37,10 @@ _EXAMPLES = 3
 # trains on are the same. Both bounds keep the work before a run's first step flat in the row count.
 TOO_LONG_EXACT_ROWS = 10_000
 TOO_LONG_SAMPLE_ROWS = 2_000
+#: Why a row can be removed, in the order the report counts them.
+REMOVAL_REASONS = (
+    "null_text", "missing_label", "unparseable_label", "unexpected_label", "duplicate", "too_long", "signal",
+)
 
 # ---- integrity checks and curate() ----------------------------------------------------------
 
@@ -54,7 +56,7 @@ def _truncate(tokenizer: Any, texts: list[str], max_length: int) -> list[str]:
     return cut
 
 
-def _may_exceed(texts: pd.Series, tokenizer: Any, limit: int) -> np.ndarray:
+def may_exceed(texts: pd.Series, tokenizer: Any, limit: int) -> np.ndarray:
     """Rows that could be longer than `limit` tokens: the only ones the too-long check must tokenise.
 
     A subword token covers at least one character, so a pure-ASCII text (which no normaliser
@@ -192,105 +194,156 @@ def curate(
     """
     check_columns(frame, data_cfg, task)
     cur = data_cfg.curation
-    text_column, label_column = data_cfg.text_column, data_cfg.label_column
-    flag = cur.check_action == "flag"
     signal = signal_from_dict(cur.signal) if (cur.signal and apply_signal) else None
-    work = frame.copy()
-    checks = _Checks(work, text_column, label_column, flag)
+    checks = _Checks(frame.copy(), data_cfg.text_column, data_cfg.label_column, cur.check_action == "flag")
 
-    raw_text = work[text_column]
-    null = null_text_mask(raw_text)
-    checks.apply("null_text", null, "text is missing, empty, whitespace or a null word (nan, None, null)")
-
+    null = _check_null_text(checks)
     if task == "classification":
-        _, kind, missing, unparseable = parse_labels(work[label_column])
-        checks.apply("missing_label", missing, "the label is empty")
-        expected = "integers" if kind == "int" else "names (text)"
-        checks.apply("unparseable_label", unparseable, f"most labels are {expected}; these are not")
+        missing, unparseable = _check_labels(checks, data_cfg.label_column)
         if expected_labels is not None:
-            wanted = sorted(set(canonical_labels(pd.Series(list(expected_labels), dtype=object))))
-            canon = canonical_labels(work[label_column])
-            unexpected = ~canon.isin(wanted).to_numpy(dtype=bool) & ~missing & ~unparseable
-            checks.apply("unexpected_label", unexpected, f"the label is not one of: {', '.join(wanted)}")
-
-    texts = arrow_text(raw_text)
+            _check_unexpected_labels(checks, data_cfg.label_column, expected_labels, missing | unparseable)
+    texts = arrow_text(checks.frame[data_cfg.text_column])
     if cur.drop_duplicates:
-        key = texts.str.lower().str.replace(WHITESPACE, " ", regex=True).str.strip() if cur.normalise_duplicates else texts
-        eligible = checks.alive & ~null
-        dup = np.zeros(len(work), dtype=bool)
-        dup[eligible] = key[eligible].duplicated(keep="first").to_numpy(dtype=bool)
-        how = "case- and whitespace-normalised" if cur.normalise_duplicates else "exact"
-        checks.apply("duplicate", dup, f"the text repeats an earlier row ({how}); the first one is kept")
-
-    limit = max_length
-    if limit is None and tokenizer is not None:
-        model_max = getattr(tokenizer, "model_max_length", None)
-        limit = model_max if isinstance(model_max, int) and model_max < 100_000 else None
-    long_report: dict[str, Any] = {"check": "too_long", "failed": 0, "action": "skipped", "detail": "no tokenizer given"}
-    if tokenizer is not None and limit:
-        candidates = checks.alive & ~null
-        candidates[candidates] = _may_exceed(texts[candidates], tokenizer, limit)
-        eligible = np.flatnonzero(candidates)
-        if cur.too_long == "truncate" and len(eligible) > TOO_LONG_EXACT_ROWS:
-            eligible = np.sort(np.random.default_rng(0).choice(eligible, TOO_LONG_SAMPLE_ROWS, replace=False))
-        lengths = np.zeros(len(work), dtype=np.int64)
-        lengths[eligible] = token_lengths(tokenizer, texts.iloc[eligible].tolist())
-        too_long = lengths > limit
-        if len(eligible) < int(candidates.sum()):
-            share = float(too_long.sum()) / len(eligible)
-            long_report = {
-                "check": "too_long",
-                "failed": int(round(share * candidates.sum())),
-                "action": "truncated",
-                "estimated": True,
-                "detail": f"longer than {limit} tokens: about {share:.1%} of {int(candidates.sum()):,} rows that "
-                          f"could be (a sample of {len(eligible):,} was measured); each is cut to {limit} tokens "
-                          "as the engine tokenises it",
-                "examples": checks.examples(too_long),
-            }
-        elif cur.too_long == "drop":
-            # Removed even in flag mode: the user chose not to train on them, and whole they do not fit.
-            checks.apply("too_long", too_long, f"longer than {limit} tokens", always_remove=True)
-            long_report = {}
-        else:
-            rows = np.flatnonzero(too_long)
-            examples = checks.examples(too_long)
-            if len(rows):
-                position = work.columns.get_loc(text_column)
-                cut = _truncate(tokenizer, texts.iloc[rows].tolist(), limit)
-                if work[text_column].dtype != object:
-                    work[text_column] = work[text_column].astype(object)
-                work.iloc[rows, position] = cut
-            long_report = {
-                "check": "too_long",
-                "failed": int(len(rows)),
-                "action": "truncated",
-                "detail": f"longer than {limit} tokens: cut to {limit}",
-                "examples": examples,
-            }
-    if long_report:
-        checks.entries.append(long_report)
+        _check_duplicates(checks, texts, null, normalise=cur.normalise_duplicates)
+    limit = _token_limit(tokenizer, max_length)
+    _check_too_long(checks, texts, null, tokenizer, limit, cur.too_long)
 
     signal_rows = int(checks.alive.sum())
-    node_report: list[dict[str, Any]] = []
-    if signal is not None:
-        alive_idx = np.flatnonzero(checks.alive)
-        masks = evaluate_signal(
-            work.iloc[alive_idx], signal, text_column=text_column, label_column=label_column, tokenizer=tokenizer
-        )
-        for path, node in iter_nodes(signal):
-            node_report.append({"path": path, "node": node.describe(), "passed": int(masks[path].sum())})
-        failed = np.zeros(len(work), dtype=bool)
-        failed[alive_idx] = ~masks["0"]
-        checks.apply("signal", failed, "the row does not pass the signal tree", always_remove=True)
+    node_report = _check_signal(checks, signal, data_cfg.label_column, tokenizer) if signal is not None else []
+    kept, removed = _kept_and_removed(checks)
+    report = _report(frame, data_cfg, task, checks, limit, signal, signal_rows, node_report, rows_out=len(kept))
+    return CurationResult(kept=kept, removed=removed, report=report)
 
+
+def _check_null_text(checks: _Checks) -> np.ndarray:
+    """Texts that are missing, empty, whitespace or a null word; returns the mask (later checks skip them)."""
+    null = null_text_mask(checks.frame[checks.text_column])
+    checks.apply("null_text", null, "text is missing, empty, whitespace or a null word (nan, None, null)")
+    return null
+
+
+def _check_labels(checks: _Checks, label_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Empty labels, and labels not of the column's majority kind; returns both masks."""
+    _, kind, missing, unparseable = parse_labels(checks.frame[label_column])
+    checks.apply("missing_label", missing, "the label is empty")
+    expected = "integers" if kind == "int" else "names (text)"
+    checks.apply("unparseable_label", unparseable, f"most labels are {expected}; these are not")
+    return missing, unparseable
+
+
+def _check_unexpected_labels(checks: _Checks, label_column: str, expected_labels: Iterable[Any], invalid: np.ndarray) -> None:
+    """Valid labels outside `expected_labels` (an eval file's classes the training data lacks)."""
+    wanted = sorted(set(canonical_labels(pd.Series(list(expected_labels), dtype=object))))
+    canon = canonical_labels(checks.frame[label_column])
+    unexpected = ~canon.isin(wanted).to_numpy(dtype=bool) & ~invalid
+    checks.apply("unexpected_label", unexpected, f"the label is not one of: {', '.join(wanted)}")
+
+
+def _check_duplicates(checks: _Checks, texts: pd.Series, null: np.ndarray, *, normalise: bool) -> None:
+    """Texts that repeat an earlier row, exactly or after lower-casing and collapsing whitespace."""
+    key = texts.str.lower().str.replace(WHITESPACE, " ", regex=True).str.strip() if normalise else texts
+    # Flagged null texts are still alive: without `~null` every empty text would be a duplicate too.
+    eligible = checks.alive & ~null
+    dup = np.zeros(len(checks.frame), dtype=bool)
+    dup[eligible] = key[eligible].duplicated(keep="first").to_numpy(dtype=bool)
+    how = "case- and whitespace-normalised" if normalise else "exact"
+    checks.apply("duplicate", dup, f"the text repeats an earlier row ({how}); the first one is kept")
+
+
+def _token_limit(tokenizer: Any, max_length: int | None) -> int | None:
+    """The too-long check's limit: max_length, else the tokenizer's own (its 'no limit' sentinel ignored)."""
+    if max_length is None and tokenizer is not None:
+        model_max = getattr(tokenizer, "model_max_length", None)
+        return model_max if isinstance(model_max, int) and model_max < 100_000 else None
+    return max_length
+
+
+def _check_too_long(checks: _Checks, texts: pd.Series, null: np.ndarray, tokenizer: Any, limit: int | None,
+                    action: str) -> None:
+    """Texts over `limit` tokens: dropped, or cut to it (past TOO_LONG_EXACT_ROWS, counted from a sample)."""
+    if tokenizer is None or not limit:
+        checks.entries.append({"check": "too_long", "failed": 0, "action": "skipped", "detail": "no tokenizer given"})
+        return
+    candidates = checks.alive & ~null
+    candidates[candidates] = may_exceed(texts[candidates], tokenizer, limit)
+    measured = np.flatnonzero(candidates)
+    if action == "truncate" and len(measured) > TOO_LONG_EXACT_ROWS:
+        measured = np.sort(np.random.default_rng(0).choice(measured, TOO_LONG_SAMPLE_ROWS, replace=False))
+    lengths = np.zeros(len(checks.frame), dtype=np.int64)
+    lengths[measured] = token_lengths(tokenizer, texts.iloc[measured].tolist())
+    too_long = lengths > limit
+    if len(measured) < int(candidates.sum()):
+        share = float(too_long.sum()) / len(measured)
+        checks.entries.append({
+            "check": "too_long",
+            "failed": int(round(share * candidates.sum())),
+            "action": "truncated",
+            "estimated": True,
+            "detail": f"longer than {limit} tokens: about {share:.1%} of {int(candidates.sum()):,} rows that "
+                      f"could be (a sample of {len(measured):,} was measured); each is cut to {limit} tokens "
+                      "as the engine tokenises it",
+            "examples": checks.examples(too_long),
+        })
+    elif action == "drop":
+        # Removed even in flag mode: the user chose not to train on them, and whole they do not fit.
+        checks.apply("too_long", too_long, f"longer than {limit} tokens", always_remove=True)
+    else:
+        checks.entries.append(_cut_too_long(checks, texts, too_long, tokenizer, limit))
+
+
+def _cut_too_long(checks: _Checks, texts: pd.Series, too_long: np.ndarray, tokenizer: Any, limit: int) -> dict[str, Any]:
+    """Cut the too-long texts in place to `limit` tokens; returns the check's report entry."""
+    rows = np.flatnonzero(too_long)
+    examples = checks.examples(too_long)  # quoted before the cut, as the user wrote them
+    if len(rows):
+        work, column = checks.frame, checks.text_column
+        position = work.columns.get_loc(column)
+        cut = _truncate(tokenizer, texts.iloc[rows].tolist(), limit)
+        if work[column].dtype != object:
+            work[column] = work[column].astype(object)
+        work.iloc[rows, position] = cut
+    return {
+        "check": "too_long",
+        "failed": int(len(rows)),
+        "action": "truncated",
+        "detail": f"longer than {limit} tokens: cut to {limit}",
+        "examples": examples,
+    }
+
+
+def _check_signal(checks: _Checks, signal: Signal, label_column: str | None, tokenizer: Any) -> list[dict[str, Any]]:
+    """Remove the rows still alive that fail the signal tree; returns how many rows passed each node."""
+    alive_idx = np.flatnonzero(checks.alive)
+    masks = evaluate_signal(
+        checks.frame.iloc[alive_idx], signal, text_column=checks.text_column, label_column=label_column,
+        tokenizer=tokenizer,
+    )
+    node_report = [
+        {"path": path, "node": node.describe(), "passed": int(masks[path].sum())} for path, node in iter_nodes(signal)
+    ]
+    failed = np.zeros(len(checks.frame), dtype=bool)
+    failed[alive_idx] = ~masks["0"]
+    checks.apply("signal", failed, "the row does not pass the signal tree", always_remove=True)
+    return node_report
+
+
+def _kept_and_removed(checks: _Checks) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The kept rows (with `flag_reason` in flag mode) and the removed ones with their `reason`."""
+    work = checks.frame
     kept = work[checks.alive].copy()
-    if flag:
+    if checks.flag:
         kept["flag_reason"] = pd.Series(checks.flags[checks.alive], index=kept.index, dtype=object)
     removed = work[~checks.alive].copy()
     removed["reason"] = checks.reason[~checks.alive]
     for out in (kept, removed):
         out.attrs = {}  # lineage lives in the report, not in pandas attrs that copy on every operation
+    return kept, removed
+
+
+def _report(frame: pd.DataFrame, data_cfg: DataConfig, task: str, checks: _Checks, limit: int | None,
+            signal: Signal | None, signal_rows: int, node_report: list[dict[str, Any]], *, rows_out: int) -> dict[str, Any]:
+    """The JSON lineage report: where the rows came from, the settings, each check's entry and the counts."""
+    cur = data_cfg.curation
     # Only removed rows carry a reason: counting those alone skips a Python comparison per kept row.
     found = Counter(checks.reason[~checks.alive].tolist())
     removed_counts = {r: int(found.get(r, 0)) for r in REMOVAL_REASONS}
@@ -299,8 +352,8 @@ def curate(
         "task": task,
         "source": _jsonable_dict(frame.attrs.get("source") or {"source": data_cfg.source, "path": data_cfg.path}),
         "read": _jsonable_dict(frame.attrs.get("read_report") or {}),
-        "text_column": text_column,
-        "label_column": label_column if label_column in frame.columns else None,
+        "text_column": data_cfg.text_column,
+        "label_column": data_cfg.label_column if data_cfg.label_column in frame.columns else None,
         "settings": {
             "drop_duplicates": cur.drop_duplicates,
             "normalise_duplicates": cur.normalise_duplicates,
@@ -314,12 +367,12 @@ def curate(
         "signal_rows_in": signal_rows if signal is not None else None,
         "signal_counts": node_report,
         "removed": {k: v for k, v in removed_counts.items() if v},
-        "flagged": int(sum(f is not None for f in checks.flags)) if flag else 0,
-        "rows_out": int(len(kept)),
+        "flagged": int(sum(f is not None for f in checks.flags)) if checks.flag else 0,
+        "rows_out": int(rows_out),
     }
     if frame.attrs.get("label_names"):
         report["label_names"] = list(frame.attrs["label_names"])
-    return CurationResult(kept=kept, removed=removed, report=report)
+    return report
 
 
 def _jsonable_dict(data: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Signals: serialisable predicates on rows that carve a focused training set out of raw data.
 
+Longer than 500 lines on purpose: the nodes, their combinators and `signal_from_dict` refer to one
+another (`a & b` builds an And, an And parses dict children, signal_from_dict builds every node).
+
 A signal is stored as plain data (a dict, so it lives in the RunConfig's YAML):
 
     {"op": "and", "children": [
@@ -8,19 +11,14 @@ A signal is stored as plain data (a dict, so it lives in the RunConfig's YAML):
         {"kind": "sentiment", "polarity": "positive"}]}
 
 The same tree in Python: `WordList("brand:Nike") & WordList("brand_products:Nike") & Sentiment()`.
-`~signal` negates, `|` is OR. Signals are evaluated in batches through `datasets.Dataset.map` on
-Arrow-backed string columns, so regexes run in RE2 (pyarrow compute) and 100k rows take well under a
-second; patterns RE2 cannot run (look-behind, back-references) fall back to Python's `re`.
-
-This module also holds the text and label helpers the integrity checks share (null-like texts,
-label parsing, token lengths). Signals that ask a model (sentiment by model, confidence) load it
-through core.data.model_signals.
+`~signal` negates, `|` is OR. Nearby: core.data.signal_schema (the settings each kind takes),
+core.data.signal_eval (running a tree over a table in batches), core.data.lexicon (word lists and
+the sentiment lexicon) and core.data.model_signals (the models that model-based signals ask).
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,172 +30,11 @@ import pandas as pd
 import yaml
 
 from core.data import model_signals
-from core.data.synthetic import (
-    BRAND_PRODUCTS,
-    BRANDS,
-    NEGATIVE_ADJECTIVES,
-    POSITIVE_ADJECTIVES,
-    PRODUCT_VARIANTS,
-    PRODUCTS,
-)
+from core.data.cells import NON_WHITESPACE, canonical_labels, text_matches, token_lengths
+from core.data.lexicon import lexicon_scores, word_lists, word_regex
+from core.data.signal_schema import SIGNAL_KINDS, SIGNAL_OPS, leaf_settings, signal_place
 from core.errors import ConfigError, DataError
 
-# ---- lexicon --------------------------------------------------------------------------------
-
-#: Words that make a review positive: the synthetic adjectives plus common review vocabulary.
-POSITIVE_WORDS = frozenset(POSITIVE_ADJECTIVES) | frozenset(
-    {
-        "good", "love", "loved", "loves", "lovely", "recommend", "recommended", "best", "happy",
-        "wonderful", "fantastic", "gorgeous", "superb", "brilliant", "sleek", "cozy", "comfy",
-        "flawless", "stylish", "trendy", "breathable", "cool", "favorite", "favourite", "pleased",
-        "satisfied", "outstanding", "incredible", "solid", "worth", "impressive", "beautifully",
-    }
-)
-#: Words that make a review negative: the synthetic adjectives plus common complaint vocabulary.
-NEGATIVE_WORDS = frozenset(NEGATIVE_ADJECTIVES) | frozenset(
-    {
-        "hate", "hated", "worst", "worse", "broke", "broken", "refund", "returned", "disappointed",
-        "flimsy", "overpriced", "scratchy", "itchy", "cheaply", "shabby", "tacky", "mediocre", "waste",
-        "defective", "faulty", "ripped", "torn", "unreliable", "annoying", "smelly", "awkward",
-        "nasty", "dreadful", "lousy", "rubbish", "junk", "garbage", "pricey", "overrated",
-    }
-)
-#: Words that flip the polarity of the sentiment word right after them (one intensifier allowed).
-NEGATORS = ("not", "never", "no", "hardly", "isn't", "aren't", "wasn't", "weren't", "don't", "doesn't", "didn't")
-
-#: Texts that mean "missing" in exports: compared after stripping and lower-casing.
-NULL_STRINGS = frozenset({"nan", "none", "null", "na", "n/a", "<na>", "nil"})
-
-SIGNAL_KINDS = ("keywords", "word_list", "regex", "length", "label", "sentiment", "confidence")
-SIGNAL_OPS = ("and", "or", "not")
-REMOVAL_REASONS = (
-    "null_text", "missing_label", "unparseable_label", "unexpected_label", "duplicate", "too_long", "signal",
-)
-_INT_LIKE = r"^[+-]?\d+(?:\.0*)?$"
-# Explicit whitespace classes instead of \s / \S: pandas sends \s patterns to Python's slow `re`
-# because RE2's \s misses "\v"; a class listing it runs in RE2.
-WHITESPACE = r"[ \t\r\n\f\v]+"
-_NON_WS = r"[^ \t\r\n\f\v]+"
-
-
-def _alternation(words: Iterable[str]) -> str:
-    """One regex alternative per word; phrases match across any whitespace; longest first."""
-    parts = []
-    for word in sorted({w.strip() for w in words if w and w.strip()}, key=lambda w: (-len(w), w)):
-        parts.append(WHITESPACE.join(re.escape(p) for p in word.split()))
-    return "|".join(parts)
-
-
-def _word_regex(words: Iterable[str], *, whole_word: bool = True, case_sensitive: bool = False) -> str:
-    """A regex matching any of the words; boundaries only where a word starts/ends with a word char."""
-    alternatives = []
-    for word in sorted({w.strip() for w in words if w and w.strip()}, key=lambda w: (-len(w), w)):
-        body = WHITESPACE.join(re.escape(p) for p in word.split())
-        if whole_word:
-            # \b only means something next to a word character ("c++" has none at its end).
-            body = (r"\b" if re.match(r"\w", word[0]) else "") + body + (r"\b" if re.match(r"\w", word[-1]) else "")
-        alternatives.append(body)
-    if not alternatives:
-        raise ConfigError("A keyword or word-list signal needs at least one word.", field="data.curation.signal")
-    flags = "" if case_sensitive else "(?i)"
-    return f"{flags}(?:{'|'.join(alternatives)})"
-
-
-_NEGATION = r"\b(?:" + "|".join(re.escape(n) for n in NEGATORS).replace("'", "['’]") + ")" + WHITESPACE + "(?:(?:very|really|so|too|that|particularly|overly)" + WHITESPACE + ")?"
-_POS = _word_regex(POSITIVE_WORDS)
-_NEG = _word_regex(NEGATIVE_WORDS)
-_NOT_POS = "(?i)" + _NEGATION + r"(?:" + _alternation(POSITIVE_WORDS) + r")\b"
-_NOT_NEG = "(?i)" + _NEGATION + r"(?:" + _alternation(NEGATIVE_WORDS) + r")\b"
-
-
-def word_lists() -> dict[str, tuple[str, ...]]:
-    """Named word lists for the word_list signal: brands, products, lexicon, per-brand lists."""
-    product_terms = tuple(p for product in PRODUCTS for p in (product, *PRODUCT_VARIANTS.get(product, ())))
-    lists: dict[str, tuple[str, ...]] = {
-        "brands": BRANDS,
-        "competitors": BRANDS[1:],
-        "products": product_terms,
-        "positive": tuple(sorted(POSITIVE_WORDS)),
-        "negative": tuple(sorted(NEGATIVE_WORDS)),
-    }
-    for brand, offer in BRAND_PRODUCTS.items():
-        lists[f"brand:{brand}"] = (brand,)
-        lists[f"brand_products:{brand}"] = tuple(p for product in offer for p in (product, *PRODUCT_VARIANTS.get(product, ())))
-    return lists
-
-
-def lexicon_scores(texts: pd.Series) -> np.ndarray:
-    """Sentiment score per text: positive words minus negative words, negated words count reversed."""
-    s = arrow_text(texts)
-    pos = s.str.count(_POS).to_numpy(dtype=np.int64)
-    neg = s.str.count(_NEG).to_numpy(dtype=np.int64)
-    not_pos = s.str.count(_NOT_POS).to_numpy(dtype=np.int64)
-    not_neg = s.str.count(_NOT_NEG).to_numpy(dtype=np.int64)
-    # "not very expensive" counted +1 negative above; flipping it is worth +2.
-    return pos - neg + 2 * (not_neg - not_pos)
-
-
-# ---- text helpers ---------------------------------------------------------------------------
-
-def arrow_text(values: pd.Series | Iterable[Any]) -> pd.Series:
-    """Texts as an Arrow-backed string Series (fast RE2 regexes), nulls as ""."""
-    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-    if str(series.dtype) != "str":
-        series = series.astype("str")
-    return series.fillna("")
-
-
-def _contains(texts: pd.Series, pattern: str) -> np.ndarray:
-    """Boolean mask of texts matching a regex (RE2 through pyarrow; pandas falls back to `re`)."""
-    return texts.str.contains(pattern, regex=True).fillna(False).to_numpy(dtype=bool)
-
-
-def null_text_mask(values: pd.Series) -> np.ndarray:
-    """True where the text is None, NaN, empty, whitespace or a null word such as "nan" or "NULL"."""
-    missing = values.isna().to_numpy(dtype=bool)
-    stripped = arrow_text(values).str.strip()
-    return missing | stripped.eq("").to_numpy(dtype=bool) | stripped.str.lower().isin(NULL_STRINGS).to_numpy(dtype=bool)
-
-
-def canonical_labels(values: pd.Series) -> pd.Series:
-    """Labels as strings, integral numbers without decimals ("1.0" -> "1"), nulls as ""."""
-    s = arrow_text(values).str.strip()
-    return s.str.replace(r"^([+-]?\d+)\.0*$", r"\1", regex=True).str.replace(r"^\+", "", regex=True)
-
-
-def parse_labels(values: pd.Series) -> tuple[pd.Series, str, np.ndarray, np.ndarray]:
-    """Infer the label kind and parse: returns (parsed, "int"|"str", missing mask, unparseable mask).
-
-    Decision for mixed columns: the majority kind wins. If most non-missing labels are integers
-    (1, "1", 1.0), labels are integers and the others ("positive", 0.5) are unparseable; otherwise
-    labels are strings (class names) and the integer-looking ones are unparseable. Booleans are read
-    as the strings "True"/"False". The integrity check reports the unparseable rows with examples, so
-    a stray value never silently becomes an extra class.
-    """
-    canon = canonical_labels(values)
-    missing = values.isna().to_numpy(dtype=bool) | canon.eq("").to_numpy(dtype=bool)
-    missing |= canon.str.lower().isin(NULL_STRINGS).to_numpy(dtype=bool)
-    int_like = canon.str.match(_INT_LIKE).fillna(False).to_numpy(dtype=bool) & ~missing
-    other = ~missing & ~int_like
-    kind = "int" if int_like.sum() > other.sum() else "str"
-    if kind == "int":
-        parsed = pd.Series(np.zeros(len(values), dtype=np.int64), index=values.index)
-        parsed[int_like] = canon[int_like].astype(np.int64)
-        return parsed, kind, missing, other
-    return canon, kind, missing, int_like
-
-
-def token_lengths(tokenizer: Any, texts: list[str], chunk: int = 4096) -> np.ndarray:
-    """Token count of each text with special tokens (what the model sees), in chunks."""
-    lengths = []
-    for start in range(0, len(texts), chunk):
-        enc = tokenizer(texts[start : start + chunk], add_special_tokens=True, truncation=False, verbose=False)
-        lengths += [len(ids) for ids in enc["input_ids"]]
-    return np.asarray(lengths, dtype=np.int64)
-
-
-
-# ---- signals --------------------------------------------------------------------------------
 
 @dataclass
 class Batch:
@@ -372,9 +209,9 @@ class Keywords(Signal):
         if self.mode not in ("any", "all"):
             raise ConfigError(f"Keywords mode is {self.mode!r}; use 'any' or 'all'.", field="data.curation.signal")
         self._patterns = [
-            _word_regex([w], whole_word=self.whole_word, case_sensitive=self.case_sensitive) for w in self.words
+            word_regex([w], whole_word=self.whole_word, case_sensitive=self.case_sensitive) for w in self.words
         ] if self.mode == "all" else [
-            _word_regex(self.words, whole_word=self.whole_word, case_sensitive=self.case_sensitive)
+            word_regex(self.words, whole_word=self.whole_word, case_sensitive=self.case_sensitive)
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -389,7 +226,7 @@ class Keywords(Signal):
         return f"text has {self.mode} of: {', '.join(self.words)}"
 
     def evaluate(self, batch: Batch) -> np.ndarray:
-        return np.logical_and.reduce([_contains(batch.texts, p) for p in self._patterns])
+        return np.logical_and.reduce([text_matches(batch.texts, p) for p in self._patterns])
 
 
 @dataclass(eq=False)
@@ -418,7 +255,7 @@ class WordList(Signal):
                     field="data.curation.signal",
                 )
             items = lists[self.list]
-        self._pattern = _word_regex(items)
+        self._pattern = word_regex(items)
 
     def to_dict(self) -> dict[str, Any]:
         if self.list is not None:
@@ -429,7 +266,7 @@ class WordList(Signal):
         return f"mentions {self.list}" if self.list else f"mentions one of: {', '.join(self.words or ())}"
 
     def evaluate(self, batch: Batch) -> np.ndarray:
-        return _contains(batch.texts, self._pattern)
+        return text_matches(batch.texts, self._pattern)
 
 
 @dataclass(eq=False)
@@ -460,7 +297,7 @@ class Regex(Signal):
         return f"matches /{self.pattern}/"
 
     def evaluate(self, batch: Batch) -> np.ndarray:
-        return _contains(batch.texts, self._pattern)
+        return text_matches(batch.texts, self._pattern)
 
 
 @dataclass(eq=False)
@@ -499,7 +336,7 @@ class Length(Signal):
 
     def evaluate(self, batch: Batch) -> np.ndarray:
         if self.unit == "words":
-            lengths = batch.texts.str.count(_NON_WS).to_numpy(dtype=np.int64)
+            lengths = batch.texts.str.count(NON_WHITESPACE).to_numpy(dtype=np.int64)
         elif self.unit == "chars":
             lengths = batch.texts.str.len().to_numpy(dtype=np.int64)
         else:
@@ -632,23 +469,6 @@ class Confidence(Signal):
 _LEAVES: dict[str, type[Signal]] = {
     cls.kind: cls for cls in (Keywords, WordList, Regex, Length, Label, Sentiment, Confidence)
 }
-#: The settings each signal kind takes and their types (for forms that build signals).
-SIGNAL_FIELDS = {
-    "keywords": {"words": list, "mode": str, "case_sensitive": bool, "whole_word": bool},
-    "word_list": {"list": str, "words": list},
-    "regex": {"pattern": str, "case_sensitive": bool},
-    "length": {"min": int, "max": int, "unit": str},
-    "label": {"values": list, "column": str},
-    "sentiment": {"polarity": str, "method": str, "model": str},
-    "confidence": {"model": str, "below": float},
-}
-_REQUIRED_KEYS = {"keywords": ("words",), "regex": ("pattern",), "label": ("values",), "confidence": ("model",)}
-
-
-def signal_place(path: str) -> str:
-    """A node's place in words from its path ("0" the root, "0.1.0" its 2nd child's 1st child): "Signal 2 › 1"."""
-    below = [int(part) + 1 for part in path.split(".")[1:] if part.isdigit()]
-    return "The top signal" if not below else "Signal " + " › ".join(str(n) for n in below)
 
 
 def signal_from_dict(data: Any, _path: str = "0") -> Signal:
@@ -687,44 +507,11 @@ def signal_from_dict(data: Any, _path: str = "0") -> Signal:
             f"{where}: kind is {kind!r}; choose one of {', '.join(SIGNAL_KINDS)} (or op: and/or/not).",
             field="data.curation.signal",
         )
-    allowed = SIGNAL_FIELDS[kind]
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "kind":
-            continue
-        if key not in allowed:
-            raise ConfigError(
-                f"{where}: a {kind} signal has no setting {key!r}; it takes: {', '.join(allowed)}.",
-                field="data.curation.signal",
-            )
-        expected = allowed[key]
-        if value is not None and not _has_type(value, expected):
-            raise ConfigError(
-                f"{where}: {kind} setting {key!r} must be {_type_name(expected)}, not {value!r}.",
-                field="data.curation.signal",
-            )
-        kwargs[key] = value
-    missing = [k for k in _REQUIRED_KEYS.get(kind, ()) if kwargs.get(k) in (None, [], "")]
-    if missing:
-        raise ConfigError(f"{where}: a {kind} signal needs {', '.join(missing)}.", field="data.curation.signal")
-    if kind == "keywords" and not all(isinstance(w, str) for w in kwargs["words"]):
-        raise ConfigError(f"{where}: keywords must be a list of words (text).", field="data.curation.signal")
+    kwargs = leaf_settings(kind, data, where)
     try:
         return _LEAVES[kind](**kwargs)
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}", field="data.curation.signal") from None
-
-
-def _has_type(value: Any, expected: type) -> bool:
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, expected)
-
-
-def _type_name(expected: type) -> str:
-    return {str: "text", int: "a whole number", float: "a number", bool: "true or false", list: "a list"}[expected]
 
 
 def signal_from_yaml(text: str) -> Signal:
@@ -744,91 +531,3 @@ def iter_nodes(signal: Signal, path: str = "0") -> list[tuple[str, Signal]]:
     for i, child in enumerate(signal.children()):
         nodes += iter_nodes(child, f"{path}.{i}")
     return nodes
-
-
-# ---- batched evaluation ---------------------------------------------------------------------
-
-def _node_masks(signal: Signal, batch: Batch, path: str, out: dict[str, np.ndarray]) -> np.ndarray:
-    """Evaluate a node bottom-up, recording every node's mask under its path."""
-    if signal.children():
-        masks = [_node_masks(c, batch, f"{path}.{i}", out) for i, c in enumerate(signal.children())]
-        mask = signal.combine(masks)
-    else:
-        mask = np.asarray(signal.evaluate(batch), dtype=bool)
-    out[path] = mask
-    return mask
-
-
-def evaluate_signal(
-    frame: pd.DataFrame,
-    signal: Signal | dict[str, Any],
-    *,
-    text_column: str = "text",
-    label_column: str | None = "label",
-    tokenizer: Any = None,
-    batch_size: int = 16_384,
-) -> dict[str, np.ndarray]:
-    """Masks of every node (path -> bool array over the frame's rows), evaluated in datasets batches."""
-    import datasets
-
-    signal = signal_from_dict(signal)
-    nodes = iter_nodes(signal)
-    if text_column not in frame.columns:
-        raise DataError(f"The data has no text column '{text_column}'.", field="data.text_column")
-    needed = set().union(*(node.columns() for _, node in nodes))
-    if label_column and label_column in frame.columns:
-        needed.add(label_column)
-    missing = sorted(c for c in needed if c not in frame.columns)
-    if missing:
-        raise DataError(
-            f"The signal reads column(s) {', '.join(missing)}, which the data does not have; its columns are: "
-            f"{', '.join(map(str, frame.columns))}.",
-            field="data.curation.signal",
-        )
-    if len(frame) == 0:
-        return {path: np.zeros(0, dtype=bool) for path, _ in nodes}
-    # Every column goes in as text: a label column mixing 1 and "pos" would not fit one Arrow type.
-    table = {"__text__": arrow_text(frame[text_column]).to_numpy(dtype=object)}
-    extra = sorted(needed)
-    for i, name in enumerate(extra):
-        table[f"__c{i}__"] = arrow_text(frame[name]).to_numpy(dtype=object)
-    dataset = datasets.Dataset.from_dict(table).with_format("arrow")
-    keys = {path: f"n{i}" for i, (path, _) in enumerate(nodes)}
-
-    def run(arrow_batch: Any) -> dict[str, np.ndarray]:
-        texts = arrow_text(arrow_batch.column("__text__").to_pandas())
-        columns = {name: arrow_batch.column(f"__c{i}__").to_pandas() for i, name in enumerate(extra)}
-        batch = Batch(texts=texts, columns=columns, label_column=label_column, tokenizer=tokenizer)
-        out: dict[str, np.ndarray] = {}
-        _node_masks(signal, batch, "0", out)
-        return {keys[path]: out[path] for path in keys}
-
-    bars_were_on = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # a progress bar per curation would flood the logs
-    try:
-        result = dataset.map(
-            run,
-            batched=True,
-            batch_size=batch_size,
-            remove_columns=dataset.column_names,
-            new_fingerprint=uuid.uuid4().hex,  # skip hashing the closure (it may hold a model)
-            keep_in_memory=True,
-        )
-    finally:
-        if bars_were_on:
-            datasets.enable_progress_bars()
-    arrow = result.data
-    return {path: arrow.column(key).to_numpy(zero_copy_only=False).astype(bool) for path, key in keys.items()}
-
-
-def signal_counts(
-    frame: pd.DataFrame,
-    signal: Signal | dict[str, Any],
-    *,
-    text_column: str = "text",
-    label_column: str | None = "label",
-    tokenizer: Any = None,
-) -> dict[str, int]:
-    """Rows passing each node on its own (node path -> count), e.g. {"0": 812, "0.0": 3011, ...}."""
-    masks = evaluate_signal(frame, signal, text_column=text_column, label_column=label_column, tokenizer=tokenizer)
-    return {path: int(mask.sum()) for path, mask in masks.items()}

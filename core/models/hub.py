@@ -1,7 +1,7 @@
 """The Hugging Face Hub: is it switched off, can it be reached, what is cached, fetching a snapshot.
 
 The one home for these questions: model resolving (core.models.resolve) and Hub datasets
-(core.data.sources) both ask here, so "offline" means the same thing everywhere.
+(core.data.hub_datasets) both ask here, so "offline" means the same thing everywhere.
 """
 
 from __future__ import annotations

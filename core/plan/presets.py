@@ -152,7 +152,7 @@ def sentiment_mass(predictions: Iterable[Mapping[str, Any]]) -> dict[str, float]
     A prediction counts when its token, lower-cased and stripped, is a word of the curation's
     sentiment lexicon (the synthetic adjectives plus common review words).
     """
-    from core.data.signals import NEGATIVE_WORDS, POSITIVE_WORDS
+    from core.data.lexicon import NEGATIVE_WORDS, POSITIVE_WORDS
 
     positive = negative = 0.0
     for prediction in predictions:
