@@ -1,10 +1,24 @@
-"""Benchmarks: each script measures, then writes its figures with `write_results`."""
+"""Benchmarks: each script measures, then writes its figures with `write_results`.
+
+Run each as `python -m bench.<script>`: this package file runs first, so the environment below is
+set before any script imports transformers, datasets or huggingface_hub (they read it once, at
+import). Child processes the benches start inherit it: they are given `os.environ` (or a copy of it
+with more keys), never an environment built from nothing.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+# Offline: every model and data set a bench uses is bundled or built on the spot. setdefault, as in
+# the Makefile (`?=`): an explicit setting in the caller's environment wins.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def write_results(out: Path, name: str, document: dict[str, Any], markdown: str) -> None:

@@ -46,7 +46,8 @@ def _reviews_csv(folder: Path, rows: int, *, labelled_as: str = "sentiment") -> 
 def _curated_set(folder: Path, rows: int) -> str:
     """A curated set as the Data page keeps one: the positive Nike rows of synthetic reviews."""
     from core.config import RunConfig
-    from core.data.curation import curate, save_curated
+    from core.data.curation import save_curated
+    from core.data.integrity import curate
     from core.data.synthetic import generate_reviews
 
     cfg = RunConfig()
@@ -95,7 +96,7 @@ def config_for(case: dict[str, Any]):
 def estimate_for(cfg, runs_root: Path):
     """The estimate exactly as Setup makes it, with the speeds the runs root holds."""
     from core.data.preflight import data_facts
-    from core.data.sources import load_rows
+    from core.data.rows import load_rows
     from core.plan.estimate import data_shape, estimate_run, measured_speed
     from core.run.folder import RunFolder
     from core.run.history import RunHistory
@@ -129,9 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="tuneboard-estimates-"))
     runs_root = work / "runs"
     runs_root.mkdir()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TUNEBOARD_RUNS": str(runs_root), "TUNEBOARD_DATA": str(work / "datasets"),
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "TUNEBOARD_RUNS": str(runs_root), "TUNEBOARD_DATA": str(work / "datasets")}
     os.environ.update({k: env[k] for k in ("TUNEBOARD_RUNS", "TUNEBOARD_DATA")})
     rows = []
     for index, case in enumerate(cases(work, args.quick)):

@@ -20,11 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from bench import write_results  # noqa: E402
+from bench import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"first_point_s": 15.0, "seed_demo_s": 180.0, "nike_s": 180.0}

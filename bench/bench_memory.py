@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -55,11 +54,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="tuneboard-memory-"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     rows = []
     for task, strategy in CASES:
         done = subprocess.run(
-            [sys.executable, "-c", CHILD, task, strategy, str(root)], cwd=ROOT, env=env,
+            [sys.executable, "-c", CHILD, task, strategy, str(root)], cwd=ROOT,
             capture_output=True, text=True, timeout=600,
         )
         if done.returncode != 0:

@@ -43,11 +43,9 @@ def _run(task: str, precision: str, work: Path, index: int) -> dict[str, Any]:
     from core.run.folder import RunFolder
 
     out = work / f"{task}-{precision}-{index}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
     subprocess.run([sys.executable, "-m", "core", "train", "--task", task, "--max-steps", "120",
                     "--config", str(_config(work, precision)), "--output-dir", str(out)],
-                   cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folder = RunFolder(out)
     points = sorted((m["step"], m["time"]) for m in folder.metrics() if "loss" in m and "time" in m)
     (s0, t0), (s1, t1) = points[1], points[-1]

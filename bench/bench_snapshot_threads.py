@@ -39,15 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from bench import write_results  # noqa: E402
-from core.config import RunConfig  # noqa: E402
-from core.run.folder import RunFolder  # noqa: E402
-from core.service.jobs import JobManager, train_in_this_process  # noqa: E402
+from bench import write_results
+from core.config import RunConfig
+from core.run.folder import RunFolder
+from core.service.jobs import JobManager, train_in_this_process
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POLLERS = 4

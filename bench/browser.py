@@ -23,7 +23,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1400, "height": 900}
 APP_START_TIMEOUT_S = 180
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 class AppError(RuntimeError):
@@ -55,7 +54,6 @@ def app_env(state_dir: Path) -> dict[str, str]:
     """Environment of an app whose runs, datasets and uploads live under state_dir."""
     return {
         **os.environ,
-        **OFFLINE_ENV,
         "TUNEBOARD_RUNS": str(state_dir / "runs"),
         "TUNEBOARD_DATA": str(state_dir / "datasets"),
         "TUNEBOARD_UPLOADS": str(state_dir / "uploads"),

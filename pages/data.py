@@ -34,7 +34,7 @@ MAX_LABEL_VALUES = 50  # values offered by the label signal: a free-text column 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _frame(data_yaml: str, mtime_ns: int) -> pd.DataFrame:
     """The raw rows of the Setup dataset, whatever its columns (mtime_ns: the file's, so an edited file reloads)."""
-    from core.data.sources import load_rows
+    from core.data.rows import load_rows
 
     return load_rows(RunConfig.from_dict({"data": yaml.safe_load(data_yaml)}).data)
 
@@ -42,20 +42,20 @@ def _frame(data_yaml: str, mtime_ns: int) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=32)
 def _counts(frame_key: str, signal_yaml: str, text_column: str, label_column: str, _frame: pd.DataFrame) -> dict:
     """Rows passing each node (path -> count); keyed on the data and the tree, not the frame's bytes."""
-    from core.data.curation import signal_counts
+    from core.data.signal_eval import signal_counts
 
     return signal_counts(_frame, yaml.safe_load(signal_yaml), text_column=text_column, label_column=label_column or None)
 
 
 @st.cache_data(show_spinner=False)
 def _word_list_names() -> list[str]:
-    from core.data.curation import word_lists
+    from core.data.lexicon import word_lists
 
     return list(word_lists())
 
 
 def _leaf_problem(leaf: dict[str, Any], path: str = "0") -> str | None:
-    from core.data.curation import signal_from_dict
+    from core.data.signals import signal_from_dict
 
     try:
         signal_from_dict(leaf, path)
@@ -229,7 +229,7 @@ def label_settings(node: dict, cols: list, frame: pd.DataFrame, cfg: RunConfig) 
 
 def _value_counts(frame: pd.DataFrame, column: str, limit: int = MAX_LABEL_VALUES) -> dict[str, int]:
     """The column's commonest values as the label signal compares them (1, "1" and 1.0 alike)."""
-    from core.data.signals import canonical_labels
+    from core.data.cells import canonical_labels
 
     values = canonical_labels(frame[column])
     counts = values[values != ""].value_counts().head(limit)
@@ -285,7 +285,7 @@ def fill_counts(root: dict, slots: dict, frame: pd.DataFrame, frame_key: str, cf
 
 def overview(frame: pd.DataFrame, cfg: RunConfig) -> None:
     """Size, columns, empty texts and a preview."""
-    from core.data.curation import null_text_mask
+    from core.data.cells import null_text_mask
 
     cols = st.columns(3)
     cols[0].metric(text.DATA_ROWS, f"{len(frame):,}")
@@ -463,7 +463,7 @@ with st.container(border=True):
 state.set_config(cfg)
 settings_key = (frame_key, cfg.task, yaml.safe_dump(RunConfig(data=cfg.data).to_dict()["data"], sort_keys=True))
 if st.button(text.CURATE, type="primary", icon=":material/filter_alt:", help=text.CURATE_HELP, key="tb_data_curate"):
-    from core.data.curation import curate_for_model
+    from core.data.integrity import curate_for_model
 
     try:
         with st.spinner():

@@ -5,15 +5,7 @@ from __future__ import annotations
 from core.config import RunConfig
 from core.data.curation import list_curated
 from core.present import text
-from tests.test_app_support import (  # noqa: F401 - fixtures
-    all_text,
-    clear_streamlit_caches,
-    jobs,
-    open_page,
-    runs_root,
-    texts,
-    trainer,
-)
+from tests.support import open_page, texts
 
 PAGE = "pages/data.py"
 
@@ -29,7 +21,7 @@ def node_ids(at, suffix: str) -> list[str]:
     return keys
 
 
-def test_preview_and_empty_tree(jobs):  # noqa: F811
+def test_preview_and_empty_tree(jobs):
     at = open_page(PAGE)
     assert not at.exception, [e.value for e in at.exception]
     metrics = {m.label: m.value for m in at.metric}
@@ -38,7 +30,7 @@ def test_preview_and_empty_tree(jobs):  # noqa: F811
     assert text.CURATE_FIRST in texts(at.caption)
 
 
-def test_seed_scenario_counts_curate_and_use_as_training(jobs, isolated_runs):  # noqa: F811
+def test_seed_scenario_counts_curate_and_use_as_training(jobs, isolated_runs):
     at = open_page(PAGE)
     at.button(key="tb_data_example").click().run()
     assert not at.exception
@@ -75,7 +67,7 @@ def test_seed_scenario_counts_curate_and_use_as_training(jobs, isolated_runs):  
     assert saved["nike-positive"]["rows"] == kept
 
 
-def test_add_negate_and_remove_signals(jobs):  # noqa: F811
+def test_add_negate_and_remove_signals(jobs):
     at = open_page(PAGE)
     root_kind = node_ids(at, ":newkind")[0]
     at.selectbox(key=root_kind).set_value("keywords").run()
@@ -93,7 +85,7 @@ def test_add_negate_and_remove_signals(jobs):  # noqa: F811
     assert not at.exception
 
 
-def test_flagging_keeps_rows(jobs):  # noqa: F811
+def test_flagging_keeps_rows(jobs):
     at = open_page(PAGE)
     at.radio(key="tb_data_action").set_value("flag").run()
     at.button(key="tb_data_curate").click().run()
@@ -102,7 +94,7 @@ def test_flagging_keeps_rows(jobs):  # noqa: F811
     assert at.session_state["tb_config"].data.curation.check_action == "flag"
 
 
-def test_a_bad_dataset_name_is_refused(jobs):  # noqa: F811
+def test_a_bad_dataset_name_is_refused(jobs):
     at = open_page(PAGE)
     at.button(key="tb_data_curate").click().run()
     at.text_input(key="tb_data_name").set_value("../escape")
@@ -111,7 +103,7 @@ def test_a_bad_dataset_name_is_refused(jobs):  # noqa: F811
     assert not at.exception
 
 
-def test_unreadable_setup_data_is_explained(jobs, isolated_runs):  # noqa: F811
+def test_unreadable_setup_data_is_explained(jobs, isolated_runs):
     at = open_page("pages/setup.py")
     cfg = RunConfig()
     cfg.data.source, cfg.data.path = "file", str(isolated_runs.parent / "missing.csv")
@@ -121,7 +113,7 @@ def test_unreadable_setup_data_is_explained(jobs, isolated_runs):  # noqa: F811
     assert not at.exception
 
 
-def test_columns_are_found_in_a_file_without_a_text_column(jobs, isolated_runs):  # noqa: F811
+def test_columns_are_found_in_a_file_without_a_text_column(jobs, isolated_runs):
     data = isolated_runs.parent / "reviews.csv"
     rows = "\n".join(f"{i},Review {i} of the Nike shoes,{'positive' if i % 2 else 'negative'}" for i in range(30))
     data.write_text("id,review,sentiment\n" + rows + "\n")
@@ -152,7 +144,7 @@ def _add_leaf(at, kind: str) -> str:
     return added.split(":")[1]
 
 
-def test_label_signal_offers_a_column_and_its_values_with_counts(jobs):  # noqa: F811
+def test_label_signal_offers_a_column_and_its_values_with_counts(jobs):
     at = open_page(PAGE)
     nid = _add_leaf(at, "label")
     column = at.selectbox(key=f"sig:{nid}:column")
@@ -173,8 +165,8 @@ def test_label_signal_offers_a_column_and_its_values_with_counts(jobs):  # noqa:
     assert not at.exception
 
 
-def test_confidence_signal_picks_a_finished_run(jobs, runs_root):  # noqa: F811
-    from tests.test_app_support import make_run
+def test_confidence_signal_picks_a_finished_run(jobs, runs_root):
+    from tests.support import make_run
 
     run_id = make_run(runs_root, task="classification", strategy="lora")
     at = open_page(PAGE)
@@ -188,7 +180,7 @@ def test_confidence_signal_picks_a_finished_run(jobs, runs_root):  # noqa: F811
     assert at.session_state["tb_config"].data.curation.signal["children"][0]["model"] == "/models/mine"
 
 
-def test_an_incomplete_signal_is_named_by_its_place_in_the_tree(jobs):  # noqa: F811
+def test_an_incomplete_signal_is_named_by_its_place_in_the_tree(jobs):
     at = open_page(PAGE)
     _add_leaf(at, "keywords")
     second = _add_leaf(at, "regex")  # the second signal of the root group, left empty
@@ -198,7 +190,7 @@ def test_an_incomplete_signal_is_named_by_its_place_in_the_tree(jobs):  # noqa: 
     assert second
 
 
-def test_the_signal_tree_and_its_result_survive_a_page_change(jobs):  # noqa: F811
+def test_the_signal_tree_and_its_result_survive_a_page_change(jobs):
     at = open_page(PAGE)
     at.button(key="tb_data_example").click().run()
     at.button(key="tb_data_curate").click().run()

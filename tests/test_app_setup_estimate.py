@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from core.present import text
+from tests.support import texts
 from tests.test_app_setup import key, review_csv, setup_page, upload
-from tests.test_app_support import (  # noqa: F401 - fixtures
-    clear_streamlit_caches,
-    jobs,
-    runs_root,
-    texts,
-    trainer,
-)
 
 
 def _estimate(at) -> str:
     return {m.label: m.value for m in at.metric}[text.ESTIMATE]
 
 
-def test_a_small_upload_is_estimated_in_seconds_from_its_real_rows(jobs):  # noqa: F811
+def test_a_small_upload_is_estimated_in_seconds_from_its_real_rows(jobs):
     at = upload(setup_page(jobs), "reviews.csv", review_csv(rows=300))
     assert not at.exception, [e.value for e in at.exception]
     value = _estimate(at)
@@ -27,14 +21,14 @@ def test_a_small_upload_is_estimated_in_seconds_from_its_real_rows(jobs):  # noq
     assert "Disk: up to" in captions
 
 
-def test_without_an_estimate_the_page_says_why(jobs):  # noqa: F811
+def test_without_an_estimate_the_page_says_why(jobs):
     at = setup_page(jobs)
     at.radio(key=key("data.source")).set_value("file").run()
     assert _estimate(at) == text.ESTIMATE_UNKNOWN
     assert text.ESTIMATE_WHY_PROBLEMS in texts(at.caption)
 
 
-def test_long_texts_are_announced_before_start(jobs):  # noqa: F811
+def test_long_texts_are_announced_before_start(jobs):
     long_rows = "\n".join(f"{i},{'very ' * 200}long review {i},positive" if i % 2 else f"{i},short review {i},negative"
                           for i in range(60))
     at = upload(setup_page(jobs), "long.csv", ("id,review,sentiment\n" + long_rows + "\n").encode())
@@ -42,7 +36,7 @@ def test_long_texts_are_announced_before_start(jobs):  # noqa: F811
     assert notes and "50%" in notes[0], texts(at.info)
 
 
-def test_kept_model_and_early_stopping_reach_the_config(jobs):  # noqa: F811
+def test_kept_model_and_early_stopping_reach_the_config(jobs):
     at = setup_page(jobs)
     at.radio(key=key("training.keep_model")).set_value("last").run()
     at.number_input(key=key("training.early_stopping_patience")).set_value(3).run()
@@ -52,7 +46,7 @@ def test_kept_model_and_early_stopping_reach_the_config(jobs):  # noqa: F811
     assert not at.exception
 
 
-def test_tensorboard_logging_is_offered_and_reaches_the_config(jobs):  # noqa: F811
+def test_tensorboard_logging_is_offered_and_reaches_the_config(jobs):
     at = setup_page(jobs)
     at.multiselect(key=key("training.log_to")).set_value(["tensorboard"]).run()
     assert at.session_state["tb_config"].training.log_to == ["tensorboard"]

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from core.models.catalogue import BUNDLED_SMOLLM2
 from core.present import text
-from tests.test_app_support import (  # noqa: F401 - fixtures
-    all_text,
-    app,
-    clear_streamlit_caches,
-    jobs,
-    runs_root,
-    texts,
-    trainer,
-)
+from tests.support import app, texts
 from ui.state import CONFIG_KEY
 
 
@@ -31,7 +23,7 @@ def config(at):
     return at.session_state[CONFIG_KEY]
 
 
-def test_catalogue_table_shows_the_bundled_models_and_their_facts(jobs):  # noqa: F811
+def test_catalogue_table_shows_the_bundled_models_and_their_facts(jobs):
     at = setup_page()
     assert at.radio(key=key("model.source", "kind")).value == "bundled"
     table = next(df.value for df in at.dataframe if text.BUNDLED_COLUMNS["licence"] in df.value.columns)
@@ -44,7 +36,7 @@ def test_catalogue_table_shows_the_bundled_models_and_their_facts(jobs):  # noqa
     assert config(at).model.source == "bundled"
 
 
-def test_causal_task_picks_smollm2_with_its_probes_and_hint(jobs):  # noqa: F811
+def test_causal_task_picks_smollm2_with_its_probes_and_hint(jobs):
     at = setup_page()
     at.radio(key=key("task")).set_value("causal").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -60,7 +52,7 @@ def test_causal_task_picks_smollm2_with_its_probes_and_hint(jobs):  # noqa: F811
     assert config(at).model.source == "bundled"
 
 
-def test_an_explicit_choice_is_kept_when_the_new_task_allows_it(jobs):  # noqa: F811
+def test_an_explicit_choice_is_kept_when_the_new_task_allows_it(jobs):
     at = setup_page()
     at.radio(key=key("task")).set_value("classification").run()
     at.selectbox(key=key("model.source", "bundled", "classification")).set_value(BUNDLED_SMOLLM2).run()
@@ -72,7 +64,7 @@ def test_an_explicit_choice_is_kept_when_the_new_task_allows_it(jobs):  # noqa: 
     assert config(at).model.source == "bundled"  # SmolLM2 cannot do masked-LM: the default takes over
 
 
-def test_load_the_nike_demo_fills_the_form(jobs):  # noqa: F811
+def test_load_the_nike_demo_fills_the_form(jobs):
     at = setup_page()
     at.button(key="tb_setup_demo_nike").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -88,8 +80,8 @@ def test_load_the_nike_demo_fills_the_form(jobs):  # noqa: F811
     assert cfg.task == "mlm" and cfg.model.source == "bundled" and cfg.name == "nike-mlm-demo"
 
 
-def test_a_finished_run_is_offered_as_the_base_model(jobs, runs_root):  # noqa: F811
-    from tests.test_app_support import make_run
+def test_a_finished_run_is_offered_as_the_base_model(jobs, runs_root):
+    from tests.support import make_run
 
     run_id = make_run(runs_root, name="first pass")
     at = setup_page()

@@ -27,7 +27,7 @@ PAGE_SCRIPT = """
 import json, os, sys
 from pathlib import Path
 from streamlit.testing.v1 import AppTest
-from tests.test_app_support import make_run
+from tests.support import make_run
 
 page, task = sys.argv[1], sys.argv[2]
 at = AppTest.from_file("app.py", default_timeout=60)
@@ -87,7 +87,7 @@ def test_page_script_run_imports_no_ml_library(page, tmp_path):
 
 
 def test_the_warm_up_thread_imports_torch_after_the_first_page(tmp_path):
-    found = _fresh_python(WARM_UP_SCRIPT, tmp_path=tmp_path, TUNEBOARD_STANDBY="1")
+    found = _fresh_python(WARM_UP_SCRIPT, tmp_path=tmp_path, TUNEBOARD_WARM_UP="1", TUNEBOARD_STANDBY="1")
     assert not found["errors"], found["errors"]
     assert found["loaded"], "the warm-up did not import the engine"
     assert found["importers"] == {"torch": "tuneboard-warm-up", "transformers": "tuneboard-warm-up"}
@@ -95,7 +95,7 @@ def test_the_warm_up_thread_imports_torch_after_the_first_page(tmp_path):
 
 
 def test_no_standby_training_process_when_switched_off(tmp_path):
-    found = _fresh_python(WARM_UP_SCRIPT, tmp_path=tmp_path, TUNEBOARD_STANDBY="0")
+    found = _fresh_python(WARM_UP_SCRIPT, tmp_path=tmp_path, TUNEBOARD_WARM_UP="1", TUNEBOARD_STANDBY="0")
     assert not found["errors"], found["errors"]
     assert found["standby"] is None
 

@@ -19,62 +19,9 @@ import pytest
 
 from core.config import RunConfig
 from core.errors import ConfigError, DataError, RunError, TrainingError, describe_failure
-from core.run.folder import RunFolder, now_iso
+from core.run.folder import RunFolder
 from core.service.jobs import INTERRUPTED_RUNNING, JobManager, RunSummary
-
-STEPS = 12
-
-
-class FakeTrainer:
-    """A stand-in for engine.train with knobs for the scenarios below."""
-
-    def __init__(self, steps: int = STEPS, step_s: float = 0.01):
-        self.steps = steps
-        self.step_s = step_s
-        self.gate: threading.Event | None = None   # when set, training waits on it before step 1
-        self.raise_at: tuple[int, BaseException] | None = None
-        self.finish_status = True                  # False: return without a final status
-        self.calls: list[tuple[str, bool]] = []
-        self.started = threading.Event()
-
-    def __call__(self, cfg, folder: RunFolder, sink, stop_event: threading.Event, *, resume: bool = False) -> str:
-        self.calls.append((folder.run_id, resume))
-        start = 0
-        if resume:  # like the engine: resuming needs a complete checkpoint
-            checkpoint = folder.last_complete_checkpoint()
-            if checkpoint is None:
-                raise TrainingError(f"Run {folder.run_id} has no complete checkpoint to resume from.")
-            start = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
-            sink.event("resume", start, f"Resumed from {checkpoint.name}")
-        sink.set_status(status="running", started_at=now_iso(), max_steps=self.steps)
-        sink.set_samples_per_step(4)
-        self.started.set()
-        if self.gate is not None:
-            assert self.gate.wait(10)
-        for step in range(start + 1, self.steps + 1):
-            time.sleep(self.step_s)
-            if self.raise_at and step == self.raise_at[0]:
-                raise self.raise_at[1]
-            sink.metric({"step": step, "epoch": step / self.steps, "loss": 1.0 / step, "learning_rate": 1e-3})
-            sink.progress(step, self.steps, step / self.steps)
-            if stop_event.is_set():
-                _save_checkpoint(folder, step)
-                sink.event("stop", step, f"Stopped at step {step}; checkpoint saved.")
-                sink.set_status(status="stopped", step=step)
-                return "stopped"
-        if not self.finish_status:
-            return "completed"
-        sink.set_status(status="completed", step=self.steps, final_metrics={"loss": 1.0 / self.steps})
-        return "completed"
-
-
-def _save_checkpoint(folder: RunFolder, step: int) -> Path:
-    checkpoint = folder.path / f"checkpoint-{step}"
-    checkpoint.mkdir()
-    for name in ("optimizer.pt", "scheduler.pt", "model.safetensors"):
-        (checkpoint / name).write_bytes(b"x" * 10)
-    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-    return checkpoint
+from tests.support import STEPS, FakeTrainer, save_checkpoint
 
 
 def _cfg(name: str = "") -> RunConfig:
@@ -102,11 +49,6 @@ def _wait_status(manager: JobManager, run_id: str, *statuses: str, timeout: floa
 
 def _wait_idle(manager: JobManager) -> None:
     _wait(lambda: not manager.is_busy())
-
-
-@pytest.fixture
-def trainer() -> FakeTrainer:
-    return FakeTrainer()
 
 
 @pytest.fixture
@@ -306,7 +248,7 @@ def _crashed_run(root: Path, *, status: str = "running", step: int = 4) -> str:
             handle.write(json.dumps({"step": s, "loss": 1.0 / s}) + "\n")
     with open(folder.metrics_path, "a") as handle:
         handle.write('{"step": 5, "lo')  # torn last line
-    _save_checkpoint(folder, step)
+    save_checkpoint(folder, step)
     return folder.run_id
 
 
@@ -556,7 +498,7 @@ def test_disk_usage_follows_new_files(manager):
     run_id = manager.submit(_cfg())
     _wait_status(manager, run_id, "completed")
     before = next(r for r in manager.list_runs() if r.run_id == run_id).disk_bytes
-    _save_checkpoint(RunFolder(manager.runs_root / run_id), 99)
+    save_checkpoint(RunFolder(manager.runs_root / run_id), 99)
     after = next(r for r in manager.list_runs() if r.run_id == run_id).disk_bytes
     assert after >= before + 40
 

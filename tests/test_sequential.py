@@ -16,15 +16,11 @@ from core.models.resolve import original_base_source
 from core.present import text
 from core.run.folder import RunFolder
 from core.training import engine
-from tests.test_app_support import (  # noqa: F401 - fixtures
+from tests.support import (
     all_text,
-    clear_streamlit_caches,
-    jobs,
     make_run,
     open_page,
-    runs_root,
     texts,
-    trainer,
 )
 from tests.test_generate import tiny_causal_config, train_run
 
@@ -161,8 +157,8 @@ def child_run(root: Path, parent_id: str = "20260101-000000-mlm-parent") -> str:
     return run_id
 
 
-def test_compare_before_selector_for_a_run_with_a_parent(jobs, runs_root, monkeypatch):  # noqa: F811
-    from tests.test_app_support import BASE_MLM
+def test_compare_before_selector_for_a_run_with_a_parent(jobs, runs_root, monkeypatch):
+    from tests.support import BASE_MLM
 
     calls = []
 
@@ -192,8 +188,8 @@ def test_compare_before_selector_for_a_run_with_a_parent(jobs, runs_root, monkey
     assert len(calls) == 1
 
 
-def test_compare_free_probe_passes_the_chosen_before(jobs, runs_root, monkeypatch):  # noqa: F811
-    from tests.test_app_support import BASE_MLM, TUNED_MLM
+def test_compare_free_probe_passes_the_chosen_before(jobs, runs_root, monkeypatch):
+    from tests.support import BASE_MLM, TUNED_MLM
 
     calls = []
 
@@ -212,7 +208,7 @@ def test_compare_free_probe_passes_the_chosen_before(jobs, runs_root, monkeypatc
     assert calls == ["original"]
 
 
-def test_runs_fine_tune_further_opens_setup_with_the_run_as_model(jobs, runs_root):  # noqa: F811
+def test_runs_fine_tune_further_opens_setup_with_the_run_as_model(jobs, runs_root):
     from ui.state import CONFIG_KEY
 
     failed = make_run(runs_root, status="failed", error="Out of memory.", final_model=True)

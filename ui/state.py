@@ -34,7 +34,7 @@ def get_jobs():
     """The process-wide JobManager (runs root: $TUNEBOARD_RUNS or ./runs)."""
     from core.service.jobs import JobManager
 
-    return JobManager(runs_root())
+    return JobManager(runs_root(), preflight_fn=preflight_after_warm_up)
 
 
 def runs_root() -> Path:
@@ -93,6 +93,28 @@ def warm_up() -> threading.Thread | None:
     if jobs is not None and not thread.is_alive():
         jobs.keep_training_process_ready()  # cheap while one waits; a new one if it went
     return thread
+
+
+def wait_for_warm_up(timeout: float | None = 120.0) -> None:
+    """Before the script thread imports torch or transformers itself: let the warm-up's imports finish.
+
+    Two threads importing transformers at once can hand one of them a half-initialised module
+    (Python breaks the import-lock deadlock that way): `cannot import name 'BertConfig' from
+    'transformers'`. Waiting costs nothing once the warm-up is done, and at most its remaining
+    seconds before.
+    """
+    with _warm_up_lock:
+        thread = _warm_up[0] if _warm_up else None
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(timeout)
+
+
+def preflight_after_warm_up(cfg: RunConfig) -> None:
+    """The engine's checks before a run is queued, once the warm-up has imported what they import."""
+    wait_for_warm_up()
+    from core.training import engine
+
+    engine.preflight(cfg)
 
 
 def _import_ml_libraries(jobs=None) -> None:

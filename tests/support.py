@@ -1,28 +1,34 @@
-"""Shared pieces of the AppTest page tests: canned run folders, a fake trainer, an app factory.
+"""Shared helpers of the tests (plain code, no fixtures: those live in conftest.py).
 
-No training happens in page tests: run folders are written with RunFolder/RunSink exactly as the
-engine writes them, and the real JobManager reads them. Runs started from the UI go to a fake
-`train_fn` that streams a few metrics and ends `completed` (or waits for Stop).
+- `FakeTrainer`, the one stand-in for engine.train used by the JobManager, sweep and page tests;
+- `make_run`, a run folder written with RunFolder/RunSink exactly as the engine writes it, without
+  training (the real JobManager reads it);
+- `app` / `open_page` and the text helpers of the AppTest page tests;
+- `wait_for`, polling while worker threads run the fake trainer.
+
+Not collected (its name does not start with test_), and imported by a fresh interpreter in
+test_import_hygiene: it must not import torch or transformers.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.config import RunConfig
+from core.errors import TrainingError
 from core.run.folder import RunFolder, new_run_id, now_iso
 from core.run.sink import RunSink
-from core.service.jobs import JobManager
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 TIMEOUT = 90  # the first run of a session imports torch for the device label and estimates
+
+STEPS = 12  # the steps of a FakeTrainer run unless told otherwise
 
 BASE_MLM = [{"token": "comfortable", "score": 0.05}, {"token": "good", "score": 0.04}, {"token": "nice", "score": 0.03}]
 TUNED_MLM = [{"token": "comfortable", "score": 0.41}, {"token": "stylish", "score": 0.22}, {"token": "good", "score": 0.1}]
@@ -30,79 +36,71 @@ BASE_CLS = [{"label": "negative", "score": 0.52}, {"label": "positive", "score":
 TUNED_CLS = [{"label": "positive", "score": 0.91}, {"label": "negative", "score": 0.09}]
 
 
-@pytest.fixture(autouse=True)
-def clear_streamlit_caches():
-    """Caches are process-wide: clear them so no test sees another's state."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
+# ---- the fake trainer ------------------------------------------------------------------------
 
 class FakeTrainer:
-    """Stands in for engine.train: streams `steps` steps, honours Stop, ends completed/stopped."""
+    """Stands in for engine.train as its interface says: sets `running` itself, streams metrics and
+    progress through the sink, checks the stop event after every step, saves a complete checkpoint when
+    stopped, resumes from the newest complete checkpoint, and ends `completed` or `stopped`.
 
-    def __init__(self, steps: int = 6, step_s: float = 0.0, hold: bool = False):
+    Knobs for the scenarios: `hold` waits for Stop (at most 20 s) before each step; `gate`, when set to
+    an Event, waits on it before step 1; `raise_at=(step, error)` raises there; `finish_status=False`
+    returns without a final status. `calls` lists (run_id, resume) per call; `started` is set once
+    the run is `running`.
+    """
+
+    def __init__(self, steps: int = STEPS, step_s: float = 0.01, hold: bool = False):
         self.steps, self.step_s, self.hold = steps, step_s, hold
-        self.started = threading.Event()
+        self.gate: threading.Event | None = None
+        self.raise_at: tuple[int, BaseException] | None = None
+        self.finish_status = True
         self.calls: list[tuple[str, bool]] = []
+        self.started = threading.Event()
 
-    def __call__(self, cfg, folder, sink, stop_event, *, resume: bool = False) -> str:
+    def __call__(self, cfg, folder: RunFolder, sink, stop_event: threading.Event, *, resume: bool = False) -> str:
         self.calls.append((folder.run_id, resume))
+        start = 0
+        if resume:  # like the engine: resuming needs a complete checkpoint
+            checkpoint = folder.last_complete_checkpoint()
+            if checkpoint is None:
+                raise TrainingError(f"Run {folder.run_id} has no complete checkpoint to resume from.")
+            start = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+            sink.event("resume", start, f"Resumed from {checkpoint.name}")
         sink.set_status(status="running", started_at=now_iso(), max_steps=self.steps)
+        sink.set_samples_per_step(4)
         self.started.set()
-        for step in range(1, self.steps + 1):
-            if self.hold:  # wait for Stop (at most 20 s) before the first step
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        for step in range(start + 1, self.steps + 1):
+            if self.hold:
                 stop_event.wait(20)
             time.sleep(self.step_s)
-            sink.metric({"step": step, "epoch": step / self.steps, "loss": 2.0 / step, "learning_rate": 1e-4})
+            if self.raise_at and step == self.raise_at[0]:
+                raise self.raise_at[1]
+            sink.metric({"step": step, "epoch": step / self.steps, "loss": 1.0 / step, "learning_rate": 1e-3})
             sink.progress(step, self.steps, step / self.steps)
             if stop_event.is_set():
-                sink.event("stop", step, f"Stopped at step {step}.")
-                sink.set_status(status="stopped", step=step, elapsed_s=1.0)
+                save_checkpoint(folder, step)
+                sink.event("stop", step, f"Stopped at step {step}; checkpoint saved.")
+                sink.set_status(status="stopped", step=step)
                 return "stopped"
-        sink.set_status(status="completed", step=self.steps, elapsed_s=1.0, final_metrics={"loss": 0.3})
+        if not self.finish_status:
+            return "completed"
+        sink.set_status(status="completed", step=self.steps, final_metrics={"loss": 1.0 / self.steps})
         return "completed"
 
 
-@pytest.fixture
-def runs_root(isolated_runs) -> Path:
-    """The runs folder of this test (conftest points $TUNEBOARD_RUNS at it)."""
-    isolated_runs.mkdir(parents=True, exist_ok=True)
-    return isolated_runs
+def save_checkpoint(folder: RunFolder, step: int) -> Path:
+    """A complete (fake) Trainer checkpoint: weights, optimizer, scheduler and trainer_state.json."""
+    checkpoint = folder.path / f"checkpoint-{step}"
+    checkpoint.mkdir()
+    for name in ("optimizer.pt", "scheduler.pt", "model.safetensors"):
+        (checkpoint / name).write_bytes(b"x" * 10)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return checkpoint
 
 
-@pytest.fixture
-def trainer() -> FakeTrainer:
-    return FakeTrainer()
-
-
-@pytest.fixture
-def jobs(runs_root, trainer, monkeypatch):
-    """A real JobManager on the test's runs folder with the fake trainer, injected into the app."""
-    import ui.state
-
-    manager = JobManager(runs_root, train_fn=trainer, preflight_fn=lambda cfg: None)
-    monkeypatch.setattr(ui.state, "get_jobs", lambda: manager)
-    yield manager
-    manager.shutdown(timeout=10)
-
-
-def app(query: dict | None = None) -> AppTest:
-    """The app from its entrypoint (not yet run)."""
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    for key, value in (query or {}).items():
-        at.query_params[key] = value
-    return at
-
-
-def open_page(page: str, query: dict | None = None) -> AppTest:
-    """Run the app, then switch to `page` (e.g. 'pages/train.py') and run it."""
-    at = app(query).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at.switch_page(page).run()
-
+# ---- run folders -----------------------------------------------------------------------------
 
 def make_run(
     root: Path,
@@ -154,6 +152,23 @@ def make_run(
         (folder.final_path / "config.json").write_text("{}")
         (folder.final_path / "model.safetensors").write_bytes(b"\0" * 16)
     return run_id
+
+
+# ---- AppTest pages ---------------------------------------------------------------------------
+
+def app(query: dict | None = None) -> AppTest:
+    """The app from its entrypoint (not yet run)."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    return at
+
+
+def open_page(page: str, query: dict | None = None) -> AppTest:
+    """Run the app, then switch to `page` (e.g. 'pages/train.py') and run it."""
+    at = app(query).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at.switch_page(page).run()
 
 
 def texts(elements) -> list[str]:
