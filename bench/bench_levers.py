@@ -28,10 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from bench import write_results  # noqa: E402
+from bench import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = ("mlm", "classification", "causal")
@@ -183,7 +180,7 @@ def engine_setup() -> tuple[Any, bool, str]:
 
     from core import devices
     from core.models import bundled_model_path
-    from core.training.engine import cpu_attention_implementation
+    from core.training.trainer import cpu_attention_implementation
 
     torch.set_num_threads(max(1, devices.physical_cores()))
     fast_bf16 = devices.use_bf16("cpu")

@@ -91,13 +91,14 @@ def _quiet_engine() -> None:
     """No probes, per-example predictions or saved model: only the training and its final evaluation count."""
     import core.insight.probes
     import core.training.engine
+    from core.training.trainer import TuneboardTrainer
 
-    core.training.engine._insight_recorder = lambda *args, **kwargs: None
+    core.training.engine.prediction_recorder = lambda *args, **kwargs: None
     core.insight.probes.score_probes = lambda *args, **kwargs: []
     # The Trainer saves a checkpoint at the last step whatever save_steps says; neither it nor the final
     # model is read here.
-    core.training.engine._TuneboardTrainer._save_checkpoint = lambda self, *args, **kwargs: None
-    core.training.engine._TuneboardTrainer.save_model = lambda self, *args, **kwargs: None
+    TuneboardTrainer._save_checkpoint = lambda self, *args, **kwargs: None
+    TuneboardTrainer.save_model = lambda self, *args, **kwargs: None
 
 
 def score(task: str, run: dict[str, Any]) -> float | None:
@@ -120,8 +121,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     args = parser.parse_args(argv)
-    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                       "TOKENIZERS_PARALLELISM": "false"})
     from core.config import default_learning_rate
 
     _quiet_engine()

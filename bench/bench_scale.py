@@ -35,12 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from bench import write_results  # noqa: E402
+from bench import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -105,20 +100,21 @@ def first_point(csv: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
 
 def throughput(csv: Path, work: Path, steps: int, repeats: int) -> dict[str, Any]:
     """Lazy vs eager training sets at the same rows and batches: samples/s over steps 2..N, and the eager map's time."""
+    import dataclasses
+
     import torch
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import TrainerCallback
 
     from core.data.prepare import LENGTH_COLUMN, BatchEncoder, length_column
     from core.run.folder import RunFolder
-    from core.training import engine
-    from core.training.lr_finder import _LogOnly
+    from core.training.trainer import LogOnlySink, build_trainer, prepare_run, set_threads
 
     cfg = run_config(csv, steps)
     cfg.data.validation_fraction = 0.0
-    engine._set_threads("cpu")
+    set_threads("cpu")
     folder = RunFolder(work / "throughput")
     folder.path.mkdir(parents=True, exist_ok=True)
-    prepared = engine._prepare(cfg, folder, _LogOnly(None), is_main=False)
+    prepared = prepare_run(cfg, folder, LogOnlySink(None), is_main=False)
     weights = copy.deepcopy(prepared.model.state_dict())
     lazy = prepared.train_dataset
     plain = lazy.with_format(None).remove_columns([LENGTH_COLUMN])
@@ -138,12 +134,8 @@ def throughput(csv: Path, work: Path, steps: int, repeats: int) -> dict[str, Any
     def measure(dataset) -> tuple[float, int]:
         prepared.model.load_state_dict(weights)
         clock = StepClock()
-        trainer = engine._TuneboardTrainer(
-            model=prepared.model, args=engine._training_arguments(cfg, folder, "cpu", has_eval=False),
-            data_collator=prepared.collator, train_dataset=dataset, processing_class=prepared.tokenizer,
-            callbacks=[clock], masked_only_mlm=True,
-        )
-        trainer.remove_callback(PrinterCallback)
+        trainer = build_trainer(cfg, folder, dataclasses.replace(prepared, train_dataset=dataset), "cpu",
+                                callbacks=[clock], has_eval=False)
         torch.manual_seed(cfg.training.seed)
         first_ids = hash(next(iter(trainer.get_train_dataloader()))["input_ids"].numpy().tobytes())
         torch.manual_seed(cfg.training.seed)
@@ -177,8 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="tuneboard-scale-"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TUNEBOARD_RUNS": str(work / "runs"), "TUNEBOARD_DATA": str(work / "datasets")}
+    env = {**os.environ, "TUNEBOARD_RUNS": str(work / "runs"), "TUNEBOARD_DATA": str(work / "datasets")}
     os.environ.update({k: env[k] for k in ("TUNEBOARD_RUNS", "TUNEBOARD_DATA")})
     startup = []
     for rows in args.sizes:

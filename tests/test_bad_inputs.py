@@ -27,14 +27,7 @@ from core.__main__ import EXIT_USER_ERROR, main
 from core.config import RunConfig
 from core.errors import ConfigError, DataError, ModelError, RunError, TuneboardError
 from core.run.folder import RunFolder, now_iso
-from tests.test_app_support import (  # noqa: F401 - fixtures of the AppTest cases
-    app,
-    clear_streamlit_caches,
-    jobs,
-    runs_root,
-    texts,
-    trainer,
-)
+from tests.support import app, texts
 
 # ---- data and helpers -------------------------------------------------------------------------
 
@@ -126,7 +119,7 @@ class Refused:
 
 
 def _read_path(path: Path | str):
-    from core.data.sources import read_table
+    from core.data.tables import read_table
 
     return read_table(path)
 
@@ -315,14 +308,14 @@ def test_refused(case, ctx, capsys, isolated_runs):
 
 def test_oversized_file_is_refused_before_it_is_read(ctx, capsys, monkeypatch):
     """Uploads are capped by Streamlit (see test_security); a server-side path is capped by core."""
-    from core.data import sources
+    from core.data import tables
 
     monkeypatch.setenv("TUNEBOARD_MAX_FILE_MB", "1")
     big = ctx.file("big.csv", csv_text(reviews()) * 1500)  # about 2 MB
     read = []
     monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or b"")
     with pytest.raises(DataError, match=r"big.csv is \d\.\d MB, more than Tuneboard reads at once \(1 MB\)"):
-        sources.read_table(big)
+        tables.read_table(big)
     assert not read, "the file must be refused before it is loaded into memory"
     monkeypatch.undo()
     monkeypatch.setenv("TUNEBOARD_MAX_FILE_MB", "1")
@@ -330,8 +323,8 @@ def test_oversized_file_is_refused_before_it_is_read(ctx, capsys, monkeypatch):
     assert code == EXIT_USER_ERROR
     assert "TUNEBOARD_MAX_FILE_MB" in error_line(err)
     monkeypatch.delenv("TUNEBOARD_MAX_FILE_MB")
-    assert sources.max_file_bytes() == sources.DEFAULT_MAX_FILE_MB * 2**20
-    assert len(sources.read_table(big)) > 1000  # under the default cap it is read
+    assert tables.max_file_bytes() == tables.DEFAULT_MAX_FILE_MB * 2**20
+    assert len(tables.read_table(big)) > 1000  # under the default cap it is read
 
 
 # ---- the repaired catalogue ---------------------------------------------------------------------
@@ -569,9 +562,9 @@ def test_disk_full_while_saving_fails_the_run_and_keeps_its_metrics(tiny_bert, i
 def test_cuda_oom_on_the_first_step_retries_with_half_batch(tiny_bert, ctx, capsys, monkeypatch):
     import torch
 
-    from core.training import engine
+    from core.training.trainer import TuneboardTrainer
 
-    original = engine._TuneboardTrainer.training_step
+    original = TuneboardTrainer.training_step
     seen: list[tuple[int, int]] = []
 
     def training_step(self, *args, **kwargs):
@@ -580,7 +573,7 @@ def test_cuda_oom_on_the_first_step_retries_with_half_batch(tiny_bert, ctx, caps
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(engine._TuneboardTrainer, "training_step", training_step)
+    monkeypatch.setattr(TuneboardTrainer, "training_step", training_step)
     out_dir = ctx.tmp / "runs" / "oom"
     code, out, err = run_cli(capsys, "--model", tiny_bert, "--rows", "80", "--max-steps", "2", "--batch-size", "8",
                              "--output-dir", str(out_dir))
@@ -596,12 +589,12 @@ def test_cuda_oom_on_the_first_step_retries_with_half_batch(tiny_bert, ctx, caps
 def test_cuda_oom_that_persists_fails_with_advice(tiny_bert, capsys, monkeypatch):
     import torch
 
-    from core.training import engine
+    from core.training.trainer import TuneboardTrainer
 
     def training_step(self, *args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory.")
 
-    monkeypatch.setattr(engine._TuneboardTrainer, "training_step", training_step)
+    monkeypatch.setattr(TuneboardTrainer, "training_step", training_step)
     code, _, err = run_cli(capsys, "--model", tiny_bert, "--rows", "80", "--max-steps", "2", "--batch-size", "8")
     assert code == EXIT_USER_ERROR
     line = error_line(err)
@@ -611,9 +604,9 @@ def test_cuda_oom_that_persists_fails_with_advice(tiny_bert, capsys, monkeypatch
 def test_nan_loss_fails_with_advice(tiny_bert, capsys, monkeypatch):
     import torch
 
-    from core.training import engine
+    from core.training.trainer import TuneboardTrainer
 
-    original = engine._TuneboardTrainer.compute_loss
+    original = TuneboardTrainer.compute_loss
 
     def compute_loss(self, *args, **kwargs):
         result = original(self, *args, **kwargs)
@@ -621,7 +614,7 @@ def test_nan_loss_fails_with_advice(tiny_bert, capsys, monkeypatch):
             return (result[0] * torch.tensor(float("nan")), *result[1:])
         return result * torch.tensor(float("nan"))
 
-    monkeypatch.setattr(engine._TuneboardTrainer, "compute_loss", compute_loss)
+    monkeypatch.setattr(TuneboardTrainer, "compute_loss", compute_loss)
     code, out, err = run_cli(capsys, "--model", tiny_bert, "--rows", "80", "--max-steps", "4", "--batch-size", "4")
     assert code == EXIT_USER_ERROR
     line = error_line(err)
@@ -630,12 +623,12 @@ def test_nan_loss_fails_with_advice(tiny_bert, capsys, monkeypatch):
 
 def test_ram_exhaustion_fails_with_advice(tiny_bert, isolated_runs, monkeypatch):
     from core.service.jobs import JobManager, train_in_this_process
-    from core.training import engine
+    from core.training.trainer import TuneboardTrainer
 
     def training_step(self, *args, **kwargs):
         raise MemoryError()
 
-    monkeypatch.setattr(engine._TuneboardTrainer, "training_step", training_step)
+    monkeypatch.setattr(TuneboardTrainer, "training_step", training_step)
     manager = JobManager(isolated_runs, train_fn=train_in_this_process)  # the patch lives in this process
     try:
         run_id = manager.submit(_tiny_cfg(tiny_bert))
@@ -659,7 +652,7 @@ UPLOADS = {
 
 
 @pytest.mark.parametrize("case", list(UPLOADS), ids=list(UPLOADS))
-def test_setup_page_shows_upload_problems_next_to_the_widget(case, jobs):  # noqa: F811
+def test_setup_page_shows_upload_problems_next_to_the_widget(case, jobs):
     name, content, message = UPLOADS[case]
     at = app().run()
     # The repaired files hold ~30 rows: a smaller batch than the default 32 fits them.
@@ -682,7 +675,7 @@ def test_setup_page_shows_upload_problems_next_to_the_widget(case, jobs):  # noq
         assert at.button(key="tb_setup_start").disabled
 
 
-def test_setup_page_refuses_a_config_from_a_newer_version(jobs):  # noqa: F811
+def test_setup_page_refuses_a_config_from_a_newer_version(jobs):
     at = app().run()
     newer = yaml.safe_dump({"version": 9, "training": {"warp_drive": 1}}).encode()
     at.file_uploader(key="tb_setup_yaml").upload("future.yaml", newer, "application/x-yaml")

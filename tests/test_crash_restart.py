@@ -29,14 +29,10 @@ from core.run.folder import (
     read_jsonl,
 )
 from core.service.jobs import INTERRUPTED_RUNNING, JobManager
-from tests.test_app_support import (  # noqa: F401 - fixtures
+from tests.support import (
     app,
-    clear_streamlit_caches,
-    jobs,
     open_page,
-    runs_root,
     texts,
-    trainer,
     wait_for,
 )
 
@@ -48,18 +44,18 @@ MAX_STEPS = 12
 # any machine. Everything else (engine, Trainer, checkpoints, sink) is the real thing.
 SERVER = r"""
 import sys, threading, time
-from core.training import engine
+from core.training.trainer import TuneboardTrainer
 from core.config import RunConfig
 from core.service.jobs import JobManager, train_in_this_process
 
 root, config = sys.argv[1], sys.argv[2]
-original = engine._TuneboardTrainer.training_step
+original = TuneboardTrainer.training_step
 
 def slow_step(self, *args, **kwargs):
     time.sleep(0.3)
     return original(self, *args, **kwargs)
 
-engine._TuneboardTrainer.training_step = slow_step
+TuneboardTrainer.training_step = slow_step
 manager = JobManager(root, train_fn=train_in_this_process)  # the slowed steps are patched in here
 print(manager.submit(RunConfig.load(config)), flush=True)
 threading.Event().wait()  # serve until killed
@@ -285,7 +281,7 @@ def test_resume_skips_an_incomplete_checkpoint_for_the_previous_one(tmp_path):
     assert "resume from checkpoint-4" in log
 
 
-def test_two_sessions_keep_their_unsaved_setup_choices_apart(jobs, trainer):  # noqa: F811
+def test_two_sessions_keep_their_unsaved_setup_choices_apart(jobs, trainer):
     alice = app().run()
     bob = app().run()
     alice.text_input(key="cfg:name@0").set_value("alice").run()

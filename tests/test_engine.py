@@ -10,7 +10,7 @@ import torch
 from core.config import RunConfig
 from core.run.folder import RunFolder
 from core.run.sink import RunSink
-from core.training import engine
+from core.training import engine, trainer
 
 STRATEGIES = ("full", "feature-extraction", "freeze-layers", "gradual-unfreeze", "lora")
 
@@ -303,7 +303,7 @@ def test_cpu_bf16_training_uses_matmul_attention(tiny_bert, on_cpu, bf16, expect
     from transformers import AutoModelForMaskedLM
 
     model = AutoModelForMaskedLM.from_pretrained(tiny_bert, attn_implementation="sdpa")
-    engine.use_cpu_attention_kernel(model, on_cpu=on_cpu, bf16=bf16)
+    trainer.use_cpu_attention_kernel(model, on_cpu=on_cpu, bf16=bf16)
     assert model.config._attn_implementation == expected
 
 
@@ -312,9 +312,9 @@ def test_the_trainer_picks_the_attention_for_its_precision(tiny_bert, tmp_path):
 
     model = AutoModelForMaskedLM.from_pretrained(tiny_bert, attn_implementation="sdpa")
     cfg = tiny_config(tiny_bert, "mlm", precision="bf16")
-    args = engine._training_arguments(cfg, RunFolder(tmp_path), "cpu", has_eval=False)
+    args = trainer.training_arguments(cfg, RunFolder(tmp_path), "cpu", has_eval=False)
     assert args.bf16
-    engine._TuneboardTrainer(model=model, args=args)
+    trainer.TuneboardTrainer(model=model, args=args)
     assert model.config._attn_implementation == "eager"
 
 

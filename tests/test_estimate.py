@@ -18,10 +18,10 @@ from core.plan.estimate import (
     estimate_run,
     expected_steps,
     measured_speed,
-    padded_tokens_per_row,
     token_lengths,
 )
 from core.run.history import RunSummary
+from core.training.trainer import padded_tokens_per_row
 
 MINILM_PARAMS = 22_700_000
 

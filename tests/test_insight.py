@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
 
+from core.insight import analysis, example_pass
 from core.insight import predictions as insight
 from core.run.folder import RunFolder
 
@@ -28,19 +29,19 @@ def stage(predicted: list[str], confidence: list[float] | None = None) -> pd.Dat
 
 
 def test_confusion_matrix_matches_sklearn_with_row_shares():
-    counts, shares = insight.confusion(GOLD, PRED, LABELS)
+    counts, shares = analysis.confusion(GOLD, PRED, LABELS)
     assert counts.tolist() == confusion_matrix(GOLD, PRED, labels=LABELS).tolist()
     assert np.allclose(shares.sum(axis=1), 1.0)
     assert shares[0].tolist() == pytest.approx([2 / 3, 0, 1 / 3])
 
 
 def test_confusion_of_a_class_with_no_examples_has_zero_shares():
-    counts, shares = insight.confusion(["a", "a"], ["a", "b"], ["a", "b"])
+    counts, shares = analysis.confusion(["a", "a"], ["a", "b"], ["a", "b"])
     assert counts.tolist() == [[1, 1], [0, 0]] and shares[1].tolist() == [0.0, 0.0]
 
 
 def test_per_class_matches_sklearn():
-    table = insight.per_class(GOLD, PRED, LABELS)
+    table = analysis.per_class(GOLD, PRED, LABELS)
     precision, recall, f1, support = precision_recall_fscore_support(GOLD, PRED, labels=LABELS, zero_division=0)
     assert table["label"].tolist() == LABELS
     assert table["precision"].tolist() == pytest.approx(precision.tolist())
@@ -51,52 +52,52 @@ def test_per_class_matches_sklearn():
 
 def test_per_class_change_is_tuned_minus_base():
     base = stage(["negative"] * len(GOLD))
-    table = insight.per_class_change(base, stage(PRED), LABELS)
-    before = insight.per_class(GOLD, base["predicted"].tolist(), LABELS)
+    table = analysis.per_class_change(base, stage(PRED), LABELS)
+    before = analysis.per_class(GOLD, base["predicted"].tolist(), LABELS)
     assert table["f1_change"].tolist() == pytest.approx((table["f1"] - before["f1"]).tolist())
     assert table.loc[table.label == "positive", "recall_change"].item() == pytest.approx(0.75)
-    assert "f1_change" not in insight.per_class_change(None, stage(PRED), LABELS)
+    assert "f1_change" not in analysis.per_class_change(None, stage(PRED), LABELS)
 
 
 @pytest.mark.parametrize("other", [PRED, GOLD, ["negative"] * len(GOLD), list(reversed(GOLD))])
 def test_kappa_matches_sklearn(other):
-    assert insight.cohen_kappa(GOLD, other) == pytest.approx(cohen_kappa_score(GOLD, other))
+    assert analysis.cohen_kappa(GOLD, other) == pytest.approx(cohen_kappa_score(GOLD, other))
 
 
 def test_kappa_of_identical_single_label_lists_is_one():
-    assert insight.cohen_kappa(["a", "a"], ["a", "a"]) == 1.0
-    assert insight.accuracy([], []) == 0.0
+    assert analysis.cohen_kappa(["a", "a"], ["a", "a"]) == 1.0
+    assert analysis.accuracy([], []) == 0.0
 
 
 def test_filters_select_misclassified_fixed_broken_and_least_confident():
     base = stage(GOLD[:5] + ["neutral"] * 5)  # right on the first five (and row 5, gold neutral)
     tuned = stage(PRED, confidence=[0.9, 0.4, 0.8, 0.3, 0.95, 0.6, 0.7, 0.5, 0.85, 0.55])
-    table = insight.example_table(base, tuned)
+    table = analysis.example_table(base, tuned)
     assert table.columns.tolist() == ["row", "text", "gold", "base_prediction", "tuned_prediction", "confidence",
                                       "base_confidence"]
-    assert insight.filter_examples(table, "misclassified")["row"].tolist() == [1, 3, 7, 9]
-    assert insight.filter_examples(table, "fixed")["row"].tolist() == [6, 8]
-    assert insight.filter_examples(table, "broken")["row"].tolist() == [1, 3, 9]
-    assert insight.filter_examples(table, "least_confident", limit=3)["row"].tolist() == [3, 1, 7]
-    assert len(insight.filter_examples(table, "all")) == len(GOLD)
+    assert analysis.filter_examples(table, "misclassified")["row"].tolist() == [1, 3, 7, 9]
+    assert analysis.filter_examples(table, "fixed")["row"].tolist() == [6, 8]
+    assert analysis.filter_examples(table, "broken")["row"].tolist() == [1, 3, 9]
+    assert analysis.filter_examples(table, "least_confident", limit=3)["row"].tolist() == [3, 1, 7]
+    assert len(analysis.filter_examples(table, "all")) == len(GOLD)
     with pytest.raises(ValueError):
-        insight.filter_examples(table, "nonsense")
+        analysis.filter_examples(table, "nonsense")
 
 
 def test_without_a_base_stage_nothing_counts_as_fixed_or_broken():
-    table = insight.example_table(None, stage(PRED))
-    assert insight.filter_examples(table, "fixed").empty and insight.filter_examples(table, "broken").empty
-    assert len(insight.filter_examples(table, "misclassified")) == 4
+    table = analysis.example_table(None, stage(PRED))
+    assert analysis.filter_examples(table, "fixed").empty and analysis.filter_examples(table, "broken").empty
+    assert len(analysis.filter_examples(table, "misclassified")) == 4
 
 
 def test_loss_improvements_and_regressions():
     base = insight.loss_frame(["a", "b", "c", "d"], [3.0, 2.0, 1.0, 4.0])
     tuned = insight.loss_frame(["a", "b", "c", "d"], [1.0, 2.5, 1.0, 3.5])
-    changes = insight.loss_changes(base, tuned)
+    changes = analysis.loss_changes(base, tuned)
     assert changes["change"].tolist() == pytest.approx([-2.0, 0.5, 0.0, -0.5])
-    assert insight.largest_improvements(changes)["text"].tolist() == ["a", "d"]
-    assert insight.largest_regressions(changes)["text"].tolist() == ["b"]
-    assert insight.largest_improvements(changes, n=1)["text"].tolist() == ["a"]
+    assert analysis.largest_improvements(changes)["text"].tolist() == ["a", "d"]
+    assert analysis.largest_regressions(changes)["text"].tolist() == ["b"]
+    assert analysis.largest_improvements(changes, n=1)["text"].tolist() == ["a"]
 
 
 def test_classification_frame_and_softmax():
@@ -110,7 +111,7 @@ def test_classification_frame_and_softmax():
 
 def write_run(tmp_path, *, sampled: bool = False) -> RunFolder:
     folder = RunFolder(tmp_path / "run")
-    out = insight.predictions_dir(folder.path)
+    out = folder.predictions_path
     out.mkdir(parents=True)
     (out / insight.META_FILE).write_text(
         f'{{"task": "classification", "label_names": {LABELS!r}, "rows_used": 10, "rows_total": {2500 if sampled else 10},'
@@ -137,7 +138,7 @@ def test_human_labels_are_matched_by_text_and_scored(tmp_path):
         "sentence": [f" text {i} " for i in range(8)] + ["not in the eval set"],
         "rating": ["NEGATIVE", 1, "positive", "positive", 0, "neutral", "positive", "negative", "positive"],
     })
-    result = insight.human_agreement(humans, "sentence", "rating", predictions)
+    result = analysis.human_agreement(humans, "sentence", "rating", predictions)
     human = GOLD[:8]  # names in any case and ids both resolve to the run's labels
     assert result.matched == 8 and result.unmatched == 1
     assert result.tuned_accuracy == pytest.approx(np.mean([h == p for h, p in zip(human, PRED[:8], strict=True)]))
@@ -147,6 +148,18 @@ def test_human_labels_are_matched_by_text_and_scored(tmp_path):
     assert len(result.disagreements) == sum(
         h != p or h != "negative" for h, p in zip(human, PRED[:8], strict=True)
     )
+
+
+def test_human_labels_in_columns_named_text_and_label(tmp_path):
+    """The most common names: they clash with the stored predictions' own `text` column when merged."""
+    predictions = insight.load_predictions(write_run(tmp_path).path)
+    humans = pd.DataFrame({"text": [f"text {i}" for i in range(8)], "label": GOLD[:8], "human": GOLD[:8]})
+    for label_column in ("label", "human"):
+        result = analysis.human_agreement(humans, "text", label_column, predictions)
+        assert result.matched == 8 and result.unmatched == 0
+        assert result.tuned_accuracy == pytest.approx(np.mean([g == p for g, p in zip(GOLD[:8], PRED[:8], strict=True)]))
+        assert result.disagreements["text"].tolist() == [t for t, g, p in zip(humans["text"], GOLD, PRED, strict=False)
+                                                         if g != p or g != "negative"]
 
 
 # ---- the engine writes the stages -------------------------------------------------------------
@@ -164,7 +177,7 @@ def test_engine_stores_classification_stages_from_the_evaluation_logits(tiny_ber
     from tests.test_engine import tiny_config
 
     passes = []
-    real_pass = insight.classification_pass
+    real_pass = example_pass.classification_pass
     monkeypatch.setattr(insight, "classification_pass", lambda *a, **k: passes.append(1) or real_pass(*a, **k))
     status, folder = _train(tiny_config(tiny_bert, "classification"), tmp_path)
     assert status == "completed"
@@ -181,7 +194,7 @@ def test_engine_stores_classification_stages_from_the_evaluation_logits(tiny_ber
     accuracy = float((predictions.tuned["gold"] == predictions.tuned["predicted"]).mean())
     logged = [m for m in folder.metrics() if "eval_accuracy" in m][-1]["eval_accuracy"]
     assert accuracy == pytest.approx(logged)
-    assert folder.predictions_path == insight.predictions_dir(folder.path)
+    assert (folder.predictions_path / "final.parquet").exists()
 
 
 def test_engine_stores_mlm_losses_at_base_and_final(tiny_bert, tmp_path):
@@ -193,7 +206,7 @@ def test_engine_stores_mlm_losses_at_base_and_final(tiny_bert, tmp_path):
     predictions = insight.load_predictions(folder.path)
     assert predictions.base.columns.tolist() == ["row", "text", "loss"]
     assert np.isfinite(predictions.base["loss"]).all() and np.isfinite(predictions.tuned["loss"]).all()
-    changes = insight.loss_changes(predictions.base, predictions.tuned)
+    changes = analysis.loss_changes(predictions.base, predictions.tuned)
     assert len(changes) == predictions.meta["rows_used"]
 
 
@@ -206,8 +219,8 @@ def test_mlm_example_losses_are_repeatable_for_the_same_model(tiny_bert, tmp_pat
     loaded = load_for_task(ModelConfig(source=tiny_bert), "mlm")
     encoded = loaded.tokenizer(["nike shoes are very good", "the socks are nice"], return_special_tokens_mask=True)
     dataset = datasets.Dataset.from_dict(dict(encoded))
-    first = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, "mlm", seed=7)
-    again = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, "mlm", seed=7)
+    first = example_pass.example_loss_pass(loaded.model, dataset, loaded.tokenizer, "mlm", seed=7)
+    again = example_pass.example_loss_pass(loaded.model, dataset, loaded.tokenizer, "mlm", seed=7)
     assert first.shape == (2,) and np.isfinite(first).all() and np.allclose(first, again)
 
 
@@ -231,7 +244,7 @@ def _reference_example_loss_pass(model, dataset, tokenizer, task, seed, batch_si
             if task == "mlm":
                 maskable = attention.bool() & ~special.bool()
                 draw = torch.rand(input_ids.shape, generator=generator)
-                chosen = maskable & (draw < insight.MLM_MASK_FRACTION)
+                chosen = maskable & (draw < example_pass.MLM_MASK_FRACTION)
                 lowest = torch.where(maskable, draw, torch.full_like(draw, 2.0)).argmin(dim=1)
                 chosen[torch.arange(len(chosen)), lowest] |= maskable[torch.arange(len(chosen)), lowest]
                 labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
@@ -271,28 +284,28 @@ def test_example_losses_match_the_row_order_full_logits_pass(task, tiny_bert, ti
     dataset = _lm_dataset(loaded.tokenizer, task)
     expected = _reference_example_loss_pass(loaded.model, dataset, loaded.tokenizer, task, seed=7)
     # Small batches, so length-sorted batching regroups the rows across several batches.
-    monkeypatch.setattr(insight, "LM_TOKENS_PER_BATCH", 40)
-    monkeypatch.setattr(insight, "LOGITS_BYTES_PER_BATCH", 40 * 4 * loaded.model.config.vocab_size)
-    got = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, task, seed=7)
+    monkeypatch.setattr(example_pass, "LM_TOKENS_PER_BATCH", 40)
+    monkeypatch.setattr(example_pass, "LOGITS_BYTES_PER_BATCH", 40 * 4 * loaded.model.config.vocab_size)
+    got = example_pass.example_loss_pass(loaded.model, dataset, loaded.tokenizer, task, seed=7)
     assert got.shape == (len(LM_TEXTS),)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     if task == "mlm":  # the same losses without the masked-only shortcut (a model whose head is not one module)
         monkeypatch.setattr("core.models.fast_mlm.masked_only_parts", lambda model: None)
-        full = insight.example_loss_pass(loaded.model, dataset, loaded.tokenizer, task, seed=7)
+        full = example_pass.example_loss_pass(loaded.model, dataset, loaded.tokenizer, task, seed=7)
         np.testing.assert_allclose(full, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_mlm_masks_are_seeded_skip_special_tokens_and_never_leave_a_row_unmasked():
     ids = [[101, 5, 6, 7, 102], [101, 8, 102], [101] + list(range(10, 40)) + [102]] * 4
     special = [[1] + [0] * (len(row) - 2) + [1] for row in ids]
-    masks = insight.mlm_example_masks(ids, special, seed=3)
+    masks = example_pass.mlm_example_masks(ids, special, seed=3)
     assert [len(m) for m in masks] == [len(row) for row in ids]
     for mask, spec in zip(masks, special, strict=True):
         assert mask.any() and not (mask & np.asarray(spec, bool)).any()  # at least one, never a special token
-    again = insight.mlm_example_masks(ids, special, seed=3)
+    again = example_pass.mlm_example_masks(ids, special, seed=3)
     assert all(np.array_equal(a, b) for a, b in zip(masks, again, strict=True))
     # Left padding draws the same random numbers, aligned to the row's end as the padded batch was.
-    assert insight.mlm_example_masks(ids[:1], special[:1], seed=3, padding_side="left")[0].shape == (5,)
+    assert example_pass.mlm_example_masks(ids[:1], special[:1], seed=3, padding_side="left")[0].shape == (5,)
 
 
 def test_classification_probabilities_match_the_row_order_pass(tiny_bert, monkeypatch):
@@ -309,8 +322,8 @@ def test_classification_probabilities_match_the_row_order_pass(tiny_bert, monkey
             torch.softmax(loaded.model(**loaded.tokenizer.pad(
                 [{c: dataset[i][c] for c in ("input_ids", "attention_mask", "token_type_ids")}], return_tensors="pt"),
             ).logits.float(), dim=-1).numpy() for i in range(len(dataset))])
-    monkeypatch.setattr(insight, "CLASSIFICATION_TOKENS_PER_BATCH", 40)
-    got = insight.classification_pass(loaded.model, dataset, loaded.tokenizer)
+    monkeypatch.setattr(example_pass, "CLASSIFICATION_TOKENS_PER_BATCH", 40)
+    got = example_pass.classification_pass(loaded.model, dataset, loaded.tokenizer)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -323,8 +336,8 @@ def test_language_model_examples_are_a_fixed_sample_of_a_large_eval_set(tiny_ber
     monkeypatch.setattr(insight, "LM_EXAMPLE_ROWS", 5)
     loaded = load_for_task(ModelConfig(source=tiny_bert), "mlm")
     rows = datasets.Dataset.from_dict({"text": LM_TEXTS})
-    recorder = insight.Recorder(tmp_path, "mlm", rows, 40, None, _lm_dataset(loaded.tokenizer, "mlm"),
-                                loaded.tokenizer, seed=7)
+    recorder = insight.PredictionRecorder(tmp_path, "mlm", rows, 40, None, _lm_dataset(loaded.tokenizer, "mlm"),
+                                          loaded.tokenizer, seed=7)
     recorder.base(loaded.model)
     predictions = insight.load_predictions(tmp_path)
     assert predictions.base["text"].tolist() == LM_TEXTS[:5]

@@ -15,7 +15,15 @@ from core.models import load_tokenizer
 from core.run.folder import RunFolder
 from core.run.sink import RunSink
 from core.training import engine
-from core.training.lr_finder import _LogOnly
+from core.training.trainer import (
+    LogOnlySink,
+    build_trainer,
+    collator,
+    prepare_run,
+    sampled_lengths,
+    tokenize,
+    train_sampler,
+)
 
 
 def _file_config(model_dir: str, task: str, path) -> RunConfig:
@@ -43,8 +51,8 @@ def _rows_file(tmp_path, rows: int = 120):
 def _both(cfg: RunConfig):
     tokenizer, max_length = load_tokenizer(cfg.model)
     data = prepare_data(cfg, tokenizer, max_length=max_length)
-    eager = engine._tokenize(data.train, tokenizer, cfg, max_length, "training")
-    lazy = engine._tokenize(data.train, tokenizer, cfg, max_length, "training", lazy=True)
+    eager = tokenize(data.train, tokenizer, cfg, max_length, "training")
+    lazy = tokenize(data.train, tokenizer, cfg, max_length, "training", lazy=True)
     return tokenizer, data, eager, lazy
 
 
@@ -65,8 +73,8 @@ def test_lazy_rows_are_the_eager_rows(task, tiny_bert, tiny_gpt2, tmp_path):
     if task == "mlm":
         assert all("special_tokens_mask" in row for row in fetched)
     else:  # past the masking, the collated batches are identical too
-        collator = engine._collator(cfg, tokenizer)
-        a, b = collator(fetched), collator(expected)
+        collate = collator(cfg, tokenizer)
+        a, b = collate(fetched), collate(expected)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         assert "labels" in a
 
@@ -74,12 +82,12 @@ def test_lazy_rows_are_the_eager_rows(task, tiny_bert, tiny_gpt2, tmp_path):
 def test_mlm_collator_masks_the_lazy_batch_like_the_eager_one(tiny_bert, tmp_path):
     cfg = _file_config(tiny_bert, "mlm", _rows_file(tmp_path))
     tokenizer, _, eager, lazy = _both(cfg)
-    collator = engine._collator(cfg, tokenizer)
+    collate = collator(cfg, tokenizer)
     rows = list(range(16))
     torch.manual_seed(0)
-    a = collator(lazy.__getitems__(rows))
+    a = collate(lazy.__getitems__(rows))
     torch.manual_seed(0)
-    b = collator([eager[i] for i in rows])
+    b = collate([eager[i] for i in rows])
     assert all(torch.equal(a[k], b[k]) for k in ("input_ids", "labels", "attention_mask"))
 
 
@@ -87,15 +95,12 @@ def test_length_grouped_sampler_uses_text_lengths_and_groups(tiny_bert, tmp_path
     cfg = _file_config(tiny_bert, "classification", _rows_file(tmp_path, rows=400))
     cfg.data.validation_fraction = 0.0
     folder = RunFolder.create(tmp_path / "runs", "lazy-sampler", cfg)
-    prepared = engine._prepare(cfg, folder, _LogOnly(None), is_main=False)
+    prepared = prepare_run(cfg, folder, LogOnlySink(None), is_main=False)
     texts = list(prepared.train_dataset.with_format(None).remove_columns([LENGTH_COLUMN])["text"])
     lengths = length_column(prepared.train_dataset)
     assert lengths == [len(t) for t in texts]
-    trainer = engine._TuneboardTrainer(
-        model=prepared.model, args=engine._training_arguments(cfg, folder, "cpu", has_eval=False),
-        data_collator=prepared.collator, train_dataset=prepared.train_dataset, processing_class=prepared.tokenizer,
-    )
-    sampler = trainer._get_train_sampler()
+    trainer = build_trainer(cfg, folder, prepared, "cpu", has_eval=False)
+    sampler = train_sampler(trainer)
     assert list(sampler.lengths) == lengths
     order = list(iter(sampler))
     assert sorted(order) == list(range(len(lengths)))
@@ -127,8 +132,8 @@ def test_sampled_lengths_tokenise_only_a_sample(tiny_bert, tmp_path):
     cfg = _file_config(tiny_bert, "mlm", _rows_file(tmp_path, rows=300))
     _, _, eager, lazy = _both(cfg)
     exact = [len(row["input_ids"]) for row in eager]
-    assert engine._sampled_lengths(lazy) == exact
-    sampled = engine._sampled_lengths(lazy, limit=50)
+    assert sampled_lengths(lazy) == exact
+    sampled = sampled_lengths(lazy, limit=50)
     assert len(sampled) == 50 and set(sampled) <= set(exact)
 
 
@@ -147,7 +152,8 @@ def _online(monkeypatch):
 def test_a_large_hub_split_is_streamed_up_to_the_row_cap(monkeypatch):
     import datasets
 
-    from core.data import sources
+    from core.data import hub_datasets
+    from core.data.rows import hub_row_cap, load_frame
 
     _online(monkeypatch)
     calls = []
@@ -162,27 +168,27 @@ def test_a_large_hub_split_is_streamed_up_to_the_row_cap(monkeypatch):
         return datasets.IterableDataset.from_generator(rows)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    monkeypatch.setattr(sources, "hub_split_bytes", lambda name, split: 40 * 1024**3)
+    monkeypatch.setattr(hub_datasets, "hub_split_bytes", lambda name, split: 40 * 1024**3)
     cfg = RunConfig(task="classification")
     cfg.data.source, cfg.data.path, cfg.data.max_rows = "hub", "someone/huge", 900
-    frame = sources.load_frame(cfg.data)
+    frame = load_frame(cfg.data)
     assert calls == [{"name": "someone/huge", "split": "train", "streaming": True}]
-    assert len(frame) == sources.hub_row_cap(cfg.data) == 1000  # 900 training rows + the 10% validation share
+    assert len(frame) == hub_row_cap(cfg.data) == 1000  # 900 training rows + the 10% validation share
     assert frame["text"].iloc[0] == "streamed review 0" and frame.attrs["read_report"]["streamed"] is True
     assert "first 1,000 rows" in frame.attrs["read_report"]["warnings"][0]
     data = prepare_data(cfg)
     assert len(data.train) == 900
 
     cfg.data.max_rows = None  # no cap of the user's: the streaming cap applies
-    monkeypatch.setattr(sources, "HUB_STREAMED_ROWS", 2500)
-    frame = sources.load_frame(cfg.data)
+    monkeypatch.setattr(hub_datasets, "HUB_STREAMED_ROWS", 2500)
+    frame = load_frame(cfg.data)
     assert len(frame) == 2500 and "streaming cap" in frame.attrs["read_report"]["warnings"][0]
 
 
 def test_a_small_hub_split_is_loaded_whole(monkeypatch):
     import datasets
 
-    from core.data import sources
+    from core.data import hub_datasets
 
     _online(monkeypatch)
 
@@ -191,16 +197,16 @@ def test_a_small_hub_split_is_loaded_whole(monkeypatch):
         return datasets.Dataset.from_dict({"text": ["a b", "c d", "e f"]})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    monkeypatch.setattr(sources, "hub_split_bytes", lambda name, split: 1024)
-    frame = sources.load_hub_dataset("someone/small", "train", max_rows=2)
+    monkeypatch.setattr(hub_datasets, "hub_split_bytes", lambda name, split: 1024)
+    frame = hub_datasets.load_hub_dataset("someone/small", "train", max_rows=2)
     assert len(frame) == 3 and "streamed" not in frame.attrs["read_report"]
 
 
 # ---- the too-long check at scale: tokenise only rows that could be too long -------------------
 
 def test_the_too_long_bound_never_skips_a_row_that_is_too_long(tiny_bert, tiny_gpt2):
-    from core.data.integrity import _may_exceed
-    from core.data.signals import arrow_text, token_lengths
+    from core.data.cells import arrow_text, token_lengths
+    from core.data.integrity import may_exceed
 
     rng = np.random.default_rng(1)
     words = ["a", "Nike", "shoes", "!!", "x1y2z3", "comfy,", "héllo", "naïve", "日本", "😀", "  ", "\t", "zzzzzzqq"]
@@ -209,7 +215,7 @@ def test_the_too_long_bound_never_skips_a_row_that_is_too_long(tiny_bert, tiny_g
         tokenizer, _ = _tokenizer(model)
         lengths = token_lengths(tokenizer, texts.tolist())
         for limit in (4, 8, 16, 32):
-            may = _may_exceed(texts, tokenizer, limit)
+            may = may_exceed(texts, tokenizer, limit)
             assert not ((lengths > limit) & ~may).any(), (model, limit)
             assert may.sum() < len(texts) or limit == 4  # the bound does skip rows
 
@@ -248,9 +254,9 @@ def test_past_the_exact_budget_truncation_is_estimated_from_a_sample(tiny_bert, 
 def test_the_random_split_is_the_one_sklearn_draws(rows, fraction, seed):
     from sklearn.model_selection import train_test_split
 
-    from core.data.prepare import _split
+    from core.data.prepare import split_positions
 
-    train, held, how = _split(rows, None, fraction, seed, [])
+    train, held, how = split_positions(rows, None, fraction, seed, [])
     positions = np.arange(rows)
     expected_train, expected_held = train_test_split(positions, test_size=len(held), random_state=seed, shuffle=True)
     assert how == "random" and len(held) == min(max(round(rows * fraction), 1), rows - 1)

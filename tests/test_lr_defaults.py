@@ -59,8 +59,10 @@ def test_resolved_rate_and_its_words():
     cfg.strategy.name = "lora"
     assert cfg.training.learning_rate is None
     assert resolved_learning_rate(cfg) == default_learning_rate("classification", "lora")
+    # The model's size, known once it is loaded, lowers the default as default_learning_rate says.
+    assert resolved_learning_rate(cfg, 110_000_000) == default_learning_rate("classification", "lora", 110_000_000)
     cfg.training.learning_rate = 2e-5
-    assert resolved_learning_rate(cfg) == 2e-5
+    assert resolved_learning_rate(cfg) == resolved_learning_rate(cfg, 110_000_000) == 2e-5
     cfg.training.learning_rate = LEARNING_RATE_AUTO
     with pytest.raises(ConfigError, match="range test"):
         resolved_learning_rate(cfg)
@@ -204,7 +206,7 @@ def test_engine_trains_an_unset_rate_at_the_default_and_records_peak_memory(tiny
     folder = RunFolder.create(tmp_path, "default-rate", cfg)
     assert engine.train(cfg, folder, RunSink(folder, load_existing=False), threading.Event()) == "completed"
     status = folder.status()
-    trained_at = default_learning_rate("classification", "lora", status["total_params"])
+    trained_at = resolved_learning_rate(cfg, status["total_params"])  # the engine's one derivation
     assert status["learning_rate"] == trained_at
     assert status["peak_memory_bytes"] > 10_000_000
     assert f"Learning rate {trained_at:.1e}: the default for classification with lora" in folder.log_path.read_text()

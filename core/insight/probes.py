@@ -3,6 +3,8 @@
 mlm             top-k tokens for the (first) mask position, with softmax probabilities
 causal          top-k next tokens after the text
 classification  every label's probability (up to top_k), highest first
+sft             the model's greedy answer to the probe as a user message (its chat template applied),
+                as the single prediction {"answer": text, "score": 1.0}
 
 All probe texts go through the model in one padded batch, in eval mode, without gradients, on the
 model's own device; the model's previous train/eval mode is restored afterwards.
@@ -37,8 +39,11 @@ def score_probes(
     texts = [str(t) for t in texts]
     if not texts:
         return []
-    if task not in ("mlm", "causal", "classification"):
+    if task not in ("mlm", "causal", "classification", "sft"):
         raise ModelError(f"Unknown task {task!r} for probes.", field="task")
+    if task == "sft":
+        return [{"text": text, "predictions": [{"answer": answer, "score": 1.0}]}
+                for text, answer in zip(texts, generate_answers(model, tokenizer, texts), strict=True)]
     if task == "mlm":
         if getattr(tokenizer, "mask_token", None) is None:
             raise ModelError("This tokenizer has no mask token, so masked-LM probes cannot be scored.")
@@ -46,7 +51,7 @@ def score_probes(
 
     top_k = max(1, int(top_k))
     was_training = model.training
-    device = _device_of(model)
+    device = device_of(model)
     encoded = _encode(tokenizer, texts, _max_length(tokenizer, model))
     batch = {k: v.to(device) for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     model.eval()
@@ -86,6 +91,39 @@ def score_probes(
     return results
 
 
+PROBE_NEW_TOKENS = 32  # a probe's answer: a label or a sentence, kept short so evaluations stay quick
+
+
+def generate_answers(model, tokenizer, prompts: list[str], *, max_new_tokens: int = PROBE_NEW_TOKENS) -> list[str]:
+    """Greedy answers to user messages, each rendered with the model's chat template (or the plain one)."""
+    import torch
+
+    from core.data.instructions import PLAIN_CHAT_TEMPLATE
+
+    template = getattr(tokenizer, "chat_template", None) or PLAIN_CHAT_TEMPLATE
+    rendered = [tokenizer.apply_chat_template([{"role": "user", "content": p}], chat_template=template,
+                                              tokenize=False, add_generation_prompt=True) for p in prompts]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # generation continues every row from its last real token
+    try:
+        encoded = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False,
+                            truncation=True, max_length=_max_length(tokenizer, model))
+    finally:
+        tokenizer.padding_side = side
+    device = device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model.generate(**{k: v.to(device) for k, v in encoded.items()}, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
+    finally:
+        model.train(was_training)
+    new = out[:, encoded["input_ids"].shape[1]:]
+    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+
+
 def _encode(tokenizer, texts: list[str], max_length: int):
     """Tokenise as one padded batch (tokenizers from core.models' loaders always have a pad token)."""
     if tokenizer.pad_token is None and len(texts) > 1:
@@ -117,7 +155,8 @@ def _display_token(tokenizer, token_id: int) -> str:
     return text or (raw.strip() if isinstance(raw, str) and raw.strip() else repr(tokenizer.decode([token_id])))
 
 
-def _device_of(model):
+def device_of(model):
+    """The device the model's weights are on (CPU for a model without parameters)."""
     import torch
 
     try:

@@ -9,8 +9,7 @@ calibrated throughput. `engine.train` records the speed every completed run meas
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core import devices
@@ -18,6 +17,7 @@ from core.config import LEARNING_RATE_AUTO, MAX_EVAL_ROWS, RunConfig
 from core.data.preflight import DataFacts, approx_tokens, split_sizes
 from core.run.history import RunSummary
 from core.training.lr_finder import planned_steps
+from core.training.trainer import padded_tokens_per_row
 
 # Calibrated by bench/bench_estimates.py (2-core CPU, bundled MiniLM, batch 32): by this module's
 # count (all parameters, embeddings included, over padded tokens) the engine sustains ~1.2e11
@@ -26,8 +26,7 @@ CPU_FLOPS_PER_CORE = 6e10
 DEVICE_FLOPS = {"mps": 2e12, "cuda": 4e13}
 # Causal LM scores the whole vocabulary at every position (MLM only at the masked 15%), which
 # the 6·N count of the shared weights does not see: measured ~1.6x the MLM step time.
-TASK_COST = {"mlm": 1.0, "classification": 0.8, "causal": 1.6}
-MEGABATCH_BATCHES = 50  # transformers' LengthGroupedSampler
+TASK_COST = {"mlm": 1.0, "classification": 0.8, "causal": 1.6, "sft": 1.6}
 # Starting the training process, loading a small model and tokenising, seen on every run; larger
 # models add load time in proportion to their size.
 FIXED_OVERHEAD_S = 8.0
@@ -71,29 +70,6 @@ class Estimate:
 def token_lengths(word_counts: Iterable[int], max_length: int) -> list[int]:
     """Approximate token counts of texts from their word counts (x TOKENS_PER_WORD, plus specials)."""
     return [min(max_length, approx_tokens(words)) for words in word_counts]
-
-
-def padded_tokens_per_row(lengths: Sequence[int], batch_size: int, seed: int = 0, *, rows: int | None = None) -> float:
-    """Tokens each row costs once batches are padded to their longest row, batched as the engine does.
-
-    The engine groups by length (Trainer's group_by_length): shuffled rows are cut into mega-batches
-    of up to MEGABATCH_BATCHES batches (fewer when that leaves under four mega-batches), each sorted
-    by length, so a batch's rows are of similar length. `lengths` may be a sample of the `rows`
-    the run trains on; the grouping follows the run's size.
-    """
-    if not lengths:
-        return 0.0
-    order = list(lengths)
-    random.Random(seed).shuffle(order)
-    batch = max(1, batch_size)
-    mega = batch * max(1, min((rows or len(order)) // (batch * 4), MEGABATCH_BATCHES))
-    total = 0
-    for start in range(0, len(order), mega):
-        group = sorted(order[start:start + mega], reverse=True)
-        for first in range(0, len(group), batch):
-            chunk = group[first:first + batch]
-            total += chunk[0] * len(chunk)
-    return total / len(order)
 
 
 def data_shape(cfg: RunConfig, facts: DataFacts) -> DataShape:

@@ -33,8 +33,6 @@ from core.run.folder import RESUMABLE, now_iso, validate_run_id
 
 GROUPS_FOLDER = "groups"
 MAX_LEARNING_RATES = 3
-# The metric each task is judged by (as core.training.engine.MAIN_METRIC, which imports torch): name, higher is better.
-GROUP_METRIC = {"classification": ("f1", True), "mlm": ("loss", False), "causal": ("loss", False)}
 # Member states that Resume acts on: submitted again (no folder, or cancelled before it started) or resumed.
 RESUBMIT = ("missing", "cancelled")
 

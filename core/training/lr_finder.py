@@ -23,6 +23,7 @@ and says so. A resumed run reads its pick back from that file instead of testing
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import tempfile
 import threading
@@ -111,23 +112,23 @@ def find_learning_rate(
 ) -> RangeTest:
     """Run the range test for this config (model, data, strategy, batch) and suggest a learning rate."""
     import torch
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import TrainerCallback
 
     from core import devices
     from core.run.folder import RunFolder
 
     # The engine's own preparation and Trainer: the test sees exactly the model, data, collator and
     # masked-only loss that the run will.
-    from core.training.engine import _prepare, _set_threads, _training_arguments
+    from core.training.trainer import LogOnlySink, build_trainer, prepare_run, set_threads
 
     stop_event = stop_event or threading.Event()
     started = time.monotonic()
     device = devices.pick_device(cfg.training.device)
-    _set_threads(device)
+    set_threads(device)
     torch.manual_seed(cfg.training.seed)
     with tempfile.TemporaryDirectory(prefix="tuneboard-lr-finder-") as scratch:
         folder = RunFolder(Path(scratch))
-        prepared = _prepare(cfg, folder, _LogOnly(log), is_main=False)
+        prepared = prepare_run(cfg, folder, LogOnlySink(log), is_main=False)
         steps = planned_steps(cfg, len(prepared.train_dataset))
         test = copy.deepcopy(cfg)
         t = test.training
@@ -137,7 +138,7 @@ def find_learning_rate(
         learning_rates: list[float] = []
         losses: list[float] = []
 
-        class Recorder(TrainerCallback):
+        class RangeRecorder(TrainerCallback):
             """Records (rate, loss) of each step; stops on divergence or when asked."""
 
             diverged = False
@@ -149,23 +150,14 @@ def find_learning_rate(
                     smoothed = smooth(losses)
                     if not math.isfinite(smoothed[-1]) or (
                             len(smoothed) >= MIN_POINTS and smoothed[-1] > DIVERGENCE * min(smoothed)):
-                        Recorder.diverged = True
+                        RangeRecorder.diverged = True
                         control.should_training_stop = True
                 if stop_event.is_set():
                     control.should_training_stop = True
                 return control
 
-        trainer = _RangeTrainer(
-            model=prepared.model,
-            args=_training_arguments(test, folder, device, has_eval=False),
-            data_collator=prepared.collator,
-            train_dataset=prepared.train_dataset,
-            processing_class=prepared.tokenizer,
-            callbacks=[Recorder()],
-            masked_only_mlm=cfg.task == "mlm",
-            ramp_steps=steps,
-        )
-        trainer.remove_callback(PrinterCallback)
+        trainer = build_trainer(test, folder, prepared, device, callbacks=[RangeRecorder()], has_eval=False,
+                                trainer_class=_range_trainer_class(), ramp_steps=steps)
         if log is not None:
             log(f"Learning-rate range test: {steps} steps from {START_LR:g} to {END_LR:g}.")
         trainer.train()
@@ -177,7 +169,7 @@ def find_learning_rate(
     pick, minimum, smoothed = pick_learning_rate(learning_rates, losses)
     return RangeTest(
         learning_rates=tuple(learning_rates), losses=tuple(losses), smoothed=tuple(smoothed), pick=pick,
-        minimum_lr=minimum, steps=len(losses), planned_steps=steps, diverged=Recorder.diverged,
+        minimum_lr=minimum, steps=len(losses), planned_steps=steps, diverged=RangeRecorder.diverged,
         seconds=round(time.monotonic() - started, 2),
     )
 
@@ -225,12 +217,14 @@ def _rate_words(rate: float | None) -> str:
     return f"{rate:.1e}" if rate is not None else "the default"
 
 
-def _range_trainer_class():
+@functools.cache
+def _range_trainer_class() -> type:
+    """RangeTrainer, built once on first use (its base class needs torch and transformers)."""
     from torch.optim.lr_scheduler import LambdaLR
 
-    from core.training.engine import _TuneboardTrainer
+    from core.training.trainer import TuneboardTrainer
 
-    class RangeTrainer(_TuneboardTrainer):
+    class RangeTrainer(TuneboardTrainer):
         """The run's Trainer with an exponential learning-rate ramp as its scheduler."""
 
         def __init__(self, *args, ramp_steps: int, **kwargs):
@@ -242,29 +236,9 @@ def _range_trainer_class():
                 # The optimizer's base rate is START_LR; LambdaLR multiplies it step by step.
                 growth = (END_LR / START_LR) ** (1 / max(1, self.ramp_steps - 1))
                 self.lr_scheduler = LambdaLR(optimizer or self.optimizer, lambda step: growth**step)
+                # As Trainer.create_scheduler does, so that a later train() builds its scheduler afresh
+                # (the flag checked against transformers 5.23.0).
                 self._created_lr_scheduler = True
             return self.lr_scheduler
 
     return RangeTrainer
-
-
-def _RangeTrainer(**kwargs: Any):  # noqa: N802 - reads as the class it builds
-    """Build the range test's Trainer (its class needs torch, so it is defined on first use)."""
-    return _range_trainer_class()(**kwargs)
-
-
-class _LogOnly:
-    """The part of a RunSink that preparing a run talks to; only log lines go anywhere."""
-
-    def __init__(self, log: Callable[[str], None] | None):
-        self._log = log
-
-    def log(self, message: str) -> None:
-        if self._log is not None:
-            self._log(message)
-
-    def set_status(self, **_changes: Any) -> None:
-        """No status: the range test is not a run."""
-
-    def event(self, *_args: Any) -> None:
-        """No events: the range test is not a run."""

@@ -325,8 +325,8 @@ def _apply_lora(model, strategy_cfg: StrategyConfig, task: str):
     fan_in_fan_out = any(isinstance(model.get_submodule(n), Conv1D) for n in matched)
     # The head stays trainable (its untied modules are trained and saved with the adapter). Causal
     # LMs keep their (usually tied, vocabulary-sized) lm_head frozen, as is usual with LoRA.
-    head_modules = [] if task == "causal" else _untied_head_modules(model, parts)
-    task_type = {"classification": TaskType.SEQ_CLS, "causal": TaskType.CAUSAL_LM}.get(task)
+    head_modules = [] if task in ("causal", "sft") else _untied_head_modules(model, parts)
+    task_type = {"classification": TaskType.SEQ_CLS, "causal": TaskType.CAUSAL_LM, "sft": TaskType.CAUSAL_LM}.get(task)
     lora_config = LoraConfig(
         r=strategy_cfg.lora_r,
         lora_alpha=strategy_cfg.lora_alpha,
@@ -355,7 +355,7 @@ class GradualUnfreezer:
     """Unfreezes the plan's groups one at a time (top block first, embeddings last).
 
     It only flips `requires_grad`. The engine's optimizer already holds every parameter, frozen ones
-    included (see engine._TuneboardTrainer.create_optimizer): AdamW skips a parameter while its grad
+    included (see core.training.trainer.TuneboardTrainer.create_optimizer): AdamW skips a parameter while its grad
     is None, and once thawed it trains on the same schedule, with optimizer state that a resumed run
     restores like any other.
     """

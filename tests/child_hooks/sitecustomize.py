@@ -11,12 +11,12 @@ _DELAY = os.environ.get("TUNEBOARD_TEST_STEP_DELAY_S")
 if _DELAY:
     import time
 
-    from core.training import engine
+    from core.training.trainer import TuneboardTrainer
 
-    _original_step = engine._TuneboardTrainer.training_step
+    _original_step = TuneboardTrainer.training_step
 
     def _slow_step(self, *args, **kwargs):
         time.sleep(float(_DELAY))
         return _original_step(self, *args, **kwargs)
 
-    engine._TuneboardTrainer.training_step = _slow_step
+    TuneboardTrainer.training_step = _slow_step
