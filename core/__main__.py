@@ -22,13 +22,20 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
     """The flags that build a RunConfig (shared by train and sweep)."""
     command.add_argument("--config", help="A run config YAML (saved from Setup or a run folder).")
     command.add_argument("--preset", help="Start from a named scenario (nike, nike-mlm); other flags override it.")
-    command.add_argument("--task", help="mlm | classification | causal")
+    command.add_argument("--task", help="mlm | classification | causal | sft (instruction tuning: LoRA on SmolLM2 "
+                                        "unless --strategy / --model say otherwise)")
     command.add_argument("--model", help="'bundled', a Hub id, a local model folder, or run:FOLDER (a finished run's model).")
     command.add_argument("--strategy", help="full | feature-extraction | freeze-layers | gradual-unfreeze | lora")
     command.add_argument("--dataset", help="synthetic | a data FILE | hub:NAME | curated:NAME")
     command.add_argument("--eval-file", help="Separate evaluation file.")
     command.add_argument("--text-column")
     command.add_argument("--label-column")
+    command.add_argument("--prompt-column", help="sft: the prompt column, when the data's fields are not recognised.")
+    command.add_argument("--response-column", help="sft: the answer column (with --prompt-column).")
+    command.add_argument("--prompt-template",
+                         help="sft on labelled texts: the user message, with {text} and {labels}.")
+    command.add_argument("--train-on-prompt", action="store_true", default=None,
+                         help="sft: train on the prompt's tokens too (default: the answers only).")
     command.add_argument("--epochs", type=float)
     command.add_argument("--max-steps", type=int)
     command.add_argument("--batch-size", type=int)
@@ -75,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--temperature", type=float, default=0.7, help="0 = greedy (default 0.7).")
     generate.add_argument("--top-p", type=float, default=0.95, help="Nucleus sampling cut-off (default 0.95).")
     generate.add_argument("--seed", type=int, default=0, help="Sampling seed: the same seed gives the same text.")
+    generate.add_argument("--repetition-penalty", type=float, default=1.2,
+                          help="Repetition guard: scores of tokens already in the text are divided by this (1 = off; default 1.2).")
+    generate.add_argument("--no-repeat-ngram-size", type=int, default=3,
+                          help="Repetition guard: no n tokens in a row appear twice (0 = off; default 3).")
     generate.add_argument("--before", choices=("parent", "original"), default="parent",
                           help="For a run fine-tuned from another run: compare with that run (parent) or the original base.")
     report = commands.add_parser("report", help="Write one self-contained HTML report of a run (opens offline).")
@@ -87,7 +98,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     """Print the base model's continuation, then the fine-tuned model's, each streamed as it is generated."""
     from core.insight.generate import BASE, GenerationSettings, stream_continuations
 
-    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed)
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed,
+                                  args.repetition_penalty, args.no_repeat_ngram_size)
     labels = {BASE: "base", "tuned": "fine-tuned"}
     shown = 0
     for which, text in stream_continuations(Path(args.run_folder), args.prompt, settings, before=args.before):
@@ -117,11 +129,23 @@ def _config_from_args(args: argparse.Namespace):
     else:
         cfg = RunConfig.load(args.config) if args.config else RunConfig()
     if args.task:
+        if args.task == "sft" and cfg.task != "sft" and not args.config and not args.preset:
+            # Instruction tuning named on its own starts from its defaults: SmolLM2-Instruct, LoRA.
+            from core.config import DEFAULT_STRATEGIES
+            from core.models.catalogue import default_model
+
+            cfg.model.source = default_model(args.task)
+            cfg.strategy.name = DEFAULT_STRATEGIES.get(args.task, cfg.strategy.name)
         cfg.task = args.task
     if args.model:
         cfg.model.source = args.model
     if args.strategy:
         cfg.strategy.name = args.strategy
+    for flag in ("prompt_column", "response_column", "prompt_template"):
+        if getattr(args, flag) is not None:
+            setattr(cfg.data, flag, getattr(args, flag))
+    if args.train_on_prompt:
+        cfg.data.train_on_prompt = True
     if args.dataset:
         if args.dataset == "synthetic":
             cfg.data.source, cfg.data.path = "synthetic", None

@@ -22,7 +22,14 @@ from core.files import atomic_write_text
 
 CONFIG_VERSION = 1
 
-TASKS = ("mlm", "classification", "causal")
+TASKS = ("mlm", "classification", "causal", "sft")
+# The language-model tasks: judged by their loss (and perplexity), no label head.
+LANGUAGE_MODEL_TASKS = ("mlm", "causal", "sft")
+# The metric each task is judged by, for the best checkpoint, early stopping and shoot-outs: (name, higher is better).
+MAIN_METRIC = {"classification": ("f1", True), "mlm": ("loss", False), "causal": ("loss", False),
+               "sft": ("loss", False)}
+# The strategy a task starts with in Setup and the CLI when none is given (instruction tuning: adapters).
+DEFAULT_STRATEGIES = {"sft": "lora"}
 STRATEGIES = ("full", "feature-extraction", "freeze-layers", "gradual-unfreeze", "lora")
 DATA_SOURCES = ("synthetic", "file", "hub", "curated")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -55,10 +62,21 @@ DEFAULT_CAUSAL_PROBES = (
     "Nike athletic wear is known for being very",
     "Nike tshirts are famous for being",
 )
+# Instruction tuning: a probe is a user message, answered by greedy generation.
+DEFAULT_SFT_PROBES = (
+    "Nike shoes are very comfortable. Is this review positive or negative?",
+    "Write a one-sentence review of a Nike hoodie.",
+)
 DEFAULT_CLASSIFICATION_PROBES = (
     "Nike shoes are very comfortable",
     "Nike tshirts are famous for being cheap and flimsy",
     "Adidas hoodies are known to be stylish",
+)
+
+# Instruction tuning on labelled texts: the user's message (core.data.instructions fills it in).
+PROMPT_PLACEHOLDERS = ("text", "labels")
+DEFAULT_PROMPT_TEMPLATE = (
+    "Classify the text into one of: {labels}.\n\nText: {text}\n\nAnswer with the category name only."
 )
 
 LEARNING_RATE_AUTO = "auto"
@@ -84,6 +102,13 @@ DEFAULT_LEARNING_RATES: dict[tuple[str, str], float] = {
     ("causal", "freeze-layers"): 1e-3,
     ("causal", "gradual-unfreeze"): 1e-3,
     ("causal", "lora"): 3e-3,
+    # Instruction tuning: causal LM's rates for now (SmolLM2 is 6x MiniLM's size, so LoRA trains at 1e-3).
+    # Still to be measured on instruction data (bench/bench_lr_defaults.py has no SFT grid yet).
+    ("sft", "full"): 1e-3,
+    ("sft", "feature-extraction"): 3e-3,
+    ("sft", "freeze-layers"): 1e-3,
+    ("sft", "gradual-unfreeze"): 1e-3,
+    ("sft", "lora"): 3e-3,
 }
 # The size the table was measured at (MiniLM-L6). A larger model's rate shrinks with the square root
 # of its size, the usual practice (BERT-base 110M: 2e-5..5e-5 where MiniLM takes 1e-4; 7B models
@@ -106,7 +131,10 @@ def default_learning_rate(task: str, strategy: str, model_params: int | None = N
 
 
 def resolved_learning_rate(cfg: RunConfig, model_params: int | None = None) -> float:
-    """The number a run trains at: the one set, else the default (ConfigError for 'auto', which the engine resolves)."""
+    """The number a run trains at: the one set, else the default for its model size (ConfigError for 'auto').
+
+    The engine calls this once the model is loaded; 'auto' is resolved before that by the range test.
+    """
     rate = cfg.training.learning_rate
     if rate is None:
         return default_learning_rate(cfg.task, cfg.strategy.name, model_params)
@@ -213,6 +241,32 @@ class DataConfig:
     )
     max_rows: int | None = field(
         default=None, metadata=_help("Use at most this many training rows (None: all).")
+    )
+    prompt_column: str | None = field(
+        default=None,
+        metadata=_help(
+            "Instruction tuning: the column holding the prompt, when the data has no recognised fields "
+            "(messages; prompt and completion; instruction, input and output). Map it with the response column."
+        ),
+    )
+    response_column: str | None = field(
+        default=None,
+        metadata=_help("Instruction tuning: the column holding the answer the model should learn (with the prompt column)."),
+    )
+    prompt_template: str = field(
+        default=DEFAULT_PROMPT_TEMPLATE,
+        metadata=_help(
+            "Instruction tuning on labelled texts (a text and a label column, e.g. the synthetic reviews): the "
+            "user's message, with {text} for the text and {labels} for the list of labels; the answer is the "
+            "label's name. Write {{ and }} for literal braces."
+        ),
+    )
+    train_on_prompt: bool = field(
+        default=False,
+        metadata=_help(
+            "Instruction tuning: also train on the prompt's tokens (system and user turns). Off: the loss is on "
+            "the assistant's answers only."
+        ),
     )
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     curation: CurationConfig = field(default_factory=CurationConfig)
@@ -340,7 +394,8 @@ class RunConfig:
         default="mlm",
         metadata=_help(
             "mlm: masked-word prediction (BERT family). classification: a label per text. "
-            "causal: next-token prediction (GPT-2 style)."
+            "causal: next-token prediction (GPT-2 style). sft: instruction tuning of a causal LM on prompts "
+            "and answers or chats, the loss on the answers."
         ),
     )
     name: str = field(default="", metadata=_help("Optional name shown in the run history."))
@@ -361,6 +416,7 @@ class RunConfig:
                 "mlm": DEFAULT_MLM_PROBES,
                 "causal": DEFAULT_CAUSAL_PROBES,
                 "classification": DEFAULT_CLASSIFICATION_PROBES,
+                "sft": DEFAULT_SFT_PROBES,
             }[self.task]
         )
 
@@ -429,6 +485,8 @@ class RunConfig:
         yield lambda: _between("data.synthetic.null_fraction", d.synthetic.null_fraction, 0.0, 0.9)
         yield self._check_data_path
         yield self._check_columns
+        if self.task == "sft":
+            yield self._check_instruction_fields
         yield lambda: _at_least("strategy.freeze_layers", s.freeze_layers, 0)
         yield lambda: _at_least("strategy.unfreeze_every_steps", s.unfreeze_every_steps, 0)
         yield lambda: _positive("strategy.lora_r", s.lora_r, upper=1024)
@@ -453,6 +511,16 @@ class RunConfig:
             raise ConfigError("Name the text column.", field="data.text_column")
         if self.task == "classification" and not self.data.label_column.strip():
             raise ConfigError("Classification needs a label column.", field="data.label_column")
+
+    def _check_instruction_fields(self) -> None:
+        d = self.data
+        prompt, response = (d.prompt_column or "").strip(), (d.response_column or "").strip()
+        if bool(prompt) != bool(response):
+            missing = "data.response_column" if prompt else "data.prompt_column"
+            raise ConfigError("Map both the prompt column and the response column, or neither.", field=missing)
+        if prompt and prompt == response:
+            raise ConfigError("The prompt and the response must be different columns.", field="data.response_column")
+        check_prompt_template(d.prompt_template)
 
     def _check_trackers(self) -> None:
         import importlib.util
@@ -556,6 +624,32 @@ def field_help(dotted: str) -> str:
 
 
 # ---- helpers -------------------------------------------------------------------------------
+
+def check_prompt_template(template: Any) -> str:
+    """The template when it is usable ({text} present, no placeholder but {text} and {labels}); else a ConfigError."""
+    import string
+
+    usage = "use {text} for the text and {labels} for the list of labels, and write {{ and }} for literal braces"
+    field_name = "data.prompt_template"
+    if not isinstance(template, str) or not template.strip():
+        raise ConfigError(f"The prompt template is empty: {usage}.", field=field_name)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ConfigError(f"The prompt template has a stray brace ({err}): {usage}.", field=field_name) from None
+    found = set()
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in PROMPT_PLACEHOLDERS or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ConfigError(f"The prompt template has an unknown placeholder {shown}: {usage}.", field=field_name)
+        found.add(name)
+    if "text" not in found:
+        raise ConfigError(f"The prompt template has no {{text}} placeholder: add it where the text goes ({usage}).",
+                          field=field_name)
+    return template
+
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:

@@ -119,6 +119,16 @@ def probe_panel(probe: str, base: list, tuned: list | None, task: str, top_k: in
                 for side, p in sides if p))
             st.plotly_chart(charts.label_figure(base, tuned or []), key=f"{key}_labels")
             return
+        if task == "sft":  # instruction tuning: each side's greedy answer, as text
+            left, right = st.columns(2)
+            for column, title, side in ((left, base_title, base), (right, tuned_title, tuned)):
+                with column:
+                    st.caption(title)
+                    if side:
+                        st.text(str(side[0].get("answer", "")) or text.SFT_EMPTY_ANSWER)
+                    else:
+                        st.caption(text.NOT_AVAILABLE if side is base else text.NO_TUNED_PROBES)
+            return
         new, dropped = charts.token_changes(base, tuned or []) if tuned is not None else ([], [])
         x_max = charts.shared_x_max([p.get("score") for p in base], [p.get("score") for p in tuned or []])
         left, right = st.columns(2)
@@ -236,6 +246,16 @@ def generation_panel(run_id: str, has_model: bool, before: str, base_title: str)
                                  step=0.05, help=text.GENERATE_TOP_P_HELP, key="tb_compare_gen_top_p")
     seed = cols[3].number_input(text.GENERATE_SEED, min_value=0, max_value=2**31 - 1, value=defaults.seed, step=1,
                                 help=text.GENERATE_SEED_HELP, key="tb_compare_gen_seed")
+    guard = st.columns(4)
+    penalty = guard[0].number_input(text.GENERATE_REPETITION, min_value=1.0, max_value=generation.MAX_REPETITION_PENALTY,
+                                    value=defaults.repetition_penalty, step=0.05, help=text.GENERATE_REPETITION_HELP,
+                                    key="tb_compare_gen_penalty")
+    ngram = guard[1].number_input(text.GENERATE_NO_REPEAT, min_value=0, max_value=generation.MAX_NO_REPEAT_NGRAM,
+                                  value=defaults.no_repeat_ngram_size, step=1, help=text.GENERATE_NO_REPEAT_HELP,
+                                  key="tb_compare_gen_ngram")
+    parts = ([text.GENERATE_GUARD_PENALTY.format(penalty=penalty)] if penalty > 1.0 else []) + (
+        [text.GENERATE_GUARD_NGRAM.format(size=int(ngram))] if ngram else [])
+    st.caption(text.GENERATE_GUARD_CAPTION.format(parts=", ".join(parts)) if parts else text.GENERATE_GUARD_OFF)
     clicked = st.button(text.GENERATE_BUTTON, type="primary", icon=":material/auto_awesome:", disabled=not has_model,
                         key="tb_compare_gen_go")
     if not has_model:
@@ -248,9 +268,11 @@ def generation_panel(run_id: str, has_model: bool, before: str, base_title: str)
         if not prompt.strip():
             st.error(text.GENERATE_EMPTY, icon=":material/error:")
             return
-        settings = generation.GenerationSettings(int(max_new), float(temperature), float(top_p), int(seed))
+        settings = generation.GenerationSettings(int(max_new), float(temperature), float(top_p), int(seed),
+                                                 float(penalty), int(ngram))
         shown = {generation.BASE: "", generation.TUNED: ""}
         slots[generation.BASE].caption(text.GENERATE_LOADING)
+        state.wait_for_warm_up()  # generation imports torch and transformers on this thread
         try:
             for which, continuation in generation.stream_continuations(
                 state.run_path(run_id), prompt, settings, before=before

@@ -18,6 +18,7 @@ import streamlit as st
 
 from core.config import (
     BUNDLED_MODEL,
+    DEFAULT_STRATEGIES,
     SCHEDULERS,
     STRATEGIES,
     TASKS,
@@ -88,6 +89,7 @@ def _estimate_params(task: str, model_yaml: str, strategy_yaml: str) -> tuple[in
     quick = quick_params(cfg)
     if quick is not None:
         return quick
+    state.wait_for_warm_up()  # it may be importing transformers this very moment
     from core.training.strategies import estimate_params
 
     return estimate_params(cfg)
@@ -136,7 +138,7 @@ def estimate_lines(cfg: RunConfig, problems: list, params: tuple | None, facts: 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _read_preview(path: str, mtime_ns: int) -> pd.DataFrame:
-    from core.data.sources import read_table
+    from core.data.tables import read_table
 
     return read_table(path, max_rows=PREVIEW_ROWS)
 
@@ -150,7 +152,7 @@ def _synthetic_sample(seed: int, null_fraction: float) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _curated_preview(name: str) -> pd.DataFrame:
-    from core.data.sources import load_rows
+    from core.data.rows import load_rows
 
     return load_rows(DataConfig(source="curated", path=name)).head(PREVIEW_ROWS)
 
@@ -159,7 +161,7 @@ def _curated_preview(name: str) -> pd.DataFrame:
 def _data_facts(data_yaml: str, mtime_ns: int, text_column: str, label_column: str | None) -> DataFacts:
     """Rows, usable rows and classes of the whole dataset (mtime_ns: the file's, so an edited file reloads)."""
     from core.data.preflight import data_facts
-    from core.data.sources import load_rows
+    from core.data.rows import load_rows
 
     return data_facts(load_rows(RunConfig.from_dict({"data": _yaml(data_yaml)}).data), text_column, label_column)
 
@@ -325,6 +327,11 @@ def follow_task(form: Form, cfg: RunConfig, previous_task: str) -> None:
     from core.models.catalogue import bundled_model, default_model
     from ui.widgets import TOUCHED_KEY
 
+    strategy_key = form.key("strategy.name")
+    if (cfg.task != previous_task and cfg.task in DEFAULT_STRATEGIES
+            and strategy_key not in st.session_state.get(TOUCHED_KEY, set())):
+        # Instruction tuning starts with LoRA; the widget is drawn below, so its state may still be set.
+        cfg.strategy.name = st.session_state[strategy_key] = DEFAULT_STRATEGIES[cfg.task]
     model = bundled_model(cfg.model.source)
     if cfg.task == previous_task or model is None:
         return  # same task, or a Hub id / folder the user typed: theirs to keep
@@ -372,9 +379,15 @@ def data_section(
     if preview is not None:
         st.caption(text.FILE_PREVIEW.format(rows=min(len(preview), 20)))
         st.dataframe(preview.head(20), hide_index=True, height=240)
-    if data.source != "synthetic":
+    if task == "sft":
+        problems += instruction_inputs(form, data, preview)
+    elif data.source != "synthetic":
         problems += column_mapping(form, data, task, preview)
-    facts = None if problems else _facts(data, task)
+    if task == "sft" and not problems:
+        facts, found = _sft_facts(data)
+        problems += found
+    else:
+        facts = None if problems else _facts(data, task)
     if facts is not None and facts.labels is not None and facts.labels.classes:
         label_balance(facts)
     with st.expander(text.DATA_ADVANCED):
@@ -389,6 +402,71 @@ def data_section(
         if data.source != "synthetic":
             data.eval_path = form.text("data.eval_path", text.EVAL_PATH, data.eval_path) or None
     return data, problems, facts
+
+
+def instruction_inputs(form: Form, data: DataConfig, preview: pd.DataFrame | None) -> list[TuneboardError]:
+    """Instruction data: the recognised shape, else prompt/response pickers (or a labelled set's columns and template)."""
+    from core.data.instructions import FORMATS, detect_format
+
+    problems: list[TuneboardError] = []
+    labelled = data.source == "synthetic"
+    if preview is not None and not labelled:
+        columns = [str(c) for c in preview.columns]
+        try:
+            shape = None if data.prompt_column or data.response_column else detect_format(columns)
+        except DataError:
+            shape = None
+        if shape is not None:
+            st.caption(text.SFT_FORMAT_FOUND.format(shape=FORMATS[shape]))
+        else:
+            st.caption(text.SFT_MAP_COLUMNS)
+            options = ["", *columns]
+            cols = st.columns(2)
+            with cols[0]:
+                prompt = form.select("data.prompt_column", text.SFT_PROMPT_COLUMN, options, data.prompt_column or "",
+                                     format_func=lambda c: c or text.SFT_NOT_MAPPED, key_extra=("|".join(columns),))
+            with cols[1]:
+                response = form.select("data.response_column", text.SFT_RESPONSE_COLUMN, options,
+                                       data.response_column or "", format_func=lambda c: c or text.SFT_NOT_MAPPED,
+                                       key_extra=("|".join(columns),))
+            data.prompt_column, data.response_column = prompt or None, response or None
+            if not (prompt or response):
+                problems += column_mapping(form, data, "classification", preview)
+                labelled = data.text_column in columns and data.label_column in columns
+    else:
+        data.prompt_column = data.response_column = None
+    if labelled:
+        st.caption(text.SFT_LABELLED)
+        data.prompt_template = form.text_area("data.prompt_template", text.SFT_PROMPT_TEMPLATE, data.prompt_template,
+                                              height=110)
+    data.train_on_prompt = form.toggle("data.train_on_prompt", text.SFT_TRAIN_ON_PROMPT, data.train_on_prompt)
+    return problems
+
+
+def _sft_facts(data: DataConfig) -> tuple[DataFacts | None, list[TuneboardError]]:
+    """Facts of instruction data, every row checked (a bad row is a problem under the data path)."""
+    if data.source == "hub" or (data.source != "synthetic" and not data.path):
+        return None, []
+    path = Path(data.path).expanduser() if data.source == "file" and data.path else None
+    if path is not None and not path.is_file():
+        return None, []
+    try:
+        facts = _instruction_facts(_dump({"task": "sft", "data": dataclasses.asdict(data)}),
+                                   path.stat().st_mtime_ns if path is not None else 0)
+    except TuneboardError as err:
+        return None, [_at(err, "data.path")]
+    st.caption(text.SFT_ROWS.format(rows=facts.usable))
+    return facts, []
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _instruction_facts(cfg_yaml: str, mtime_ns: int) -> DataFacts:
+    """Rows and usable chats of instruction data, every row checked (mtime_ns: the file's, so an edit reloads)."""
+    from core.data.preflight import instruction_facts
+    from core.data.rows import load_rows
+
+    cfg = RunConfig.from_dict(_yaml(cfg_yaml))
+    return instruction_facts(load_rows(cfg.data), cfg)
 
 
 def label_balance(facts: DataFacts) -> None:
@@ -428,7 +506,7 @@ def synthetic_inputs(form: Form, data: DataConfig) -> None:
 
 def file_inputs(form: Form, data: DataConfig) -> pd.DataFrame | None:
     """Upload (stored under the uploads folder) or a server path; returns a preview or raises DataError."""
-    from core.data.sources import SUPPORTED_SUFFIXES
+    from core.data.tables import SUPPORTED_SUFFIXES
 
     suffixes = sorted({s.lower().lstrip(".") for s in SUPPORTED_SUFFIXES})
     # Choosing or removing a file is touching the data path: its errors may turn red from then on.
@@ -472,7 +550,7 @@ def hub_inputs(form: Form, data: DataConfig) -> pd.DataFrame | None:
     st.caption(text.HUB_NETWORK_NOTE)
     cached = st.session_state.get(HUB_PREVIEW_KEY)
     if data.path and st.button(text.HUB_PREVIEW, key=form.key("data.hub_preview")):
-        from core.data.sources import load_hub_dataset
+        from core.data.hub_datasets import load_hub_dataset
 
         with st.spinner():
             frame = load_hub_dataset(data.path, data.hub_split)
@@ -653,6 +731,8 @@ def probes_section(form: Form, cfg: RunConfig) -> ProbeConfig:
             st.caption(text.PROBE_TEXTS_MLM_HINT)
         elif cfg.task == "causal":
             st.caption(text.PROBE_TEXTS_CAUSAL_HINT)
+        elif cfg.task == "sft":
+            st.caption(text.PROBE_TEXTS_SFT_HINT)
     with cols[1]:
         top_k = form.number("probes.top_k", text.PROBE_TOP_K, cfg.probes.top_k)
     lines = [line.strip() for line in entered.splitlines() if line.strip()]

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import core.insight.probes
 from core.present import text
-from tests.test_app_support import (  # noqa: F401 - fixtures
+from tests.support import (
     BASE_MLM,
     TUNED_MLM,
     all_text,
-    clear_streamlit_caches,
-    jobs,
     make_run,
     open_page,
-    runs_root,
     texts,
-    trainer,
 )
 
 PAGE = "pages/compare.py"
@@ -25,7 +21,7 @@ UNTRAINED = {
 }
 
 
-def test_mlm_probes_side_by_side_with_changes_and_load_report(jobs, runs_root):  # noqa: F811
+def test_mlm_probes_side_by_side_with_changes_and_load_report(jobs, runs_root):
     run_id = make_run(runs_root, load_report=UNTRAINED)
     at = open_page(PAGE, {"run": run_id})
     assert not at.exception, [e.value for e in at.exception]
@@ -43,7 +39,7 @@ def test_mlm_probes_side_by_side_with_changes_and_load_report(jobs, runs_root): 
     assert not at.exception
 
 
-def test_load_report_file_is_read_when_status_has_none(jobs, runs_root):  # noqa: F811
+def test_load_report_file_is_read_when_status_has_none(jobs, runs_root):
     import json
 
     run_id = make_run(runs_root)
@@ -52,7 +48,7 @@ def test_load_report_file_is_read_when_status_has_none(jobs, runs_root):  # noqa
     assert any(text.LOAD_REPORT_TITLE in w for w in texts(at.warning))
 
 
-def test_classification_shows_label_probabilities_before_and_after(jobs, runs_root):  # noqa: F811
+def test_classification_shows_label_probabilities_before_and_after(jobs, runs_root):
     run_id = make_run(runs_root, task="classification")
     at = open_page(PAGE, {"run": run_id})
     assert not at.exception
@@ -62,14 +58,14 @@ def test_classification_shows_label_probabilities_before_and_after(jobs, runs_ro
     assert len(predicted) == 2 and all(m.count("predicts") == 2 for m in predicted)  # each side names its label
 
 
-def test_run_without_probes_says_so(jobs, runs_root):  # noqa: F811
+def test_run_without_probes_says_so(jobs, runs_root):
     run_id = make_run(runs_root, probes=False, status="queued")
     at = open_page(PAGE, {"run": run_id})
     assert text.NO_PROBES in texts(at.info)
     assert not at.exception
 
 
-def test_only_base_scored_yet_shows_a_pending_column_not_a_step(jobs, runs_root):  # noqa: F811
+def test_only_base_scored_yet_shows_a_pending_column_not_a_step(jobs, runs_root):
     from core.run.folder import RunFolder
     from core.run.sink import RunSink
 
@@ -83,7 +79,7 @@ def test_only_base_scored_yet_shows_a_pending_column_not_a_step(jobs, runs_root)
     assert text.NO_TUNED_PROBES not in texts(at.info)
 
 
-def test_free_text_probe_against_base_and_fine_tuned(jobs, runs_root, monkeypatch):  # noqa: F811
+def test_free_text_probe_against_base_and_fine_tuned(jobs, runs_root, monkeypatch):
     calls = []
 
     def fake_probe_text(run_path, sentence, top_k):
@@ -106,7 +102,7 @@ def test_free_text_probe_against_base_and_fine_tuned(jobs, runs_root, monkeypatc
     assert text.COLUMN_TUNED_LATEST in all_text(at)
 
 
-def test_free_text_probe_errors_are_messages(jobs, runs_root, monkeypatch):  # noqa: F811
+def test_free_text_probe_errors_are_messages(jobs, runs_root, monkeypatch):
     from core.errors import ModelError
 
     def broken(run_path, sentence, top_k):
@@ -121,7 +117,7 @@ def test_free_text_probe_errors_are_messages(jobs, runs_root, monkeypatch):  # n
     assert not at.exception
 
 
-def test_free_text_probe_waits_for_a_saved_model(jobs, runs_root):  # noqa: F811
+def test_free_text_probe_waits_for_a_saved_model(jobs, runs_root):
     run_id = make_run(runs_root, status="running")
     at = open_page(PAGE, {"run": run_id})
     assert at.button(key="tb_compare_free_go").disabled

@@ -6,15 +6,11 @@ import yaml
 
 from core.config import RunConfig
 from core.present import text
-from tests.test_app_support import (  # noqa: F401 - fixtures
+from tests.support import (
     all_text,
     app,
-    clear_streamlit_caches,
-    jobs,
     make_run,
-    runs_root,
     texts,
-    trainer,
     wait_for,
 )
 
@@ -24,13 +20,13 @@ def key(path: str, *extra: str, gen: int = 0) -> str:
     return f"cfg:{path}{suffix}@{gen}"
 
 
-def setup_page(jobs):  # noqa: F811 - the fixture
+def setup_page(jobs):
     at = app().run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
-def test_router_shows_setup_with_defaults_and_sidebar(jobs):  # noqa: F811
+def test_router_shows_setup_with_defaults_and_sidebar(jobs):
     at = setup_page(jobs)
     assert at.title[0].value == text.SETUP_TITLE
     # The default config is valid and ready to start the seed demo.
@@ -46,14 +42,14 @@ def test_router_shows_setup_with_defaults_and_sidebar(jobs):  # noqa: F811
     assert at.number_input(key=key("training.batch_size")).help.startswith("Examples per step")
 
 
-def test_sidebar_shows_the_selected_run(jobs, runs_root):  # noqa: F811
+def test_sidebar_shows_the_selected_run(jobs, runs_root):
     run_id = make_run(runs_root, status="completed")
     at = app({"run": run_id}).run()
     assert run_id in texts(at.sidebar.caption)
     assert at.sidebar.get("progress")
 
 
-def test_validation_error_appears_next_to_its_widget(jobs):  # noqa: F811
+def test_validation_error_appears_next_to_its_widget(jobs):
     at = setup_page(jobs)
     at.number_input(key=key("training.batch_size")).set_value(0).run()
     errors = [e for e in texts(at.error) if "training.batch_size" in e]
@@ -62,7 +58,7 @@ def test_validation_error_appears_next_to_its_widget(jobs):  # noqa: F811
     assert not at.exception
 
 
-def test_strategy_knobs_follow_the_strategy(jobs):  # noqa: F811
+def test_strategy_knobs_follow_the_strategy(jobs):
     at = setup_page(jobs)
     at.selectbox(key=key("strategy.name")).set_value("lora").run()
     labels = [w.label for w in at.number_input]
@@ -74,7 +70,7 @@ def test_strategy_knobs_follow_the_strategy(jobs):  # noqa: F811
     assert not at.exception
 
 
-def test_uploaded_csv_is_previewed_and_stored_safely(jobs, isolated_runs):  # noqa: F811
+def test_uploaded_csv_is_previewed_and_stored_safely(jobs, isolated_runs):
     at = setup_page(jobs)
     at.radio(key=key("data.source")).set_value("file").run()
     csv = b"text,label\nNike shoes are great,1\nAdidas socks are awful,0\n"
@@ -107,7 +103,7 @@ def upload(at, name: str, content: bytes, task: str = "classification"):
     return at.run()
 
 
-def test_review_and_sentiment_columns_are_found_without_touching_the_pickers(jobs):  # noqa: F811
+def test_review_and_sentiment_columns_are_found_without_touching_the_pickers(jobs):
     at = upload(setup_page(jobs), "reviews.csv", review_csv())
     assert not at.exception, [e.value for e in at.exception]
     columns = "id|review|sentiment"
@@ -122,7 +118,7 @@ def test_review_and_sentiment_columns_are_found_without_touching_the_pickers(job
     assert (cfg.data.text_column, cfg.data.label_column) == ("review", "sentiment")
 
 
-def test_an_explicit_column_choice_sticks_across_reruns(jobs):  # noqa: F811
+def test_an_explicit_column_choice_sticks_across_reruns(jobs):
     at = upload(setup_page(jobs), "reviews.csv", review_csv())
     columns = "id|review|sentiment"
     at.selectbox(key=key("data.label_column", columns)).set_value("id").run()
@@ -132,7 +128,7 @@ def test_an_explicit_column_choice_sticks_across_reruns(jobs):  # noqa: F811
     assert at.session_state["tb_config"].data.label_column == "id"
 
 
-def test_a_one_class_label_column_is_refused_before_start_with_its_classes_drawn(jobs):  # noqa: F811
+def test_a_one_class_label_column_is_refused_before_start_with_its_classes_drawn(jobs):
     at = upload(setup_page(jobs), "one-class.csv", review_csv(labels=("positive",)))
     assert not at.exception
     errors = [e for e in texts(at.error) if "single class" in e and "'positive', 60 rows" in e]
@@ -142,7 +138,7 @@ def test_a_one_class_label_column_is_refused_before_start_with_its_classes_drawn
     assert at.get("plotly_chart"), "the label column's classes as a bar chart"
 
 
-def test_label_classes_are_drawn_for_classification(jobs):  # noqa: F811
+def test_label_classes_are_drawn_for_classification(jobs):
     at = setup_page(jobs)
     assert not at.get("plotly_chart")  # masked-LM has no labels
     at.radio(key=key("task")).set_value("classification").run()
@@ -152,7 +148,7 @@ def test_label_classes_are_drawn_for_classification(jobs):  # noqa: F811
     assert text.CONFIG_OK in texts(at.success)
 
 
-def test_too_few_rows_for_a_batch_is_shown_under_the_batch_size(jobs):  # noqa: F811
+def test_too_few_rows_for_a_batch_is_shown_under_the_batch_size(jobs):
     at = upload(setup_page(jobs), "small.csv", review_csv(rows=20))
     errors = [e for e in texts(at.error) if "Only 18 training rows" in e]
     assert len(errors) == 2, texts(at.error)
@@ -161,7 +157,7 @@ def test_too_few_rows_for_a_batch_is_shown_under_the_batch_size(jobs):  # noqa: 
     assert text.CONFIG_OK in texts(at.success), texts(at.error)
 
 
-def test_a_fresh_file_step_guides_instead_of_scolding(jobs):  # noqa: F811
+def test_a_fresh_file_step_guides_instead_of_scolding(jobs):
     at = setup_page(jobs)
     at.radio(key=key("data.source")).set_value("file").run()
     assert not at.exception
@@ -174,7 +170,7 @@ def test_a_fresh_file_step_guides_instead_of_scolding(jobs):  # noqa: F811
     assert any("needs a file" in e for e in texts(at.error))
 
 
-def test_a_probe_without_mask_is_shown_next_to_the_probes_before_start(jobs):  # noqa: F811
+def test_a_probe_without_mask_is_shown_next_to_the_probes_before_start(jobs):
     at = setup_page(jobs)
     at.radio(key=key("data.source")).set_value("file").run()
     at.text_area(key=key("probes.texts", "mlm")).set_value("Nike shoes are very comfortable").run()
@@ -184,7 +180,7 @@ def test_a_probe_without_mask_is_shown_next_to_the_probes_before_start(jobs):  #
     assert not any("needs a file" in e for e in texts(at.error))  # still a hint: not touched yet
 
 
-def test_empty_and_broken_uploads_show_errors_not_tracebacks(jobs):  # noqa: F811
+def test_empty_and_broken_uploads_show_errors_not_tracebacks(jobs):
     at = setup_page(jobs)
     at.radio(key=key("data.source")).set_value("file").run()
     uploader = at.file_uploader(key=key("data.upload"))
@@ -203,7 +199,7 @@ def test_empty_and_broken_uploads_show_errors_not_tracebacks(jobs):  # noqa: F81
     assert at.button(key="tb_setup_start").disabled
 
 
-def test_config_yaml_round_trip_and_bad_yaml(jobs):  # noqa: F811
+def test_config_yaml_round_trip_and_bad_yaml(jobs):
     at = setup_page(jobs)
     assert at.get("download_button"), "Download config.yaml"
     cfg = RunConfig(task="classification", name="from-yaml")
@@ -228,7 +224,7 @@ def test_config_yaml_round_trip_and_bad_yaml(jobs):  # noqa: F811
     assert not at.exception
 
 
-def test_start_submits_and_opens_train(jobs, trainer):  # noqa: F811
+def test_start_submits_and_opens_train(jobs, trainer):
     at = setup_page(jobs)
     at.text_input(key=key("name")).set_value("ui-start").run()
     at.button(key="tb_setup_start").click().run()
@@ -240,7 +236,7 @@ def test_start_submits_and_opens_train(jobs, trainer):  # noqa: F811
     assert jobs.config(run_id).name == "ui-start"
 
 
-def test_submission_errors_are_shown_inline(jobs, monkeypatch):  # noqa: F811
+def test_submission_errors_are_shown_inline(jobs, monkeypatch):
     from core.errors import DataError
 
     def refuse(cfg):
@@ -254,7 +250,7 @@ def test_submission_errors_are_shown_inline(jobs, monkeypatch):  # noqa: F811
     assert at.title[0].value == text.SETUP_TITLE
 
 
-def test_uncached_hub_model_is_explained(jobs):  # noqa: F811
+def test_uncached_hub_model_is_explained(jobs):
     at = setup_page(jobs)
     at.radio(key=key("model.source", "kind")).set_value("hub").run()
     at.text_input(key=key("model.source", "hub")).set_value("someone/not-a-cached-model").run()

@@ -184,10 +184,10 @@ def test_model_type_unfit_for_task_names_the_tasks_it_supports(tiny):
 
 
 def test_supported_tasks_per_type():
-    assert supported_tasks("gpt2") == ["classification", "causal"]
+    assert supported_tasks("gpt2") == ["classification", "causal", "sft"]  # sft wherever causal
     assert "mlm" in supported_tasks("bert") and "mlm" in supported_tasks("distilbert")
     assert supported_tasks("weirdo") == []
-    assert supported_tasks("weirdo", {"AutoModelForCausalLM": "x.Y"}) == ["causal"]
+    assert supported_tasks("weirdo", {"AutoModelForCausalLM": "x.Y"}) == ["causal", "sft"]
 
 
 def test_tokenizer_without_mask_token_is_refused_for_mlm(tiny):
@@ -286,4 +286,4 @@ def test_popular_models_are_well_formed():
     assert POPULAR_MODELS[0]["id"] == "bundled"
     for entry in POPULAR_MODELS:
         assert set(entry) == {"id", "tasks", "params", "note"}
-        assert entry["tasks"] and set(entry["tasks"]) <= {"mlm", "classification", "causal"}
+        assert entry["tasks"] and set(entry["tasks"]) <= {"mlm", "classification", "causal", "sft"}

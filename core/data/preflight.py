@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from core.config import RunConfig
 from core.errors import DataError
 
-if TYPE_CHECKING:  # pandas (and signals, which need it) load on first use: Setup draws before them
+if TYPE_CHECKING:  # pandas (and core.data.cells, which needs it) load on first use: Setup draws before them
     import pandas as pd
 
 # Below this share of the largest class, the smallest class is called imbalanced.
@@ -71,7 +71,7 @@ class DataFacts:
 
 def label_summary(values: pd.Series, column: str, names: list[str] | None = None) -> LabelSummary:
     """Counts per class of the rows whose label parses; integer labels 0..K-1 show as `names` when given."""
-    from core.data.signals import canonical_labels, parse_labels
+    from core.data.cells import canonical_labels, parse_labels
 
     _, kind, missing, unparseable = parse_labels(values)
     valid = ~missing & ~unparseable
@@ -93,7 +93,7 @@ def data_facts(frame: pd.DataFrame, text_column: str, label_column: str | None =
     """Rows, usable rows and (with a label column) the classes of a table; absent columns count as empty."""
     import pandas as pd
 
-    from core.data.signals import null_text_mask
+    from core.data.cells import null_text_mask
 
     if text_column in frame.columns:
         empty = null_text_mask(frame[text_column])
@@ -182,6 +182,22 @@ def data_problems(facts: DataFacts, cfg: RunConfig) -> list[DataError]:
     return problems
 
 
+def instruction_facts(frame: pd.DataFrame, cfg: RunConfig) -> DataFacts:
+    """Rows and usable chats of instruction data; every row is checked first (DataError: file, line, field).
+
+    The evaluation file is checked the same way. Word counts are of the whole chat (prompt and answers).
+    """
+    from core.data.instructions import run_conversations
+    from core.data.tables import read_table
+
+    chats, shape, dropped = run_conversations(frame, cfg.data)
+    if cfg.data.eval_path:
+        run_conversations(read_table(cfg.data.eval_path), cfg.data, labelled=shape == "labels")
+    sample = chats if len(chats) <= WORD_COUNT_SAMPLE else [chats[i] for i in range(0, len(chats), len(chats) // WORD_COUNT_SAMPLE)]
+    words = tuple(sum(len(m["content"].split()) for m in chat) for chat in sample[:WORD_COUNT_SAMPLE])
+    return DataFacts(rows=len(frame), usable=len(chats), empty_text=int(dropped.get("null_text", 0)), word_counts=words)
+
+
 def approx_tokens(words: int) -> int:
     """A text's token count from its word count, without a tokenizer."""
     return round(words * TOKENS_PER_WORD) + SPECIAL_TOKENS
@@ -200,12 +216,19 @@ def check_data(cfg: RunConfig) -> DataFacts | None:
     For the CLI and for submit: what Setup shows under its widgets is refused here before a run
     folder exists. Hub datasets (network) and very large synthetic sets are left to the run.
     """
-    from core.data.sources import check_columns, load_rows
+    from core.data.columns import check_columns
+    from core.data.rows import load_rows
 
     d = cfg.data
     if d.source == "hub" or (d.source == "synthetic" and d.synthetic.rows > SYNTHETIC_CHECK_ROWS):
         return None
     frame = load_rows(d)
+    if cfg.task == "sft":
+        facts = instruction_facts(frame, cfg)
+        problems = data_problems(facts, cfg)
+        if problems:
+            raise problems[0]
+        return facts
     check_columns(frame, d, cfg.task)
     facts = data_facts(frame, d.text_column, d.label_column if cfg.task == "classification" else None)
     problems = data_problems(facts, cfg)

