@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.errors import TuneboardError
 from core.plan import comparison, sweep
-from core.present import charts, text
+from core.present import charts, legend, text
 from ui import router, state
 from ui.widgets import format_bytes, format_count, format_duration, show_error
 
@@ -88,37 +88,53 @@ def results(group_id: str) -> None:
     done = sum(1 for r in rows if r.status in ("completed", "failed", "stopped", "cancelled", "interrupted"))
     st.caption(text.SWEEP_STATUS.format(status=sweep.group_status(r.status for r in rows), done=done, runs=len(rows)))
 
+    shown = {r.label: r.name for r in rows}  # the strategies' display names, not their ids
     st.subheader(text.SWEEP_RECOMMENDATION)
-    sentence = comparison.recommendation_text(result.recommendation)
+    sentence = comparison.recommendation_text(result.recommendation, shown)
     (st.success if result.recommendation else st.info)(sentence, icon=":material/recommend:")
 
     st.subheader(text.SWEEP_TABLE)
-    st.dataframe(table_frame(result), hide_index=True, width="stretch", key="tb_sweep_table")
+    st.dataframe(table_frame(result, shown), hide_index=True, width="stretch", key="tb_sweep_table")
 
     metric_title = text.SWEEP_METRIC_NAMES.get(result.metric, result.metric)
     st.subheader(text.SWEEP_TRADEOFF)
-    st.caption(text.SWEEP_TRADEOFF_CAPTION)
     front = set(result.front)
-    points = [{"label": r.label, "wall_s": r.wall_s, "metric": r.metric, "front": r.run_id in front} for r in rows]
-    st.plotly_chart(charts.tradeoff_figure(points, metric_title, higher_is_better=result.higher_is_better),
-                    key="tb_sweep_tradeoff")
+    points = [{"label": r.name, "wall_s": r.wall_s, "metric": r.metric, "front": r.run_id in front,
+               "color": legend.strategy_color(r.strategy, i)}
+              for i, r in enumerate(rows) if r.wall_s is not None and r.metric is not None]
+    if points:  # before any run has finished there is nothing to place: a note, not an empty chart
+        st.caption(text.SWEEP_TRADEOFF_CAPTION)
+        st.plotly_chart(charts.tradeoff_figure(points, metric_title, higher_is_better=result.higher_is_better),
+                        key="tb_sweep_tradeoff")
+    else:
+        st.info(text.SWEEP_TRADEOFF_WAITING, icon=":material/hourglass_empty:")
 
     st.subheader(text.SWEEP_CURVES)
-    curves = {r.label: jobs.snapshot(r.run_id).metrics for r in rows if r.status != "missing"}
+    drawn = [r for r in rows if r.status != "missing"]
+    curves = {r.label: jobs.snapshot(r.run_id).metrics for r in drawn}
+    style = {"names": {r.label: r.name for r in drawn}, "hovers": {r.label: f"{r.name} · {r.run_id}" for r in drawn},
+             "colors": {r.label: legend.strategy_color(r.strategy, i) for i, r in enumerate(drawn)}}
     eval_metric = "eval_" + result.metric
+    if not charts.has_series(curves, "loss") and not charts.has_series(curves, eval_metric):
+        st.info(text.SWEEP_CURVES_WAITING, icon=":material/hourglass_empty:")
+        return
     cols = st.columns(2)
-    with cols[0]:
-        st.plotly_chart(charts.overlay_figure(curves, "loss"), key="tb_sweep_loss")
-    with cols[1]:
-        st.plotly_chart(charts.overlay_figure(curves, eval_metric), key="tb_sweep_eval")
+    for col, metric, key in ((cols[0], "loss", "tb_sweep_loss"), (cols[1], eval_metric, "tb_sweep_eval")):
+        with col:
+            if charts.has_series(curves, metric):
+                st.plotly_chart(charts.overlay_figure(curves, metric, **style), key=key)
+            else:
+                st.caption(text.OVERLAY_EMPTY.format(metric=text.METRIC_NAMES.get(metric, metric)))
 
 
-def table_frame(result: comparison.Comparison) -> pd.DataFrame:
-    """The comparison table with readable units (time, counts, bytes, shares)."""
+def table_frame(result: comparison.Comparison, shown: dict[str, str] | None = None) -> pd.DataFrame:
+    """The comparison table with readable units (time, counts, bytes, shares) and display names."""
     names = text.SWEEP_COLUMNS
     frame = pd.DataFrame(comparison.comparison_table(result))
     if frame.empty:
         return frame
+    if shown:
+        frame[names["label"]] = [shown.get(label, label) for label in frame[names["label"]]]
     frame[names["wall_s"]] = [format_duration(v) if pd.notna(v) else "" for v in frame[names["wall_s"]]]
     frame[names["trainable"]] = [format_count(v) if pd.notna(v) else "" for v in frame[names["trainable"]]]
     frame[names["share"]] = [f"{v:.1%}" if pd.notna(v) else "" for v in frame[names["share"]]]
@@ -141,6 +157,9 @@ if not groups:
 chosen = pick_group(groups)
 if chosen is not None:
     member_state = sweep.member_states(jobs, chosen)
+    # The buttons follow the group: when a member is queued, starts or ends (here or in another tab), the
+    # sidebar's fragment reruns the page (ui.state.watch_history), so Stop and Delete never go stale.
+    state.watch_history(jobs.list_runs())
     controls(chosen, member_state)
     active = any(s in ("queued", "running") for s in member_state)
     st.fragment(results, run_every=REFRESH_S if active else None)(chosen.group_id)

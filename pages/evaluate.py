@@ -13,8 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import TuneboardError
+from core.insight import analysis
 from core.insight import predictions as insight
 from core.present import charts, text
+from core.run.folder import RunFolder
 from ui import router, state
 from ui.widgets import picked_run, report_button
 
@@ -30,7 +32,7 @@ def cached_predictions(run_path: str, stamp: tuple) -> insight.RunPredictions | 
 
 def predictions_stamp(run_path: Path) -> tuple:
     """File names and modification times of the predictions folder: the cache key of what is stored."""
-    folder = insight.predictions_dir(run_path)
+    folder = RunFolder(Path(run_path)).predictions_path
     try:
         return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()))
     except OSError:
@@ -66,14 +68,14 @@ def confusion_panel(predictions: insight.RunPredictions) -> None:
             if frame is None:
                 st.caption(text.NOT_AVAILABLE)
                 continue
-            counts, shares = insight.confusion(frame["gold"].tolist(), frame["predicted"].tolist(), labels)
+            counts, shares = analysis.confusion(frame["gold"].tolist(), frame["predicted"].tolist(), labels)
             st.plotly_chart(charts.confusion_figure(counts, shares, labels, title), key=f"tb_eval_confusion_{title}")
 
 
 def per_class_panel(predictions: insight.RunPredictions) -> None:
     """Precision, recall, F1 and support per class, with the change from the base model."""
     st.subheader(text.PER_CLASS_TITLE)
-    table = insight.per_class_change(predictions.base, predictions.tuned, predictions.label_names)
+    table = analysis.per_class_change(predictions.base, predictions.tuned, predictions.label_names)
     names = {"label": text.COLUMN_LABEL, "precision": text.COLUMN_PRECISION, "recall": text.COLUMN_RECALL,
              "f1": text.COLUMN_F1, "support": text.COLUMN_SUPPORT}
     for metric in ("precision", "recall", "f1"):
@@ -88,11 +90,11 @@ def per_class_panel(predictions: insight.RunPredictions) -> None:
 def examples_panel(predictions: insight.RunPredictions, run_id: str) -> None:
     """The example browser: a filter, a sortable table and the CSV download."""
     st.subheader(text.EXAMPLES_TITLE)
-    table = insight.example_table(predictions.base, predictions.tuned)
-    options = list(insight.FILTERS) if predictions.base is not None else ["all", "misclassified", "least_confident"]
+    table = analysis.example_table(predictions.base, predictions.tuned)
+    options = list(analysis.FILTERS) if predictions.base is not None else ["all", "misclassified", "least_confident"]
     which = st.segmented_control(text.EXAMPLES_FILTER, options, format_func=text.EXAMPLES_FILTERS.get,
                                  default="misclassified", key="tb_eval_filter") or "all"
-    chosen = insight.filter_examples(table, which)
+    chosen = analysis.filter_examples(table, which)
     st.caption(text.EXAMPLES_COUNT.format(count=len(chosen), total=len(table)))
     if chosen.empty:
         st.info(text.EXAMPLES_NONE, icon=":material/info:")
@@ -112,7 +114,7 @@ def examples_panel(predictions: insight.RunPredictions, run_id: str) -> None:
 
 def human_frame(cfg) -> pd.DataFrame | None:
     """The human-labelled table the user chose: an upload, or the run's own data file."""
-    from core.data.sources import read_table
+    from core.data.tables import read_table
     from ui.files import save_upload
 
     sources = [text.HUMAN_SOURCE_UPLOAD, text.HUMAN_SOURCE_RUN_DATA]
@@ -146,7 +148,7 @@ def human_panel(predictions: insight.RunPredictions, cfg) -> None:
     text_column = left.selectbox(text.HUMAN_TEXT_COLUMN, columns, index=default_text, key="tb_eval_human_text")
     others = [c for c in columns if c != text_column] or columns
     label_column = right.selectbox(text.HUMAN_LABEL_COLUMN, others, key="tb_eval_human_label")
-    result = insight.human_agreement(frame, text_column, label_column, predictions)
+    result = analysis.human_agreement(frame, text_column, label_column, predictions)
     if result.matched == 0:
         st.warning(text.HUMAN_NO_MATCH.format(rows=len(frame)), icon=":material/warning:")
         return
@@ -175,13 +177,13 @@ def human_panel(predictions: insight.RunPredictions, cfg) -> None:
 def loss_panel(predictions: insight.RunPredictions) -> None:
     """Per-example loss before and after, and the examples that moved the most."""
     st.subheader(text.LOSS_TITLE)
-    st.caption(text.LOSS_CAPTION)
+    st.caption(text.LOSS_CAPTIONS.get(predictions.task, text.LOSS_CAPTION))
     base = predictions.base["loss"].tolist() if predictions.base is not None else []
     st.plotly_chart(charts.loss_distribution_figure(base, predictions.tuned["loss"].tolist()), key="tb_eval_losses")
     if predictions.base is None:
         return
     names = text.LOSS_CHANGE_COLUMNS
-    for part, rows in insight.moved_examples(predictions.base, predictions.tuned, TOP_CHANGES).items():
+    for part, rows in analysis.moved_examples(predictions.base, predictions.tuned, TOP_CHANGES).items():
         title, empty = text.MOVED_EXAMPLES[part]
         st.markdown(f"**{title}**")
         if rows.empty:

@@ -2,7 +2,7 @@
 
 Reads `jobs.list_runs()` (RunSummary rows, cached by file stats in core.run.history) and snapshots for
 the curves. Exports: config.yaml, the model or LoRA adapter as a zip (optionally merged through
-core.training.engine.export_run), and the commands that rerun the config headless or on several GPUs.
+core.models.export.export_run), and the commands that rerun the config headless or on several GPUs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import TuneboardError
-from core.present import charts, text
+from core.present import charts, legend, text
 from core.run.folder import RunFolder
 from ui import router, state
 from ui.files import zip_folder
@@ -124,11 +124,18 @@ def overlay_section(jobs, runs: list) -> None:
     curves = {}
     for run_id in chosen:
         try:
-            curves[labels[run_id]] = jobs.snapshot(run_id).metrics
+            curves[run_id] = jobs.snapshot(run_id).metrics
         except TuneboardError:
             continue
-    if any(charts.series(records, metric)[0] for records in curves.values()):
-        st.plotly_chart(charts.overlay_figure(curves, metric, log_y=log_y, smoothing=0.6 if metric == "loss" else 0.0))
+    # Short legend names (strategy and the id's random end), the full name in the hover, and the
+    # strategy's own colour, as on Compare strategies.
+    by_id = {r.run_id: r for r in runs}
+    style = {"names": {i: legend.run_legend_name(i, by_id[i].strategy) for i in curves},
+             "hovers": {i: labels[i] for i in curves},
+             "colors": {i: legend.strategy_color(by_id[i].strategy, n) for n, i in enumerate(curves)}}
+    if charts.has_series(curves, metric):
+        st.plotly_chart(charts.overlay_figure(curves, metric, log_y=log_y, smoothing=0.6 if metric == "loss" else 0.0,
+                                              **style), key="tb_runs_overlay_chart")
     elif chosen:
         st.caption(text.OVERLAY_EMPTY.format(metric=text.METRIC_NAMES.get(metric, metric)))
 
@@ -254,7 +261,7 @@ def downloads(jobs, summary) -> None:
                            mime="application/zip", on_click="ignore", icon=":material/download:",
                            key="tb_runs_dl_export")
     elif st.button(text.PREPARE_EXPORT, icon=":material/package_2:", key="tb_runs_prepare"):
-        from core.training.engine import export_run
+        from core.models.export import export_run
 
         try:
             with st.spinner():

@@ -12,15 +12,12 @@ import pandas as pd
 from core.files import atomic_write_json
 from core.insight import predictions as insight
 from core.present import text
-from tests.test_app_support import (  # noqa: F401 - fixtures
+from core.run.folder import RunFolder
+from tests.support import (
     ROOT,
     all_text,
-    clear_streamlit_caches,
-    jobs,
     make_run,
     open_page,
-    runs_root,
-    trainer,
 )
 
 PAGE = "pages/evaluate.py"
@@ -32,7 +29,7 @@ GOLD = [1 if i % 2 else 0 for i in range(12)]
 def add_predictions(root, run_id: str, task: str = "classification", *, sampled: bool = False, tuned: bool = True) -> None:
     """Store predictions for a canned run as the engine would: base is always wrong on rows 0-3, the
     fine-tuned model on rows 4 and 5 (fixed 0-3, broke 4-5)."""
-    out = insight.predictions_dir(root / run_id)
+    out = RunFolder(root / run_id).predictions_path
     total = 5000 if sampled else len(TEXTS)
     atomic_write_json(out / insight.META_FILE, {"task": task, "label_names": LABELS if task == "classification" else [],
                                                 "rows_used": len(TEXTS), "rows_total": total, "sampled": sampled,
@@ -52,7 +49,7 @@ def add_predictions(root, run_id: str, task: str = "classification", *, sampled:
         insight.write_frame_atomically(out / "final.parquet", final)
 
 
-def test_classification_views(jobs, runs_root):  # noqa: F811
+def test_classification_views(jobs, runs_root):
     run_id = make_run(runs_root, task="classification")
     add_predictions(runs_root, run_id)
     at = open_page(PAGE, {"run": run_id})
@@ -72,7 +69,7 @@ def test_classification_views(jobs, runs_root):  # noqa: F811
     assert any(text.EXAMPLES_DOWNLOAD in str(b.proto) for b in at.get("download_button"))
 
 
-def test_human_labels_upload_shows_agreement_and_disagreements(jobs, runs_root):  # noqa: F811
+def test_human_labels_upload_shows_agreement_and_disagreements(jobs, runs_root):
     run_id = make_run(runs_root, task="classification")
     add_predictions(runs_root, run_id)
     at = open_page(PAGE, {"run": run_id})
@@ -91,7 +88,25 @@ def test_human_labels_upload_shows_agreement_and_disagreements(jobs, runs_root):
     assert set(disagreements[text.COLUMN_TEXT]) == set(TEXTS[:6])
 
 
-def test_language_model_views_and_sampled_note(jobs, runs_root):  # noqa: F811
+def test_human_labels_with_a_text_column_named_text(jobs, runs_root):
+    """`text`, `label` and a second annotator's `human`: the page must not crash and compares the humans."""
+    run_id = make_run(runs_root, task="classification")
+    add_predictions(runs_root, run_id)
+    at = open_page(PAGE, {"run": run_id})
+    gold = ["positive" if g else "negative" for g in GOLD]
+    human = pd.DataFrame({"text": TEXTS, "label": gold, "human": gold})
+    at.file_uploader(key="tb_eval_human_upload").set_value(("humans.csv", human.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="tb_eval_human_text").set_value("text").run()
+    for column in ("label", "human"):
+        at.selectbox(key="tb_eval_human_label").set_value(column).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert text.HUMAN_MATCHED.format(matched=12, unmatched=0) in all_text(at)
+        assert at.metric[0].value == f"{10 / 12:.1%}"  # the fine-tuned model misses rows 4 and 5
+
+
+def test_language_model_views_and_sampled_note(jobs, runs_root):
     run_id = make_run(runs_root, task="mlm")
     add_predictions(runs_root, run_id, task="mlm", sampled=True)
     at = open_page(PAGE, {"run": run_id})
@@ -105,7 +120,7 @@ def test_language_model_views_and_sampled_note(jobs, runs_root):  # noqa: F811
     assert frames[1][text.COLUMN_TEXT].tolist() == [TEXTS[11], TEXTS[10]]
 
 
-def test_a_run_without_predictions_says_what_to_do(jobs, runs_root):  # noqa: F811
+def test_a_run_without_predictions_says_what_to_do(jobs, runs_root):
     run_id = make_run(runs_root, task="classification")
     at = open_page(PAGE, {"run": run_id})
     assert not at.exception
@@ -116,7 +131,7 @@ def test_a_run_without_predictions_says_what_to_do(jobs, runs_root):  # noqa: F8
     assert text.EVALUATE_PENDING in all_text(at)
 
 
-def test_report_download_is_offered(jobs, runs_root):  # noqa: F811
+def test_report_download_is_offered(jobs, runs_root):
     run_id = make_run(runs_root, task="classification")
     add_predictions(runs_root, run_id)
     at = open_page(PAGE, {"run": run_id})
@@ -131,3 +146,21 @@ def test_page_side_modules_do_not_import_torch():
     code = ("import sys; import core.insight.predictions, core.insight.report, core.present.charts; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules and 'streamlit' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_loss_wording_follows_the_task_and_the_legend_names_both_models(jobs, runs_root):
+    """Issue 27: a causal run was told '(masked LM: on the same fixed 15% of tokens…)', and the legend
+    read 'Base model' next to 'Fine-tuned loss'."""
+    import json
+
+    for task in ("causal", "mlm"):
+        run_id = make_run(runs_root, task=task)
+        add_predictions(runs_root, run_id, task=task)
+        at = open_page(PAGE, {"run": run_id})
+        assert not at.exception, [e.value for e in at.exception]
+        captions = [c.value for c in at.caption]
+        assert text.LOSS_CAPTIONS[task] in captions
+        assert any("15%" in c for c in captions) == (task == "mlm")
+        figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+        names = {trace.get("name") for trace in figure["data"] if trace.get("showlegend", True)}
+        assert names == {text.SERIES_BASE_MODEL, text.SERIES_TUNED_MODEL}

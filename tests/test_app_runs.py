@@ -5,28 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.present import text
-from tests.test_app_support import (  # noqa: F401 - fixtures
-    all_text,
-    clear_streamlit_caches,
-    jobs,
+from tests.support import (
     make_run,
     open_page,
-    runs_root,
     texts,
-    trainer,
     wait_for,
 )
 
 PAGE = "pages/runs.py"
 
 
-def test_empty_history(jobs):  # noqa: F811
+def test_empty_history(jobs):
     at = open_page(PAGE)
     assert text.NO_RUNS in texts(at.info)
     assert not at.exception
 
 
-def test_history_table_overlay_and_commands(jobs, runs_root):  # noqa: F811
+def test_history_table_overlay_and_commands(jobs, runs_root):
     first = make_run(runs_root, name="alpha")
     second = make_run(runs_root, name="beta", task="classification", status="failed", error="Out of memory.")
     at = open_page(PAGE, {"run": first})
@@ -46,7 +41,7 @@ def test_history_table_overlay_and_commands(jobs, runs_root):  # noqa: F811
     assert any(c.startswith("accelerate launch -m core train --config ") for c in codes)
 
 
-def test_the_headline_is_the_kept_best_evaluation_with_its_step(jobs, runs_root):  # noqa: F811
+def test_the_headline_is_the_kept_best_evaluation_with_its_step(jobs, runs_root):
     from core.run.folder import RunFolder
 
     run_id = make_run(runs_root, task="classification")
@@ -60,14 +55,14 @@ def test_the_headline_is_the_kept_best_evaluation_with_its_step(jobs, runs_root)
     assert not at.exception
 
 
-def test_failed_run_error_is_shown(jobs, runs_root):  # noqa: F811
+def test_failed_run_error_is_shown(jobs, runs_root):
     run_id = make_run(runs_root, status="failed", error="The disk is full. Free space, then start again.")
     at = open_page(PAGE, {"run": run_id})
     assert any("The disk is full" in e for e in texts(at.error))
     assert not at.exception
 
 
-def test_open_in_setup_loads_the_config(jobs, runs_root):  # noqa: F811
+def test_open_in_setup_loads_the_config(jobs, runs_root):
     run_id = make_run(runs_root, name="reopen-me", task="classification", strategy="lora")
     at = open_page(PAGE, {"run": run_id})
     at.button(key="tb_runs_setup").click().run()
@@ -78,21 +73,21 @@ def test_open_in_setup_loads_the_config(jobs, runs_root):  # noqa: F811
     assert at.selectbox(key="cfg:strategy.name@1").value == "lora"
 
 
-def test_downloads_for_a_full_model(jobs, runs_root):  # noqa: F811
+def test_downloads_for_a_full_model(jobs, runs_root):
     run_id = make_run(runs_root, final_model=True)
     at = open_page(PAGE, {"run": run_id})
     labels = [b.proto.label for b in at.get("download_button")]
     assert text.DOWNLOAD_CONFIG in labels and text.DOWNLOAD_MODEL in labels
 
 
-def test_run_without_a_model_says_so(jobs, runs_root):  # noqa: F811
+def test_run_without_a_model_says_so(jobs, runs_root):
     run_id = make_run(runs_root)
     at = open_page(PAGE, {"run": run_id})
     assert text.NO_MODEL_YET in texts(at.caption)
 
 
-def test_lora_export_merged_on_request(jobs, runs_root, monkeypatch, tmp_path):  # noqa: F811
-    import core.training.engine
+def test_lora_export_merged_on_request(jobs, runs_root, monkeypatch, tmp_path):
+    import core.models.export
 
     run_id = make_run(runs_root, strategy="lora")
     adapter = runs_root / run_id / "final"
@@ -107,7 +102,7 @@ def test_lora_export_merged_on_request(jobs, runs_root, monkeypatch, tmp_path): 
         calls.append((Path(run_path).name, merge))
         return exported
 
-    monkeypatch.setattr(core.training.engine, "export_run", fake_export)
+    monkeypatch.setattr(core.models.export, "export_run", fake_export)
     at = open_page(PAGE, {"run": run_id})
     assert at.toggle(key="tb_runs_merge").value is True
     at.button(key="tb_runs_prepare").click().run()
@@ -117,7 +112,7 @@ def test_lora_export_merged_on_request(jobs, runs_root, monkeypatch, tmp_path): 
     assert text.DOWNLOAD_MERGED in labels
 
 
-def test_delete_asks_first(jobs, runs_root):  # noqa: F811
+def test_delete_asks_first(jobs, runs_root):
     keep = make_run(runs_root, name="keep")
     doomed = make_run(runs_root, name="doomed")
     at = open_page(PAGE, {"run": doomed})
@@ -132,7 +127,7 @@ def test_delete_asks_first(jobs, runs_root):  # noqa: F811
     assert [r.run_id for r in jobs.list_runs()] == [keep]
 
 
-def test_resume_from_the_history(jobs, trainer, runs_root):  # noqa: F811
+def test_resume_from_the_history(jobs, trainer, runs_root):
     run_id = make_run(runs_root, status="interrupted", error="The server stopped while this run was training.")
     at = open_page(PAGE, {"run": run_id})
     at.button(key="tb_runs_resume").click().run()
@@ -141,7 +136,7 @@ def test_resume_from_the_history(jobs, trainer, runs_root):  # noqa: F811
     assert wait_for(lambda: [call[0] for call in trainer.calls] == [run_id])
 
 
-def test_cancel_a_queued_run(jobs, trainer, runs_root):  # noqa: F811
+def test_cancel_a_queued_run(jobs, trainer, runs_root):
     from core.config import RunConfig
 
     trainer.hold = True  # the first run trains until Stop, so the second one waits in the queue
@@ -163,7 +158,7 @@ def test_cancel_a_queued_run(jobs, trainer, runs_root):  # noqa: F811
     assert [call[0] for call in trainer.calls] == [first]  # the cancelled run never trained
 
 
-def test_the_history_page_notices_a_run_that_ends_elsewhere(jobs, runs_root):  # noqa: F811
+def test_the_history_page_notices_a_run_that_ends_elsewhere(jobs, runs_root):
     """What Runs drew is remembered; the sidebar's fragment reruns the page once it is stale."""
     from core.run.folder import RunFolder
     from ui import state
@@ -175,3 +170,25 @@ def test_the_history_page_notices_a_run_that_ends_elsewhere(jobs, runs_root):  #
     assert drawn == state.history_fingerprint(jobs.list_runs())
     RunFolder(runs_root / run_id).update_status(status="completed")  # e.g. a CLI run finishing
     assert state.history_fingerprint(jobs.list_runs()) != drawn
+
+
+def test_overlay_legend_uses_short_names_and_one_colour_per_strategy(jobs, runs_root):
+    """Issue 27: legends carried ~100-character names, and a strategy's colour differed from Compare strategies'."""
+    import json
+
+    from core.present import legend
+
+    long_name = "a shoot-out group with a long name · LoRA at a learning rate of 1e-4 on the reviews"
+    lora = make_run(runs_root, name=long_name, strategy="lora")
+    full = make_run(runs_root, name=long_name + " again", strategy="full")
+    at = open_page(PAGE, {"run": lora})
+    assert not at.exception, [e.value for e in at.exception]
+    at.multiselect(key="tb_runs_overlay").set_value([lora, full]).run()
+    figure = json.loads(next(c for c in at.get("plotly_chart") if c.key == "tb_runs_overlay_chart").proto.spec)
+    traces = {t["name"]: t for t in figure["data"]}
+    assert set(traces) == {legend.run_legend_name(lora, "lora"), legend.run_legend_name(full, "full")}
+    assert all(len(name) <= 40 for name in traces)
+    lora_trace = traces[legend.run_legend_name(lora, "lora")]
+    assert lora_trace["line"]["color"] == legend.strategy_color("lora")  # what Compare strategies draws for LoRA
+    assert traces[legend.run_legend_name(full, "full")]["line"]["color"] == legend.strategy_color("full")
+    assert long_name in lora_trace["hovertemplate"] and lora in lora_trace["hovertemplate"]  # the full name on hover

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from core.present import text
-from tests.test_app_support import (  # noqa: F401 - fixtures
-    FakeTrainer,
+from tests.support import (
     all_text,
-    clear_streamlit_caches,
-    jobs,
     make_run,
     open_page,
-    runs_root,
     texts,
-    trainer,
     wait_for,
 )
 
 PAGE = "pages/train.py"
 
 
-def test_no_runs_offers_to_start(jobs):  # noqa: F811
+def test_no_runs_offers_to_start(jobs):
     at = open_page(PAGE)
     assert text.NO_RUNS in texts(at.info)
     at.button(key="tb_train_start_first").click().run()
@@ -28,7 +23,7 @@ def test_no_runs_offers_to_start(jobs):  # noqa: F811
     assert at.query_params.get("run") == jobs.list_runs()[0].run_id
 
 
-def test_completed_run_shows_progress_charts_events_and_log(jobs, runs_root):  # noqa: F811
+def test_completed_run_shows_progress_charts_events_and_log(jobs, runs_root):
     run_id = make_run(runs_root, status="completed")
     at = open_page(PAGE, {"run": run_id})
     assert not at.exception, [e.value for e in at.exception]
@@ -44,7 +39,7 @@ def test_completed_run_shows_progress_charts_events_and_log(jobs, runs_root):  #
     assert not at.error
 
 
-def test_failed_run_shows_the_message_not_a_traceback(jobs, runs_root):  # noqa: F811
+def test_failed_run_shows_the_message_not_a_traceback(jobs, runs_root):
     message = "The training loss became nan at step 7. Lower the learning rate (e.g. by 10x)."
     run_id = make_run(runs_root, status="failed", error=message)
     at = open_page(PAGE, {"run": run_id})
@@ -53,7 +48,7 @@ def test_failed_run_shows_the_message_not_a_traceback(jobs, runs_root):  # noqa:
     assert "Traceback" not in all_text(at)
 
 
-def test_the_url_picks_the_run_and_a_bad_id_falls_back(jobs, runs_root):  # noqa: F811
+def test_the_url_picks_the_run_and_a_bad_id_falls_back(jobs, runs_root):
     first = make_run(runs_root, name="first")
     second = make_run(runs_root, name="second")
     at = open_page(PAGE, {"run": first})
@@ -66,7 +61,7 @@ def test_the_url_picks_the_run_and_a_bad_id_falls_back(jobs, runs_root):  # noqa
     assert at.query_params.get("run") == first
 
 
-def test_start_then_stop_a_live_run(jobs, trainer, runs_root):  # noqa: F811
+def test_start_then_stop_a_live_run(jobs, trainer, runs_root):
     trainer.hold = True  # the fake trainer waits for Stop before its first step
     make_run(runs_root, name="older")
     at = open_page(PAGE)
@@ -83,7 +78,7 @@ def test_start_then_stop_a_live_run(jobs, trainer, runs_root):  # noqa: F811
     assert text.STATUS_LABELS["stopped"] in all_text(at)
 
 
-def test_resume_a_stopped_run(jobs, trainer, runs_root):  # noqa: F811
+def test_resume_a_stopped_run(jobs, trainer, runs_root):
     run_id = make_run(runs_root, status="stopped", error=None)
     at = open_page(PAGE, {"run": run_id})
     resume = at.button(key="tb_train_resume")
@@ -95,7 +90,7 @@ def test_resume_a_stopped_run(jobs, trainer, runs_root):  # noqa: F811
     assert wait_for(lambda: jobs.snapshot(run_id).status == "completed")
 
 
-def test_resume_refusal_is_shown_inline(jobs, runs_root, monkeypatch):  # noqa: F811
+def test_resume_refusal_is_shown_inline(jobs, runs_root, monkeypatch):
     from core.errors import RunError
 
     run_id = make_run(runs_root, status="interrupted", error="The server stopped while this run was training.")
@@ -111,7 +106,7 @@ def test_resume_refusal_is_shown_inline(jobs, runs_root, monkeypatch):  # noqa: 
     assert not at.exception
 
 
-def test_finished_run_without_progress_in_status_uses_its_metrics(jobs, runs_root):  # noqa: F811
+def test_finished_run_without_progress_in_status_uses_its_metrics(jobs, runs_root):
     import json
 
     run_id = make_run(runs_root, status="completed")
@@ -126,7 +121,7 @@ def test_finished_run_without_progress_in_status_uses_its_metrics(jobs, runs_roo
     assert at.get("progress")[-1].value == 100
 
 
-def test_a_deep_linked_page_runs_inside_the_router(jobs, runs_root):  # noqa: F811
+def test_a_deep_linked_page_runs_inside_the_router(jobs, runs_root):
     # AppTest (like a fresh server) runs a switched-to page on its own first; the page reruns
     # through app.py, so it gets the sidebar with the device.
     run_id = make_run(runs_root)
@@ -148,7 +143,7 @@ def _empty_running_run(root, validation_fraction: float) -> str:
     return folder.run_id
 
 
-def test_empty_charts_say_when_their_first_points_come(jobs, runs_root):  # noqa: F811
+def test_empty_charts_say_when_their_first_points_come(jobs, runs_root):
     at = open_page(PAGE, {"run": _empty_running_run(runs_root, 0.1)})
     assert not at.exception
     captions = texts(at.caption)
@@ -157,13 +152,13 @@ def test_empty_charts_say_when_their_first_points_come(jobs, runs_root):  # noqa
     assert text.NOT_AVAILABLE not in " ".join(c for c in captions if "steps" in c)
 
 
-def test_a_run_without_validation_says_it_is_not_evaluated(jobs, runs_root):  # noqa: F811
+def test_a_run_without_validation_says_it_is_not_evaluated(jobs, runs_root):
     at = open_page(PAGE, {"run": _empty_running_run(runs_root, 0.0)})
     assert not at.exception
     assert text.CHART_NO_EVAL in texts(at.caption)
 
 
-def test_a_failed_run_resumes_only_from_a_complete_checkpoint(jobs, runs_root):  # noqa: F811
+def test_a_failed_run_resumes_only_from_a_complete_checkpoint(jobs, runs_root):
     run_id = make_run(runs_root, status="failed", error="The disk is full.")
     at = open_page(PAGE, {"run": run_id})
     assert at.button(key="tb_train_resume").disabled  # nothing to continue from
@@ -174,3 +169,48 @@ def test_a_failed_run_resumes_only_from_a_complete_checkpoint(jobs, runs_root): 
     (checkpoint / "trainer_state.json").write_text('{"global_step": 20}')
     at.run()
     assert not at.button(key="tb_train_resume").disabled
+
+
+def test_the_sidebar_never_shows_a_stale_step_beside_the_live_page(jobs, trainer, runs_root):
+    """Issue 27: on Train the sidebar rests while the page shows the active run live, and kept the step of
+    the page's last full run ("Step 0") while the page said 12 / 12. It now leaves the progress to the page;
+    elsewhere, and once the run has ended, it reads the same fields as the page (ui.widgets.run_progress)."""
+    import threading
+
+    from core.config import RunConfig
+
+    trainer.gate = threading.Event()  # running, before its first step
+    run_id = jobs.submit(RunConfig(name="live"))
+    try:
+        assert trainer.started.wait(10)
+        at = open_page(PAGE, {"run": run_id})
+        assert not at.exception, [e.value for e in at.exception]
+        assert text.SIDEBAR_PROGRESS_ON_PAGE in texts(at.sidebar.caption)
+        assert not at.sidebar.get("progress")  # no step that would go stale
+        runs = open_page("pages/runs.py", {"run": run_id})  # the sidebar refreshes there: it shows the step
+        assert runs.sidebar.get("progress") and text.SIDEBAR_PROGRESS_ON_PAGE not in texts(runs.sidebar.caption)
+    finally:
+        trainer.gate.set()
+    assert wait_for(lambda: jobs.snapshot(run_id).status == "completed" and not jobs.is_busy())
+    at.run()
+    page = {m.label: m.value for m in at.metric}[text.METRIC_STEP]
+    sidebar = at.sidebar.get("progress")[0].proto.text
+    assert page == "12 / 12" and sidebar == text.SIDEBAR_STEP.format(step=12, max_steps=12)
+
+
+def test_the_loss_chart_waits_for_data_and_marks_its_first_point(jobs, runs_root):
+    """Issue 27: before its first logged losses the chart drew no visible point beside a learning-rate axis.
+    With no loss yet the page says when it comes (test_empty_charts_say_when_their_first_points_come)."""
+    import json
+
+    from core.run.folder import RunFolder
+    from core.run.sink import RunSink
+
+    run_id = _empty_running_run(runs_root, 0.1)
+    RunSink(RunFolder(runs_root / run_id)).metric({"step": 5, "epoch": 0.1, "loss": 2.5, "learning_rate": 1e-4})
+    at = open_page(PAGE, {"run": run_id})
+    assert not at.exception, [e.value for e in at.exception]
+    chart = next(c for c in at.get("plotly_chart") if c.key == "tb_train_chart_loss")
+    figure = json.loads(chart.proto.spec)
+    assert "markers" in figure["data"][0]["mode"] and figure["data"][0]["x"] == [5]
+    assert "yaxis2" not in figure["layout"]  # one learning rate: no axis of its own yet

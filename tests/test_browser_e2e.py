@@ -358,7 +358,7 @@ class _Stages:
 STATE_FOLLOW_TIMEOUT_MS = 15_000  # the target is about 2 s; the bound leaves room for a busy CI machine
 
 
-def test_a_second_tab_follows_stop_and_resume_without_a_reload(app_url, page, tmp_path):  # noqa: F811
+def test_a_second_tab_follows_stop_and_resume_without_a_reload(app_url, page, tmp_path):
     """Stop then Resume in one tab; the other Train tab shows each new state by itself."""
     expect = _expect()
     page.goto(app_url)
@@ -433,7 +433,7 @@ def _setup_for_classification(page, app_url):
     return main, start
 
 
-def test_upload_a_labelled_table_train_and_browse_its_examples(app_url, page, tmp_path):  # noqa: F811
+def test_upload_a_labelled_table_train_and_browse_its_examples(app_url, page, tmp_path):
     """Upload review/sentiment columns without touching the pickers, train, then the error browser."""
     expect = _expect()
     runs = tmp_path / "runs"
@@ -478,7 +478,7 @@ PLOT_LABELS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'
     el => (el.data || []).flatMap(t => (t.y || []).map(String)))"""
 
 
-def test_the_nike_demo_in_one_click_shows_real_words_leaning_positive(app_url, page, tmp_path):  # noqa: F811
+def test_the_nike_demo_in_one_click_shows_real_words_leaning_positive(app_url, page, tmp_path):
     """Load the Nike demo -> Start -> Compare: SmolLM2's base column holds real words, the tuned one leans positive."""
     from core.plan.presets import probe_lean
     from core.run.folder import read_jsonl
@@ -526,7 +526,7 @@ def test_the_nike_demo_in_one_click_shows_real_words_leaning_positive(app_url, p
 SHOOTOUT_STEPS = 6
 
 
-def test_a_two_strategy_shootout_from_setup_shows_both_runs_and_a_recommendation(app_url, page, tmp_path):  # noqa: F811
+def test_a_two_strategy_shootout_from_setup_shows_both_runs_and_a_recommendation(app_url, page, tmp_path):
     """Setup's Compare strategies with tiny settings -> both runs complete -> the group view: two rows, advice."""
     expect = _expect()
     runs = tmp_path / "runs"
@@ -570,7 +570,8 @@ def test_a_two_strategy_shootout_from_setup_shows_both_runs_and_a_recommendation
     # The table is canvas-drawn; its cells are in the DOM for screen readers (see the Runs check above).
     completed = main.locator("[role=gridcell]").filter(has_text=re.compile(r"^completed$"))
     expect(completed).to_have_count(2)
-    advice = re.compile(r"^(lora|feature-extraction) (reaches|gives the best|gets within) ")
+    names = "|".join(re.escape(text.STRATEGY_NAMES[s]) for s in ("lora", "feature-extraction"))
+    advice = re.compile(rf"^({names}) (reaches|gives the best|gets within) ")  # display names, not ids
     expect(main.get_by_text(advice)).to_be_visible()
     expect(main.get_by_text(text.SWEEP_NO_RECOMMENDATION)).to_have_count(0)
     _screenshot(page, "11-shootout-view")

@@ -16,15 +16,11 @@ from core.present import text
 from core.run.folder import RunFolder
 from core.run.sink import RunSink
 from core.training import engine
-from tests.test_app_support import (  # noqa: F401 - fixtures
+from tests.support import (
     all_text,
-    clear_streamlit_caches,
-    jobs,
     make_run,
     open_page,
-    runs_root,
     texts,
-    trainer,
 )
 
 PROMPT = "Nike shoes are"
@@ -160,7 +156,7 @@ def test_cli_non_causal_run_exits_2(tmp_path, capsys):
 
 # ---- the Compare page ------------------------------------------------------------------------
 
-def test_compare_generation_panel_streams_both_columns(jobs, runs_root, causal_run):  # noqa: F811
+def test_compare_generation_panel_streams_both_columns(jobs, runs_root, causal_run):
     run_id = "20260101-000000-causal-gen"
     shutil.copytree(causal_run, runs_root / run_id)
     at = open_page("pages/compare.py", {"run": run_id})
@@ -182,7 +178,7 @@ def shown_plain(at, continuation: str) -> bool:
     return f"**{PROMPT}**{continuation}" in [m.replace("\\", "") for m in texts(at.markdown)]
 
 
-def test_compare_generation_panel_only_for_causal_runs_and_needs_a_model(jobs, runs_root, monkeypatch):  # noqa: F811
+def test_compare_generation_panel_only_for_causal_runs_and_needs_a_model(jobs, runs_root, monkeypatch):
     calls = []
 
     def fake_stream(run_path, prompt, settings, *, before="parent"):
@@ -215,7 +211,7 @@ def test_compare_generation_panel_only_for_causal_runs_and_needs_a_model(jobs, r
     assert "very comfortable" in page and text.COLUMN_TUNED_LATEST in page
 
 
-def test_compare_generation_errors_are_messages(jobs, runs_root, monkeypatch):  # noqa: F811
+def test_compare_generation_errors_are_messages(jobs, runs_root, monkeypatch):
     def broken(run_path, prompt, settings, *, before="parent"):
         raise ConfigError("The prompt is 200 tokens and 40 new tokens were asked for: shorten the prompt.")
         yield  # a generator, like the real one
@@ -227,3 +223,87 @@ def test_compare_generation_errors_are_messages(jobs, runs_root, monkeypatch):  
     at.button(key="tb_compare_gen_go").click().run()
     assert any("shorten the prompt" in e for e in texts(at.error))
     assert not at.exception
+
+
+# ---- the repetition guard (issue 27: "...very comfortable and stylish... very comfortable and stylish...") ----
+
+def repeated_trigrams(ids: list[int]) -> list[tuple[int, ...]]:
+    """The token 3-grams that occur more than once in `ids`."""
+    grams = [tuple(ids[i:i + 3]) for i in range(len(ids) - 2)]
+    return sorted({g for g in grams if grams.count(g) > 1})
+
+
+def greedy_ids(model, tokenizer, settings: GenerationSettings, monkeypatch) -> list[int]:
+    """The token ids (prompt and continuation) that stream_continuation's generate() produced."""
+    from core.insight.generate import stream_continuation
+
+    produced = []
+    real = model.generate
+
+    def recording(**kwargs):
+        output = real(**kwargs)
+        produced.append(output[0].tolist())
+        return output
+
+    monkeypatch.setattr(model, "generate", recording)
+    list(stream_continuation(model, tokenizer, PROMPT, settings))
+    monkeypatch.undo()
+    return produced[0]
+
+
+def test_greedy_generation_with_the_default_guard_repeats_no_3_gram(causal_run, monkeypatch):
+    from core.insight.generate import load_models
+
+    guarded = GenerationSettings(max_new_tokens=60, temperature=0.0, top_p=1.0, seed=0)
+    assert guarded.repetition_penalty > 1.0 and guarded.no_repeat_ngram_size == 3  # on by default
+    unguarded = GenerationSettings(60, 0.0, 1.0, 0, repetition_penalty=1.0, no_repeat_ngram_size=0)
+    looped = False
+    for model, tokenizer in load_models(causal_run):
+        ids = greedy_ids(model, tokenizer, guarded, monkeypatch)
+        assert len(ids) > 20 and repeated_trigrams(ids) == []
+        looped = looped or bool(repeated_trigrams(greedy_ids(model, tokenizer, unguarded, monkeypatch)))
+    assert looped, "without the guard the tiny model should loop: the check above would then prove nothing"
+
+
+def test_guard_settings_are_checked():
+    for bad in ({"repetition_penalty": 0.5}, {"repetition_penalty": 9.0}, {"no_repeat_ngram_size": -1},
+                {"no_repeat_ngram_size": 2.5}):
+        with pytest.raises(ConfigError) as caught:
+            GenerationSettings(**bad).validate()
+        assert caught.value.field in bad
+
+
+def test_cli_guard_flags_reach_the_generation(causal_run, capsys):
+    from core.__main__ import main
+
+    code = main(["generate", str(causal_run), "--prompt", PROMPT, "--max-new-tokens", "30", "--temperature", "0",
+                 "--repetition-penalty", "1", "--no-repeat-ngram-size", "0"])
+    out = capsys.readouterr().out
+    assert code == 0
+    off = generate_continuations(causal_run, PROMPT, GenerationSettings(30, 0.0, 0.95, 0, 1.0, 0))
+    assert f"--- base ---\n{PROMPT}{off['base']}\n" in out
+    assert main(["generate", str(causal_run), "--prompt", PROMPT, "--no-repeat-ngram-size", "-2"]) == 2
+    assert "No-repeat n-gram size" in capsys.readouterr().err
+
+
+def test_compare_generation_panel_shows_and_passes_the_guard(jobs, runs_root, monkeypatch):
+    calls = []
+
+    def fake_stream(run_path, prompt, settings, *, before="parent"):
+        calls.append(settings)
+        yield "base", ""
+        yield "base", " very"
+
+    monkeypatch.setattr(core.insight.generate, "stream_continuations", fake_stream)
+    at = open_page("pages/compare.py", {"run": make_run(runs_root, task="causal", final_model=True)})
+    defaults = GenerationSettings()
+    assert at.number_input(key="tb_compare_gen_penalty").value == defaults.repetition_penalty
+    assert at.number_input(key="tb_compare_gen_ngram").value == defaults.no_repeat_ngram_size
+    assert text.GENERATE_GUARD_NGRAM.format(size=3) in all_text(at)
+    at.text_area(key="tb_compare_gen_prompt").set_value("Nike")
+    at.number_input(key="tb_compare_gen_ngram").set_value(0)
+    at.number_input(key="tb_compare_gen_penalty").set_value(1.0)
+    at.button(key="tb_compare_gen_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert calls[-1].repetition_penalty == 1.0 and calls[-1].no_repeat_ngram_size == 0
+    assert text.GENERATE_GUARD_OFF in texts(at.caption)

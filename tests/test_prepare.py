@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from core.config import RunConfig
-from core.data.curation import curate, save_curated
+from core.data.curation import save_curated
+from core.data.integrity import curate
 from core.data.prepare import prepare_data
 from core.data.synthetic import generate_reviews
 from core.errors import DataError

@@ -23,7 +23,7 @@ from core.plan.sweep import (
     stop_group,
     submit_group,
 )
-from tests.test_app_support import FakeTrainer, jobs, runs_root, trainer, wait_for  # noqa: F401 - fixtures
+from tests.support import FakeTrainer, wait_for
 
 
 def classification_config() -> RunConfig:
@@ -54,7 +54,7 @@ def test_plan_without_rates_uses_the_config_rate():
 
 
 @pytest.mark.parametrize("rate", [None, "auto"])
-def test_plan_without_rates_keeps_an_unset_or_auto_rate_per_member(rate, runs_root):  # noqa: F811
+def test_plan_without_rates_keeps_an_unset_or_auto_rate_per_member(rate, runs_root):
     from core.plan.sweep import Group, save_group
 
     cfg = classification_config()
@@ -92,7 +92,7 @@ def test_plan_refuses_bad_choices(strategies, rates, needle):
 
 # ---- lifecycle --------------------------------------------------------------------------------
 
-def test_group_queues_runs_and_completes(jobs, runs_root):  # noqa: F811
+def test_group_queues_runs_and_completes(jobs, runs_root):
     group_id = submit_group(jobs, classification_config(), ["full", "lora", "feature-extraction"])
     group = load_group(runs_root, group_id)
     assert len(group.run_ids()) == 3
@@ -111,10 +111,10 @@ def held_trainer(monkeypatch):
     return FakeTrainer(hold=True)
 
 
-def test_stop_resume_and_delete(runs_root, held_trainer):  # noqa: F811
+def test_stop_resume_and_delete(runs_root, held_trainer):
     from core.service.jobs import JobManager
 
-    jobs = JobManager(runs_root, train_fn=held_trainer, preflight_fn=lambda cfg: None)  # noqa: F811
+    jobs = JobManager(runs_root, train_fn=held_trainer, preflight_fn=lambda cfg: None)
     try:
         group_id = submit_group(jobs, classification_config(), ["full", "lora", "freeze-layers"])
         group = load_group(runs_root, group_id)
@@ -146,7 +146,7 @@ def test_stop_resume_and_delete(runs_root, held_trainer):  # noqa: F811
         jobs.shutdown(timeout=10)
 
 
-def test_an_interrupted_submission_queues_the_missing_members(jobs, runs_root):  # noqa: F811
+def test_an_interrupted_submission_queues_the_missing_members(jobs, runs_root):
     from core.plan.sweep import save_group
 
     group = plan_group(classification_config(), ["full", "lora"])
@@ -156,7 +156,7 @@ def test_an_interrupted_submission_queues_the_missing_members(jobs, runs_root): 
     assert wait_for(lambda: member_states(jobs, load_group(runs_root, group.group_id)) == ["completed"] * 2)
 
 
-def test_a_broken_group_file_is_a_run_error(runs_root):  # noqa: F811
+def test_a_broken_group_file_is_a_run_error(runs_root):
     path = group_path(runs_root, "20260101-000000-x-group-1")
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
@@ -205,7 +205,7 @@ def test_recommendation_for_losses_and_when_the_best_is_fastest():
     assert "at least two runs" in recommendation_text(None)
 
 
-def test_rows_read_the_kept_evaluation_and_the_run_figures(jobs, runs_root):  # noqa: F811
+def test_rows_read_the_kept_evaluation_and_the_run_figures(jobs, runs_root):
     from core.run.folder import RunFolder
 
     group_id = submit_group(jobs, classification_config(), ["full", "lora"])

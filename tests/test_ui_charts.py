@@ -7,7 +7,7 @@ import math
 import plotly.graph_objects as go
 import pytest
 
-from core.present import charts
+from core.present import charts, legend
 
 
 def train_records(n: int) -> list[dict]:
@@ -136,7 +136,8 @@ def test_label_figure_groups_before_and_after():
     before = [{"label": "negative", "score": 0.6}, {"label": "positive", "score": 0.4}]
     after = [{"label": "positive", "score": 0.9}, {"label": "negative", "score": 0.1}]
     fig = charts.label_figure(before, after)
-    assert [t.name for t in fig.data] == ["base: negative", "fine-tuned: positive"]  # each names its predicted label
+    # Each names its model as everywhere else ("Base model" / "Fine-tuned model") and its predicted label.
+    assert [t.name for t in fig.data] == ["Base model: negative", "Fine-tuned model: positive"]
     assert list(fig.data[0].y) == ["negative", "positive"]
     assert list(fig.data[1].x) == [0.1, 0.9]
 
@@ -158,3 +159,22 @@ def test_class_counts_figure_draws_one_bar_per_class_with_count_and_share():
     assert list(bar.y) == ["positive", "negative"] and list(bar.x) == [30, 10]
     assert list(bar.text) == ["30 (75%)", "10 (25%)"]
     assert charts.class_counts_figure({}).data[0].x == ()
+
+
+def test_overlay_marks_single_points_and_keeps_strategy_colours_apart_by_dash():
+    """Issue 27: one evaluation per run drew a line with no visible point; one colour per strategy."""
+    one_eval = [{"step": 12, "eval_f1": 0.8}]
+    fig = charts.overlay_figure(
+        {"a": one_eval, "b": one_eval, "c": train_records(3000)}, "eval_f1",
+        names={"a": "LoRA · 1a2b", "b": "LoRA · 3c4d"}, hovers={"a": "a very long run name · 20260101-a"},
+        colors={"a": legend.strategy_color("lora"), "b": legend.strategy_color("lora")},
+    )
+    assert [t.name for t in fig.data] == ["LoRA · 1a2b", "LoRA · 3c4d"]
+    assert all("markers" in t.mode for t in fig.data)
+    assert fig.data[0].line.color == fig.data[1].line.color == legend.STRATEGY_COLORS["lora"]
+    assert fig.data[0].line.dash != fig.data[1].line.dash
+    assert "a very long run name" in fig.data[0].hovertemplate
+    long_run = charts.overlay_figure({"c": train_records(3000)}, "loss")
+    assert long_run.data[0].mode == "lines"  # thousands of points: no markers
+    assert legend.short_run_id("20260101-120000-classification-1a2b3c4d") == "1a2b3c4d"
+    assert not charts.has_series({"a": one_eval}, "loss") and charts.has_series({"a": one_eval}, "eval_f1")

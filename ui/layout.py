@@ -39,8 +39,8 @@ def sidebar(page=None) -> None:
         # (ui.state.watch). One small rerun every two seconds per tab, no charts. Train's own live
         # panel already follows the run it shows while that run is the active one, and reruns the
         # page when it ends, so there the sidebar rests: each rerun costs the browser CPU too.
-        refresh = None if _train_shows_active_run(page) else SIDEBAR_REFRESH_S
-        st.fragment(sidebar_run, run_every=refresh, key="tb_sidebar_run")()
+        resting = _train_shows_active_run(page)
+        st.fragment(sidebar_run, run_every=None if resting else SIDEBAR_REFRESH_S, key="tb_sidebar_run")(resting)
         st.divider()
         st.markdown(f"**{text.SIDEBAR_DEVICE}**")
         st.caption(state.device_label())
@@ -59,8 +59,13 @@ def _train_shows_active_run(page) -> bool:
         return False
 
 
-def sidebar_run() -> None:
-    """The run panel of the sidebar; a fragment, so it follows a training run on every page."""
+def sidebar_run(resting: bool = False) -> None:
+    """The run panel of the sidebar; a fragment, so it follows a training run on every page.
+
+    `resting`: Train shows the active run live and this panel does not refresh, so it draws no step or
+    ETA of that run (they would stay at the values of the page's last full run, e.g. "Step 0" beside the
+    page's "12 / 12"), only a line that its progress is on the page.
+    """
     jobs = state.get_jobs()
     active = jobs.active_run_id()
     run_id = active or state.selected_run_id()
@@ -75,19 +80,27 @@ def sidebar_run() -> None:
         else:
             st.caption(run_id)
             status_badge(snap.status)
-            step, max_steps, _ = run_progress(snap)
-            if max_steps:
-                label = text.SIDEBAR_STEP.format(step=step, max_steps=max_steps)
+            if resting and run_id == active:
+                st.caption(text.SIDEBAR_PROGRESS_ON_PAGE)
             else:
-                label = text.SIDEBAR_STEP_UNKNOWN.format(step=step)
-            st.progress(min(1.0, step / max_steps) if max_steps else 0.0, text=label)
-            if snap.is_active and snap.eta_s is not None:
-                st.caption(f"{text.METRIC_ETA}: {format_duration(snap.eta_s)}")
+                run_progress_bar(snap)
     queued = [r for r in jobs.queued() if r != active]
     if queued:
         st.caption(text.SIDEBAR_QUEUED.format(count=len(queued)))
     if state.watched_run_changed(jobs):
         st.rerun(scope="app")
+
+
+def run_progress_bar(snap) -> None:
+    """The run's step of its steps (ui.widgets.run_progress, as Train reads it) and, while active, its ETA."""
+    step, max_steps, _ = run_progress(snap)
+    if max_steps:
+        label = text.SIDEBAR_STEP.format(step=step, max_steps=max_steps)
+    else:
+        label = text.SIDEBAR_STEP_UNKNOWN.format(step=step)
+    st.progress(min(1.0, step / max_steps) if max_steps else 0.0, text=label)
+    if snap.is_active and snap.eta_s is not None:
+        st.caption(f"{text.METRIC_ETA}: {format_duration(snap.eta_s)}")
 
 
 def sticky_column(container_key: str, top: str = "4rem") -> None:

@@ -94,6 +94,7 @@ def learning_rate_panel(cfg: RunConfig, ready: bool) -> None:
     """"Suggest a learning rate": a range test on this config, its curve with the pick, and a button to use it."""
     if st.button(text.LR_FINDER_BUTTON, help=text.LR_FINDER_HELP, disabled=not ready, key="tb_lr_finder",
                  icon=":material/insights:", width="stretch"):
+        state.wait_for_warm_up()
         from core.training import lr_finder  # lazy: the range test imports torch only when it runs
 
         with st.spinner(text.LR_FINDER_RUNNING):

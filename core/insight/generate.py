@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, ModelError, RunError
+from core.insight.probes import device_of
 
 MAX_NEW_TOKENS_LIMIT = 512
+MAX_REPETITION_PENALTY = 2.0
+MAX_NO_REPEAT_NGRAM = 10
 BASE, TUNED = "base", "tuned"
 # One generation at a time per process: two tabs generating at once would only split the same
 # cores, and a model object is not meant to run two generate() calls concurrently.
@@ -31,12 +34,21 @@ _STREAM_TIMEOUT_S = 600.0
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How to continue a prompt: length, sampling temperature (0 = greedy), nucleus top-p, and seed."""
+    """How to continue a prompt: length, sampling temperature (0 = greedy), nucleus top-p, seed, and the
+    repetition guard.
+
+    The guard is on by default: greedy decoding of a small model loops ("...very comfortable and stylish...
+    very comfortable and stylish..."). `repetition_penalty` divides the scores of tokens already in the text
+    (1 = off) and `no_repeat_ngram_size` forbids any n tokens from appearing twice (0 = off); both are
+    transformers' GenerationConfig fields of the same names.
+    """
 
     max_new_tokens: int = 40
     temperature: float = 0.7
     top_p: float = 0.95
     seed: int = 0
+    repetition_penalty: float = 1.2
+    no_repeat_ngram_size: int = 3
 
     def validate(self) -> GenerationSettings:
         """Return self, or raise ConfigError naming the setting that is out of range."""
@@ -60,6 +72,19 @@ class GenerationSettings:
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"The seed must be a whole number, 0 or more (got {self.seed!r}).", field="seed")
+        if not 1.0 <= float(self.repetition_penalty) <= MAX_REPETITION_PENALTY:
+            raise ConfigError(
+                f"The repetition penalty must be from 1 (off) to {MAX_REPETITION_PENALTY:g} (got "
+                f"{self.repetition_penalty}); 1.2 stops most loops.",
+                field="repetition_penalty",
+            )
+        size = self.no_repeat_ngram_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_NO_REPEAT_NGRAM:
+            raise ConfigError(
+                f"No-repeat n-gram size must be a whole number from 0 (off) to {MAX_NO_REPEAT_NGRAM} (got {size!r}); "
+                "3 forbids any three tokens in a row from appearing twice.",
+                field="no_repeat_ngram_size",
+            )
         return self
 
     @property
@@ -77,7 +102,7 @@ def stream_continuation(model, tokenizer, prompt: str, settings: GenerationSetti
     prompt = _checked_prompt(prompt)
     encoded = tokenizer(prompt, return_tensors="pt")
     _check_length(model, tokenizer, int(encoded["input_ids"].shape[1]), settings)
-    device = _device_of(model)
+    device = device_of(model)
     inputs = {key: value.to(device) for key, value in encoded.items() if key in ("input_ids", "attention_mask")}
     streamer = TextIteratorStreamer(
         tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=_STREAM_TIMEOUT_S
@@ -87,6 +112,8 @@ def stream_continuation(model, tokenizer, prompt: str, settings: GenerationSetti
         "streamer": streamer,
         "max_new_tokens": settings.max_new_tokens,
         "do_sample": not settings.greedy,
+        "repetition_penalty": float(settings.repetition_penalty),
+        "no_repeat_ngram_size": int(settings.no_repeat_ngram_size),
         "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
     }
     if settings.greedy:
@@ -206,12 +233,6 @@ def _check_length(model, tokenizer, prompt_tokens: int, settings: GenerationSett
             f"this model sees at most {limit}: shorten the prompt or lower max new tokens.",
             field="max_new_tokens",
         )
-
-
-def _device_of(model):
-    from core.insight.probes import _device_of as device_of
-
-    return device_of(model)
 
 
 def _cuda_devices(device) -> list:

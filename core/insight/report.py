@@ -19,6 +19,7 @@ import pandas as pd
 
 from core.config import describe_learning_rate
 from core.errors import RunError
+from core.insight import analysis
 from core.insight import predictions as insight
 from core.run.folder import RunFolder
 
@@ -84,8 +85,10 @@ def build_report(run_path: Path | str) -> str:
                 parts.append(figures.html(charts.label_figure(before, after)))
             else:
                 parts.append("<div class='pair'>")
-                for title, scores in ((text.COLUMN_BASE, before), (text.EVALUATE_TUNED_FINAL.split(" (")[0], after)):
-                    body = figures.html(charts.topk_figure(scores)) if scores else _e(text.NOT_AVAILABLE)
+                # One probability axis for both panels: an 8% bar must not be drawn as wide as a 29% one.
+                x_max = charts.shared_x_max(*([p.get("score") for p in side] for side in (before, after)))
+                for title, scores in ((text.SERIES_BASE_MODEL, before), (text.SERIES_TUNED_MODEL, after)):
+                    body = figures.html(charts.topk_figure(scores, x_max=x_max)) if scores else _e(text.NOT_AVAILABLE)
                     parts.append(f"<div><p class='muted'>{_e(title)}</p>{body}</div>")
                 parts.append("</div>")
 
@@ -118,7 +121,7 @@ def _summary_table(cfg: Any, status: Mapping[str, Any], predictions: insight.Run
     from core.present import text
 
     t = cfg.training
-    hyper = (f"epochs {t.epochs}, max steps {t.max_steps or '—'}, batch {t.batch_size} × {t.gradient_accumulation_steps}, "
+    hyper = (f"{training_length(t)}, batch {t.batch_size} × {t.gradient_accumulation_steps}, "
              f"learning rate {describe_learning_rate(status.get('learning_rate') or t.learning_rate)} ({t.lr_scheduler}), weight decay {t.weight_decay:g}, seed {t.seed}")
     data = cfg.data.source if cfg.data.source == "synthetic" else f"{cfg.data.source}: {cfg.data.path}"
     final = status.get("final_metrics") or {}
@@ -145,6 +148,15 @@ def _summary_table(cfg: Any, status: Mapping[str, Any], predictions: insight.Run
                              else text.EVALUATE_ROWS.format(used=used))
     cells = "".join(f"<tr><th>{_e(text.REPORT_FIELDS[key])}</th><td>{_e(value)}</td></tr>" for key, value in rows.items())
     return f"<table>{cells}</table>"
+
+
+def training_length(training: Any) -> str:
+    """What decided the run's length: its max steps when set (they override the epochs), else its epochs."""
+    from core.present import text
+
+    if training.max_steps:
+        return text.TRAINING_LENGTH_STEPS.format(steps=int(training.max_steps))
+    return text.TRAINING_LENGTH_EPOCHS.format(epochs=float(training.epochs))
 
 
 def _probes(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list], dict[str, list]]:
@@ -175,19 +187,19 @@ def _classification_section(predictions: insight.RunPredictions, figures: _Figur
         if frame is None:
             parts.append(f"<div>{_e(text.NOT_AVAILABLE)}</div>")
             continue
-        counts, shares = insight.confusion(frame["gold"].tolist(), frame["predicted"].tolist(), labels)
+        counts, shares = analysis.confusion(frame["gold"].tolist(), frame["predicted"].tolist(), labels)
         parts.append(f"<div>{figures.html(charts.confusion_figure(counts, shares, labels, title))}</div>")
     parts.append("</div>")
 
-    table = insight.per_class_change(predictions.base, predictions.tuned, labels)
+    table = analysis.per_class_change(predictions.base, predictions.tuned, labels)
     names = {"label": text.COLUMN_LABEL, "precision": text.COLUMN_PRECISION, "recall": text.COLUMN_RECALL,
              "f1": text.COLUMN_F1, "support": text.COLUMN_SUPPORT}
     for metric in ("precision", "recall", "f1"):
         names[f"{metric}_change"] = text.COLUMN_CHANGE.format(metric=names[metric])
     parts += [f"<h3>{_e(text.PER_CLASS_TITLE)}</h3>", _table(table.rename(columns=names))]
 
-    examples = insight.example_table(predictions.base, predictions.tuned)
-    wrong = insight.filter_examples(examples, "misclassified").sort_values("confidence", ascending=False, kind="stable")
+    examples = analysis.example_table(predictions.base, predictions.tuned)
+    wrong = analysis.filter_examples(examples, "misclassified").sort_values("confidence", ascending=False, kind="stable")
     wrong = wrong.head(TOP_EXAMPLES).drop(columns=["row", "base_confidence"]).rename(columns={
         "text": text.COLUMN_TEXT, "gold": text.COLUMN_GOLD, "base_prediction": text.COLUMN_BASE_PREDICTION,
         "tuned_prediction": text.COLUMN_TUNED_PREDICTION, "confidence": text.COLUMN_CONFIDENCE,
@@ -201,11 +213,11 @@ def _language_model_section(predictions: insight.RunPredictions, figures: _Figur
     from core.present import charts, text
 
     base = predictions.base["loss"].tolist() if predictions.base is not None else []
-    parts = [f"<h2>{_e(text.REPORT_LANGUAGE_MODEL)}</h2>", f"<p class='muted'>{_e(text.LOSS_CAPTION)}</p>",
+    parts = [f"<h2>{_e(text.REPORT_LANGUAGE_MODEL)}</h2>", f"<p class='muted'>{_e(text.LOSS_CAPTIONS.get(predictions.task, text.LOSS_CAPTION))}</p>",
              figures.html(charts.loss_distribution_figure(base, predictions.tuned["loss"].tolist()))]
     if predictions.base is None:
         return parts
-    for part, rows in insight.moved_examples(predictions.base, predictions.tuned, TOP_EXAMPLES).items():
+    for part, rows in analysis.moved_examples(predictions.base, predictions.tuned, TOP_EXAMPLES).items():
         title, empty = text.MOVED_EXAMPLES[part]
         parts.append(f"<h3>{_e(title)}</h3>")
         parts.append(_table(rows.rename(columns=text.LOSS_CHANGE_COLUMNS)) if len(rows) else f"<p>{_e(empty)}</p>")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.plan.sweep import GROUP_METRIC, Group, Member, member_label, member_states
+from core.config import MAIN_METRIC
+from core.plan.sweep import Group, Member, member_label, member_states
 from core.run.folder import RunFolder
 
 # A strategy within this share of the best quality counts as "as good" for the recommendation.
@@ -33,6 +34,14 @@ class Row:
     total_params: int | None = None
     peak_memory_bytes: int | None = None
     disk_bytes: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The label with the strategy's display name: 'lora @ 1e-04' -> 'LoRA adapters @ 1e-04'."""
+        from core.present import text  # lazy: plain strings
+
+        shown = text.STRATEGY_NAMES.get(self.strategy, self.strategy)
+        return shown + self.label[len(self.strategy):] if self.label.startswith(self.strategy) else self.label
 
     @property
     def trainable_share(self) -> float | None:
@@ -71,7 +80,7 @@ class Comparison:
 def row_from_status(member: Member, label: str, run_id: str, status: Mapping[str, Any], *, task: str,
                     disk_bytes: int | None = None, state: str | None = None) -> Row:
     """A table row from a member's status.json (as the engine writes it)."""
-    metric_name = "eval_" + GROUP_METRIC[task][0]
+    metric_name = "eval_" + MAIN_METRIC[task][0]
     final = status.get("final_metrics") if isinstance(status.get("final_metrics"), Mapping) else {}
     best = status.get("best") if isinstance(status.get("best"), Mapping) else None
     metric = _number(best.get("value")) if best and best.get("name") == metric_name else None
@@ -112,7 +121,7 @@ def group_rows(jobs: Any, group: Group) -> list[Row]:
 
 def compare(rows: Sequence[Row], task: str) -> Comparison:
     """The comparison of a group's rows: Pareto front and recommendation over completed members."""
-    metric, higher = GROUP_METRIC[task]
+    metric, higher = MAIN_METRIC[task]
     return Comparison(metric=metric, higher_is_better=higher, rows=tuple(rows),
                       front=tuple(r.run_id for r in pareto_front(rows, higher)),
                       recommendation=recommend(rows, task))
@@ -144,7 +153,7 @@ def recommend(rows: Sequence[Row], task: str) -> Recommendation | None:
 
     None until two members have completed with a metric and a wall time.
     """
-    metric, higher = GROUP_METRIC[task]
+    metric, higher = MAIN_METRIC[task]
     measured = _measured(rows)
     if len(measured) < 2:
         return None
@@ -165,13 +174,21 @@ def recommend(rows: Sequence[Row], task: str) -> Recommendation | None:
     )
 
 
-def recommendation_text(recommendation: Recommendation | None) -> str:
-    """The recommendation as one sentence (templates in core.present.text)."""
+def recommendation_text(recommendation: Recommendation | None, names: Mapping[str, str] | None = None) -> str:
+    """The recommendation as one sentence (templates in core.present.text).
+
+    `names` maps the rows' labels to what the reader should see (pages: the strategies' display names,
+    Row.name); the CLI keeps the ids its flags use.
+    """
+    from dataclasses import replace
+
     from core.present import text  # lazy: plain strings, no streamlit
 
     if recommendation is None:
         return text.SWEEP_NO_RECOMMENDATION
     r = recommendation
+    if names:
+        r = replace(r, pick=names.get(r.pick, r.pick), reference=names.get(r.reference, r.reference))
     metric = text.SWEEP_METRIC_NAMES.get(r.metric, r.metric)
     if r.pick == r.reference:
         return text.SWEEP_BEST_IS_FASTEST.format(pick=r.pick, metric=metric, value=r.pick_value,

@@ -4,4 +4,5 @@ No streamlit and no torch here, so core (the report, the CLI) and the pages both
 
     text    every user-facing string
     charts  the plotly figure builders
+    legend  runs on charts: one colour per strategy, short legend names
 """

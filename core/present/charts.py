@@ -12,7 +12,9 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from core.present import text
+from core.present import legend, text
+
+PALETTE = legend.PALETTE  # runs by strategy (one colour each, short legend names): core.present.legend
 
 MAX_POINTS = 2000
 PRIMARY = "#4F46E5"
@@ -23,7 +25,10 @@ QUATERNARY = "#10B981"
 NEUTRAL = "#94A3B8"
 NEW_COLOR = "#16A34A"
 DROPPED_COLOR = "#DC2626"
-PALETTE = ("#4F46E5", "#0EA5E9", "#F59E0B", "#10B981", "#EC4899", "#8B5CF6", "#EF4444", "#14B8A6")
+# A series with at most this many points gets markers: one or two evaluations draw no visible line.
+MARKER_POINTS = 60
+# The training loss gets markers only while it is this short (its points are many once it trains).
+FEW_POINTS = 5
 EVENT_COLORS = {
     "unfreeze": "#8B5CF6",
     "checkpoint": "#94A3B8",
@@ -164,10 +169,12 @@ def loss_figure(
     fig = _empty(text.AXIS_LOSS, log_y)
     if not steps:
         return fig
-    smoothed = ema(losses, smoothing) if smoothing > 0 else []
+    smoothed = ema(losses, smoothing) if smoothing > 0 and len(steps) > 1 else []
     xs, ys = downsample(steps, losses)
+    # The first few points get markers: one logged loss drawn as a line alone is invisible.
     fig.add_trace(
-        go.Scatter(x=xs, y=ys, mode="lines", name=text.SERIES_RAW, line={"color": PRIMARY_LIGHT, "width": 1.5})
+        go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) <= FEW_POINTS else "lines", name=text.SERIES_RAW,
+                   line={"color": PRIMARY_LIGHT, "width": 1.5}, marker={"color": PRIMARY, "size": 7})
     )
     if smoothed:
         xs, ys = downsample(steps, smoothed)
@@ -175,7 +182,7 @@ def loss_figure(
             go.Scatter(x=xs, y=ys, mode="lines", name=text.SERIES_SMOOTHED, line={"color": PRIMARY, "width": 2.5})
         )
     lr_steps, rates = series(metrics, "learning_rate")
-    if learning_rate and lr_steps:
+    if learning_rate and len(lr_steps) > 1 and len(steps) > 1:  # one rate on an axis of its own tells nothing yet
         xs, ys = downsample(lr_steps, rates)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=text.AXIS_LR, yaxis="y2",
                                  line={"color": SECONDARY, "width": 1, "dash": "dash"}))
@@ -269,22 +276,48 @@ def perplexity_ticks(low_loss: float, high_loss: float, count: int = 5) -> list[
     return [candidates[round(i * stride)] for i in range(count)]
 
 
+def has_series(runs: Mapping[str, Iterable[Mapping[str, Any]]], metric: str) -> bool:
+    """Whether any of the runs has logged at least one value of `metric` (else draw a note, not an empty chart)."""
+    return any(series(records, metric)[0] for records in runs.values())
+
+
 def overlay_figure(
-    runs: Mapping[str, Iterable[Mapping[str, Any]]], metric: str, *, log_y: bool = False, smoothing: float = 0.0
+    runs: Mapping[str, Iterable[Mapping[str, Any]]], metric: str, *, log_y: bool = False, smoothing: float = 0.0,
+    names: Mapping[str, str] | None = None, hovers: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """One metric of several runs on one chart; runs are keyed by their display label."""
+    """One metric of several runs on one chart.
+
+    Runs are keyed by anything unique; `names` gives each its (short) legend name, `hovers` its full name
+    for the hover, `colors` its colour (a strategy's: legend.strategy_color). Runs that share a colour differ
+    by dash. A series of few points gets markers, so a single evaluation still shows.
+    """
     fig = _empty(text.METRIC_NAMES.get(metric, metric), log_y)
-    for i, (label, records) in enumerate(runs.items()):
+    fig.update_layout(hovermode="closest")
+    used: dict[str, int] = {}
+    for i, (key, records) in enumerate(runs.items()):
         steps, values = series(records, metric)
         if not steps:
             continue
         if smoothing > 0:
             values = ema(values, smoothing)
         xs, ys = downsample(steps, values)
+        color = (colors or {}).get(key) or PALETTE[i % len(PALETTE)]
+        dash = legend.DASHES[used.get(color, 0) % len(legend.DASHES)]
+        used[color] = used.get(color, 0) + 1
+        name = (names or {}).get(key, key)
+        hover = (hovers or {}).get(key, name)
         fig.add_trace(
-            go.Scatter(x=xs, y=ys, mode="lines", name=label, line={"color": PALETTE[i % len(PALETTE)], "width": 2})
+            go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) <= MARKER_POINTS else "lines", name=name,
+                       line={"color": color, "width": 2, "dash": dash}, marker={"size": 7},
+                       hovertemplate=f"{_hover_safe(hover)}<br>%{{x}}: %{{y:.4g}}<extra></extra>")
         )
     return fig
+
+
+def _hover_safe(label: str) -> str:
+    """A label inside a plotly hovertemplate: braces would read as template fields."""
+    return str(label).replace("{", "(").replace("}", ")")
 
 
 # ---- probe charts --------------------------------------------------------------------------
@@ -427,7 +460,7 @@ def confusion_figure(counts: Any, shares: Any, labels: Sequence[str], title: str
 def loss_distribution_figure(base: Sequence[float], tuned: Sequence[float]) -> go.Figure:
     """Per-example losses of the base and the fine-tuned model: overlaid histograms with box plots above."""
     fig = go.Figure()
-    for name, values, color in ((text.EVALUATE_BASE, base, NEUTRAL), (text.COLUMN_TUNED_LOSS, tuned, PRIMARY)):
+    for name, values, color in ((text.SERIES_BASE_MODEL, base, NEUTRAL), (text.SERIES_TUNED_MODEL, tuned, PRIMARY)):
         clean = [float(v) for v in values if _number(v) is not None]
         if not clean:
             continue
@@ -461,7 +494,7 @@ def tradeoff_figure(points: Sequence[Mapping[str, Any]], metric_title: str, *, h
         fig.add_trace(go.Scatter(
             x=[point["wall_s"]], y=[point["metric"]], mode="markers+text", name=str(point["label"]),
             text=[str(point["label"])], textposition="top center",
-            marker={"size": 14 if point.get("front") else 10, "color": PALETTE[i % len(PALETTE)],
+            marker={"size": 14 if point.get("front") else 10, "color": point.get("color") or PALETTE[i % len(PALETTE)],
                     "symbol": "star" if point.get("front") else "circle"},
             hovertemplate=f"{point['label']}<br>%{{x:.0f}} s<br>{metric_title} %{{y:.4g}}<extra></extra>",
         ))
