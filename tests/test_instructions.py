@@ -29,6 +29,7 @@ from core.data.instructions import (
 )
 from core.data.news import NEWS_CATEGORIES, generate_headlines
 from core.errors import ConfigError, DataError
+from tests.tiny_models import chat_tokenizer
 
 SMOLLM2_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
@@ -63,19 +64,9 @@ MULTI = [
 
 
 def _tiny_tokenizer(chat_template: str | None):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     corpus = [m["content"] for m in QA + MULTI] + ["You are a helpful AI assistant named SmolLM, trained by Hugging "
                                                    "Face", "system user assistant Classify the text", "### User:"]
-    model = Tokenizer(models.BPE())
-    model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    model.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    model.train_from_iterator(corpus * 5, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=model, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", chat_template=chat_template)
+    return chat_tokenizer(corpus, vocab_size=600, chat_template=chat_template)
 
 
 @pytest.fixture(scope="module")

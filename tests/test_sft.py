@@ -15,6 +15,7 @@ import pytest
 
 from core.config import DEFAULT_PROMPT_TEMPLATE, RunConfig, default_learning_rate
 from core.errors import ConfigError, DataError
+from tests.tiny_models import chat_tokenizer
 
 CHATML = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
@@ -44,20 +45,12 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 def _build_tiny_llama(out: Path) -> Path:
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     corpus = [m["content"] for r in chat_rows() for m in r["messages"]] + [
         "You are a helpful assistant.", "system user assistant", "Classify the text into one of", "negative positive",
         "Nike shoes are very comfortable. Is this review positive or negative?"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=500, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    bpe.train_from_iterator(corpus * 5, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                        pad_token="<|endoftext|>", chat_template=CHATML, model_max_length=256)
+    tokenizer = chat_tokenizer(corpus, vocab_size=500, chat_template=CHATML, model_max_length=256)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,

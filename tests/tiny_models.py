@@ -174,3 +174,19 @@ def _to_pickle(model, out: Path) -> None:
         path.unlink()
     state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
     torch.save(state, out / "pytorch_model.bin")
+
+
+def chat_tokenizer(corpus: list[str], *, vocab_size: int, chat_template: str | None, **extra):
+    """A small byte-level BPE tokenizer trained on `corpus`, with ChatML's special tokens and `chat_template`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    bpe.train_from_iterator(corpus * 5, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", chat_template=chat_template, **extra)
