@@ -21,12 +21,17 @@ EXIT_CRASH = 1
 def _add_config_flags(command: argparse.ArgumentParser) -> None:
     """The flags that build a RunConfig (shared by train and sweep)."""
     command.add_argument("--config", help="A run config YAML (saved from Setup or a run folder).")
-    command.add_argument("--preset", help="Start from a named scenario (nike, nike-mlm); other flags override it.")
-    command.add_argument("--task", help="mlm | classification | causal | sft (instruction tuning: LoRA on SmolLM2 "
-                                        "unless --strategy / --model say otherwise)")
+    command.add_argument("--preset", help="Start from a named scenario (nike, nike-mlm, news); other flags override it.")
+    command.add_argument("--task", help="mlm | classification | causal | sft (instruction tuning: LoRA on SmolLM2, "
+                                        "batches of 8, unless --strategy / --model / --batch-size say otherwise)")
     command.add_argument("--model", help="'bundled', a Hub id, a local model folder, or run:FOLDER (a finished run's model).")
-    command.add_argument("--strategy", help="full | feature-extraction | freeze-layers | gradual-unfreeze | lora")
-    command.add_argument("--dataset", help="synthetic | a data FILE | hub:NAME | curated:NAME")
+    command.add_argument("--strategy", help="full | feature-extraction | freeze-layers | gradual-unfreeze | lora | "
+                                            "prompt (sft only: no training, the base model answers the eval prompts)")
+    command.add_argument("--few-shot", type=int, metavar="K",
+                         help="sft: K examples from the training set before each eval prompt the base model answers "
+                              "(the prompt strategy's prompt, every run's 'before' score; 0-32, default 0).")
+    command.add_argument("--dataset", help="synthetic (product reviews) | news (built-in headlines, 8 categories, a "
+                                           "'human' column) | a data FILE | hub:NAME | curated:NAME")
     command.add_argument("--eval-file", help="Separate evaluation file.")
     command.add_argument("--text-column")
     command.add_argument("--label-column")
@@ -46,6 +51,25 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--save-steps", type=int)
     command.add_argument("--eval-steps", type=int)
     command.add_argument("--rows", type=int, help="Synthetic data: how many rows to generate.")
+    command.add_argument("--max-length", type=_max_length_flag, default=_MAX_LENGTH_UNSET,
+                         help="Longest input in tokens, or 'auto' (what an empty config means): long enough for 99%% of the training "
+                              "rows, capped by the model. The run log says how many rows are still cut.")
+
+
+def _max_length_flag(value: str) -> int | None:
+    """--max-length: a positive number of tokens, or 'auto' (None: follow the data)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        tokens = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of tokens or 'auto'") from None
+    if tokens < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: the max length must be at least 1 token")
+    return tokens
+
+
+_MAX_LENGTH_UNSET = object()
 
 
 def _learning_rate_flag(value: str) -> float | str:
@@ -69,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         "sweep", help="Compare strategies (and learning rates): train a group of runs one after another, print the table."
     )
     _add_config_flags(sweep)
-    sweep.add_argument("--strategies", help="Comma-separated strategies to compare, e.g. full,lora,feature-extraction.")
+    sweep.add_argument("--strategies", help="Comma-separated strategies to compare, e.g. full,lora,feature-extraction "
+                       "(sft: prompt,lora,full puts prompting without training beside them).")
     sweep.add_argument("--learning-rates", help="Optional, up to 3, comma-separated: every strategy runs at each.")
     sweep.add_argument("--output-dir", help="Runs folder for the group's runs and its group file (default: runs/).")
     sweep.add_argument("--resume", metavar="GROUP_FILE", help="Finish an interrupted group: its groups/<id>.json file.")
@@ -91,6 +116,21 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="Write one self-contained HTML report of a run (opens offline).")
     report.add_argument("run_folder", metavar="RUN_FOLDER", help="The run's folder, e.g. runs/<id>.")
     report.add_argument("--output", required=True, metavar="FILE.html", help="Where to write the report.")
+    evaluate = commands.add_parser(
+        "evaluate", help="Score a run's base and fine-tuned models on an evaluation file, example by example."
+    )
+    evaluate.add_argument("run_folder", metavar="RUN_FOLDER", help="The run's folder, e.g. runs/<id> (or only its id).")
+    evaluate.add_argument("--eval-file", required=True, metavar="FILE",
+                          help="The examples, in any shape the run trains on: chats, prompt/completion, or labelled "
+                               "texts (CSV, TSV, JSON, JSONL, Parquet).")
+    evaluate.add_argument("--output", metavar="FILE.jsonl",
+                          help="Where to write one JSON line per example (default: RUN_FOLDER/evaluations/<file name>.jsonl).")
+    evaluate.add_argument("--human-column", metavar="COLUMN",
+                          help="The file's column with a second annotator's labels: each model's agreement with it, "
+                               "and its own with the gold labels (the ceiling).")
+    evaluate.add_argument("--batch-size", type=int, default=16, help="sft: prompts answered at once (1-256; default 16).")
+    evaluate.add_argument("--max-new-tokens", type=int, default=32,
+                          help="sft: the longest answer, in tokens (1-512; default 32).")
     return parser
 
 
@@ -131,24 +171,28 @@ def _config_from_args(args: argparse.Namespace):
     if args.task:
         if args.task == "sft" and cfg.task != "sft" and not args.config and not args.preset:
             # Instruction tuning named on its own starts from its defaults: SmolLM2-Instruct, LoRA.
-            from core.config import DEFAULT_STRATEGIES
+            from core.config import DEFAULT_BATCH_SIZES, DEFAULT_STRATEGIES
             from core.models.catalogue import default_model
 
             cfg.model.source = default_model(args.task)
             cfg.strategy.name = DEFAULT_STRATEGIES.get(args.task, cfg.strategy.name)
+            cfg.training.batch_size = DEFAULT_BATCH_SIZES.get(args.task, cfg.training.batch_size)
         cfg.task = args.task
     if args.model:
         cfg.model.source = args.model
     if args.strategy:
         cfg.strategy.name = args.strategy
+    if args.few_shot is not None:
+        cfg.strategy.few_shot = args.few_shot
     for flag in ("prompt_column", "response_column", "prompt_template"):
         if getattr(args, flag) is not None:
             setattr(cfg.data, flag, getattr(args, flag))
     if args.train_on_prompt:
         cfg.data.train_on_prompt = True
     if args.dataset:
-        if args.dataset == "synthetic":
+        if args.dataset in ("synthetic", "reviews", "news"):
             cfg.data.source, cfg.data.path = "synthetic", None
+            cfg.data.synthetic.kind = "news" if args.dataset == "news" else "reviews"
         elif args.dataset.startswith("hub:"):
             cfg.data.source, cfg.data.path = "hub", args.dataset[4:]
         elif args.dataset.startswith("curated:"):
@@ -175,6 +219,8 @@ def _config_from_args(args: argparse.Namespace):
             setattr(cfg.training, attr, value)
     if args.learning_rate is not None:
         cfg.training.learning_rate = args.learning_rate  # 'auto' too: the engine runs the range test
+    if args.max_length is not _MAX_LENGTH_UNSET:
+        cfg.model.max_length = args.max_length  # None ('auto') follows the data
     return cfg.validate()
 
 
@@ -348,6 +394,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score the run's base and fine-tuned models on the file; print the summary, write one JSON line per example."""
+    from core.insight.evaluation import EvaluationSettings, evaluate_run, summary_lines
+
+    settings = EvaluationSettings(args.human_column, args.batch_size, args.max_new_tokens)
+    result = evaluate_run(args.run_folder, args.eval_file, output=args.output, settings=settings,
+                          on_progress=lambda message: print(message, file=sys.stderr, flush=True))
+    print("\n".join(summary_lines(result)), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     from core.errors import TuneboardError
@@ -364,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sweep(args, _config_from_args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
     except TuneboardError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -30,8 +30,21 @@ MAIN_METRIC = {"classification": ("f1", True), "mlm": ("loss", False), "causal":
                "sft": ("loss", False)}
 # The strategy a task starts with in Setup and the CLI when none is given (instruction tuning: adapters).
 DEFAULT_STRATEGIES = {"sft": "lora"}
-STRATEGIES = ("full", "feature-extraction", "freeze-layers", "gradual-unfreeze", "lora")
+# Chats are ~100 tokens where reviews are ~15, and a 135M-parameter LM costs ~6x MiniLM per token:
+# 8 rows keep an sft step at a few seconds on a 2-core CPU (TRL's default per-device batch too).
+DEFAULT_BATCH_SIZES = {"sft": 8}
+# model.max_length left empty follows the data: the length that covers this share of the training
+# rows, rounded up to a multiple of 8, capped by the model and by this many tokens (memory grows
+# with it, and attention's share with its square).
+AUTO_MAX_LENGTH_COVERAGE = 0.99
+AUTO_MAX_LENGTH_CAP = 512
+STRATEGIES = ("full", "feature-extraction", "freeze-layers", "gradual-unfreeze", "lora", "prompt")
+# The strategy that trains nothing: the base model answers the evaluation prompts (instruction tuning only).
+PROMPT_STRATEGY = "prompt"
+# Few-shot examples before each prompt: beyond this many the prompt outgrows a small model's context.
+MAX_FEW_SHOT = 32
 DATA_SOURCES = ("synthetic", "file", "hub", "curated")
+SYNTHETIC_KINDS = ("reviews", "news")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -151,6 +164,11 @@ def describe_learning_rate(rate: float | str | None) -> str:
     return rate if isinstance(rate, str) else f"{rate:g}"
 
 
+def strategies_for(task: str) -> tuple[str, ...]:
+    """The strategies a task can use: all of them for instruction tuning, all but prompting for the others."""
+    return STRATEGIES if task == "sft" else tuple(s for s in STRATEGIES if s != PROMPT_STRATEGY)
+
+
 def has_mask(text: str) -> bool:
     """Whether a masked-LM text holds a mask, in either spelling ([MASK] or <mask>)."""
     return any(spelling in text for spelling in MASK_SPELLINGS)
@@ -170,9 +188,13 @@ class ModelConfig:
             "the path of a local model folder."
         ),
     )
-    max_length: int = field(
-        default=64,
-        metadata=_help("Longest input in tokens; longer texts are truncated (or dropped by curation)."),
+    max_length: int | None = field(
+        default=None,
+        metadata=_help(
+            "Longest input in tokens; longer texts are truncated (or dropped by curation). Empty (the "
+            "default) follows the data: long enough for 99% of the training rows, capped by the model's "
+            f"positions and at {AUTO_MAX_LENGTH_CAP} tokens to bound memory."
+        ),
     )
     trust_remote_code: bool = field(
         default=False,
@@ -188,7 +210,14 @@ class ModelConfig:
 
 @dataclass
 class SyntheticConfig:
-    rows: int = field(default=2000, metadata=_help("How many review sentences to generate."))
+    kind: str = field(
+        default="reviews",
+        metadata=_help(
+            "'reviews': product review sentences with a sentiment label (and some empty rows); 'news': news "
+            "headlines in eight categories with a second annotator's labels in a 'human' column."
+        ),
+    )
+    rows: int = field(default=2000, metadata=_help("How many rows to generate."))
     seed: int = field(default=0, metadata=_help("Same seed, same sentences."))
     null_fraction: float = field(
         default=0.05, metadata=_help("Share of rows whose text is missing, as in real exports.")
@@ -279,7 +308,9 @@ class StrategyConfig:
         metadata=_help(
             "full: train everything. feature-extraction: freeze the backbone, train the head. "
             "freeze-layers: freeze embeddings and the bottom N blocks. gradual-unfreeze: start "
-            "with the head, unfreeze one block from the top per phase. lora: low-rank adapters."
+            "with the head, unfreeze one block from the top per phase. lora: low-rank adapters. "
+            "prompt (instruction tuning only): no training; the base model answers the evaluation prompts, "
+            "with few-shot examples when asked, as the baseline a fine-tune has to beat."
         ),
     )
     freeze_layers: int = field(
@@ -298,6 +329,15 @@ class StrategyConfig:
     )
     merge_on_export: bool = field(
         default=True, metadata=_help("Export a merged model (adapter folded into the weights).")
+    )
+    few_shot: int = field(
+        default=0,
+        metadata=_help(
+            f"Instruction tuning: k worked examples (0 to {MAX_FEW_SHOT}), drawn with the seed from the training "
+            "set, given as earlier user and assistant turns before each evaluation prompt the base model answers: "
+            "the prompt strategy's whole prompt, and every other strategy's 'before' score. The fine-tuned model "
+            "answers without them, as it was trained."
+        ),
     )
 
 
@@ -461,7 +501,8 @@ class RunConfig:
         yield lambda: _choice("data.curation.too_long", d.curation.too_long, TOO_LONG_ACTIONS)
         yield lambda: _choice("data.curation.check_action", d.curation.check_action, CHECK_ACTIONS)
         yield self._check_model_source
-        yield lambda: _positive("model.max_length", self.model.max_length, upper=8192)
+        if self.model.max_length is not None:
+            yield lambda: _positive("model.max_length", self.model.max_length, upper=8192)
         if t.max_steps == 0:
             yield lambda: _positive("training.epochs", t.epochs, upper=10_000)
         yield lambda: _at_least("training.max_steps", t.max_steps, 0)
@@ -481,6 +522,7 @@ class RunConfig:
         yield lambda: _between("data.validation_fraction", d.validation_fraction, 0.0, 0.9)
         if d.max_rows is not None:
             yield lambda: _positive("data.max_rows", d.max_rows)
+        yield lambda: _choice("data.synthetic.kind", d.synthetic.kind, SYNTHETIC_KINDS)
         yield lambda: _positive("data.synthetic.rows", d.synthetic.rows, upper=10_000_000)
         yield lambda: _between("data.synthetic.null_fraction", d.synthetic.null_fraction, 0.0, 0.9)
         yield self._check_data_path
@@ -492,6 +534,7 @@ class RunConfig:
         yield lambda: _positive("strategy.lora_r", s.lora_r, upper=1024)
         yield lambda: _positive("strategy.lora_alpha", s.lora_alpha, upper=4096)
         yield lambda: _between("strategy.lora_dropout", s.lora_dropout, 0.0, 0.9)
+        yield self._check_prompting
         yield lambda: _positive("probes.top_k", self.probes.top_k, upper=100)
         if self.task == "mlm":
             yield self._check_mask
@@ -544,6 +587,24 @@ class RunConfig:
                 field="training.learning_rate",
             )
         _positive("training.learning_rate", rate, upper=1.0)
+
+    def _check_prompting(self) -> None:
+        s = self.strategy
+        if isinstance(s.few_shot, bool) or not isinstance(s.few_shot, int) or not 0 <= s.few_shot <= MAX_FEW_SHOT:
+            raise ConfigError(f"strategy.few_shot must be a whole number from 0 to {MAX_FEW_SHOT}, not {s.few_shot!r}.",
+                              field="strategy.few_shot")
+        if s.name == PROMPT_STRATEGY and self.task != "sft":
+            raise ConfigError(
+                f"The prompt strategy (no training) answers chat prompts, so it is for instruction tuning only: "
+                f"choose task sft, or a training strategy for {self.task}.",
+                field="strategy.name",
+            )
+        if s.few_shot and self.task != "sft":
+            raise ConfigError("Few-shot examples are for instruction tuning (task sft) only: set strategy.few_shot to 0.",
+                              field="strategy.few_shot")
+        if s.name == PROMPT_STRATEGY and self.data.validation_fraction == 0 and not self.data.eval_path:
+            raise ConfigError("Prompting is scored on the evaluation prompts: hold out a validation share or give an "
+                              "eval file.", field="data.validation_fraction")
 
     def _check_early_stopping(self) -> None:
         if self.data.validation_fraction == 0 and not self.data.eval_path:

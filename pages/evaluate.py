@@ -2,7 +2,9 @@
 
 Reads the per-example predictions a run stored in predictions/ (core.insight.predictions): for classification the
 confusion matrices, the per-class table, an example browser and agreement with human labels; for
-language models the per-example loss distribution and the largest improvements and regressions.
+language models the per-example loss distribution and the largest improvements and regressions. Instruction
+tuning's generated answers get their scores before and after, and, mapped to a small label set, the same
+views as a classifier's, the answers side by side in the example browser; without a label set, the browser.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import streamlit as st
 from core.errors import TuneboardError
 from core.insight import analysis
 from core.insight import predictions as insight
+from core.insight.answer_pass import shots_words
 from core.present import charts, text
 from core.run.folder import RunFolder
 from ui import router, state
@@ -48,9 +51,42 @@ def rows_caption(meta: dict) -> str:
 
 
 def tuned_title(predictions: insight.RunPredictions) -> str:
-    """'Fine-tuned (final, step N)' or '(evaluation at step N)'."""
+    """'Fine-tuned (final, step N)' or '(evaluation at step N)'; a prompt run's 'Prompted, no training (3-shot)'."""
+    if predictions.prompted:
+        return text.EVALUATE_PROMPTED.format(shots=shots_words(predictions.shots("final")))
     template = text.EVALUATE_TUNED_FINAL if predictions.tuned_stage == "final" else text.EVALUATE_TUNED_EVAL
     return template.format(step=predictions.tuned_step if predictions.tuned_step is not None else "?")
+
+
+def base_title(predictions: insight.RunPredictions) -> str:
+    """'Base model', and how it was prompted when it answered (generated answers)."""
+    if predictions.has_answers:
+        return text.EVALUATE_BASE_PROMPTED.format(shots=shots_words(predictions.shots("base")))
+    return text.EVALUATE_BASE
+
+
+def stages(predictions: insight.RunPredictions) -> list[tuple[str, object]]:
+    """(title, frame) of the stages to show: base and fine-tuned; a prompt run's one stage alone."""
+    shown = [(tuned_title(predictions), predictions.tuned)]
+    return shown if predictions.prompted else [(base_title(predictions), predictions.base), *shown]
+
+
+# ---- generated answers ------------------------------------------------------------------------
+
+def answers_panel(predictions: insight.RunPredictions) -> None:
+    """Exact match (and the label scores) of the answers, the fine-tuned model's with its change from the base."""
+    st.subheader(text.ANSWERS_TITLE)
+    st.caption(text.ANSWERS_CAPTION_PROMPTED if predictions.prompted else text.ANSWERS_CAPTION)
+    labels = predictions.label_names
+    tuned = analysis.answer_summary(predictions.tuned, labels)
+    base = analysis.answer_summary(predictions.base, labels) if predictions.base is not None else None
+    for column, (key, name) in zip(st.columns(len(tuned)), text.ANSWER_METRICS.items(), strict=False):
+        if key not in tuned:
+            continue
+        delta = f"{tuned[key] - base[key]:+.1%}" if base is not None and key in base else None
+        column.metric(name, f"{tuned[key]:.1%}", delta=delta)
+        if base is not None and key in base:
+            column.caption(text.HUMAN_BASE.format(value=f"{base[key]:.1%}"))
 
 
 
@@ -61,9 +97,11 @@ def confusion_panel(predictions: insight.RunPredictions) -> None:
     """Base and fine-tuned confusion matrices side by side."""
     st.subheader(text.CONFUSION_TITLE)
     st.caption(text.CONFUSION_CAPTION)
-    labels = predictions.label_names
-    frames = [(text.EVALUATE_BASE, predictions.base), (tuned_title(predictions), predictions.tuned)]
-    for column, (title, frame) in zip(st.columns(2), frames, strict=True):
+    labels = predictions.shown_labels()
+    if insight.NO_LABEL in labels:
+        st.caption(text.CONFUSION_NO_LABEL.format(no_label=insight.NO_LABEL))
+    frames = stages(predictions)
+    for column, (title, frame) in zip(st.columns(len(frames)), frames, strict=True):
         with column:
             if frame is None:
                 st.caption(text.NOT_AVAILABLE)
@@ -75,7 +113,7 @@ def confusion_panel(predictions: insight.RunPredictions) -> None:
 def per_class_panel(predictions: insight.RunPredictions) -> None:
     """Precision, recall, F1 and support per class, with the change from the base model."""
     st.subheader(text.PER_CLASS_TITLE)
-    table = analysis.per_class_change(predictions.base, predictions.tuned, predictions.label_names)
+    table = analysis.per_class_change(predictions.base, predictions.tuned, predictions.shown_labels())
     names = {"label": text.COLUMN_LABEL, "precision": text.COLUMN_PRECISION, "recall": text.COLUMN_RECALL,
              "f1": text.COLUMN_F1, "support": text.COLUMN_SUPPORT}
     for metric in ("precision", "recall", "f1"):
@@ -92,20 +130,35 @@ def examples_panel(predictions: insight.RunPredictions, run_id: str) -> None:
     st.subheader(text.EXAMPLES_TITLE)
     table = analysis.example_table(predictions.base, predictions.tuned)
     options = list(analysis.FILTERS) if predictions.base is not None else ["all", "misclassified", "least_confident"]
-    which = st.segmented_control(text.EXAMPLES_FILTER, options, format_func=text.EXAMPLES_FILTERS.get,
+    names = text.ANSWER_FILTERS if predictions.has_answers else text.EXAMPLES_FILTERS
+    which = st.segmented_control(text.EXAMPLES_FILTER, options, format_func=names.get,
                                  default="misclassified", key="tb_eval_filter") or "all"
     chosen = analysis.filter_examples(table, which)
     st.caption(text.EXAMPLES_COUNT.format(count=len(chosen), total=len(table)))
     if chosen.empty:
         st.info(text.EXAMPLES_NONE, icon=":material/info:")
         return
-    shown = chosen.drop(columns=["row", "base_confidence"]).rename(columns={
+    hidden = list(analysis.FILTER_COLUMNS)
+    if predictions.has_answers and not predictions.has_labels:
+        hidden += ["base_prediction", "tuned_prediction"]  # without labels, a prediction is the answer itself
+    if predictions.prompted:
+        hidden += [c for c in ("base_answer", "base_prediction") if c in chosen.columns]
+    shown = chosen.drop(columns=hidden).rename(columns={
         "text": text.COLUMN_TEXT, "gold": text.COLUMN_GOLD, "base_prediction": text.COLUMN_BASE_PREDICTION,
         "tuned_prediction": text.COLUMN_TUNED_PREDICTION, "confidence": text.COLUMN_CONFIDENCE,
+        "base_answer": text.COLUMN_BASE_ANSWER, "tuned_answer": text.COLUMN_TUNED_ANSWER,
     })
+    if predictions.has_answers:
+        shown = shown.rename(columns={text.COLUMN_GOLD: text.COLUMN_REFERENCE})
+    if predictions.prompted:  # one model, not fine-tuned
+        shown = shown.rename(columns={text.COLUMN_TUNED_ANSWER: text.COLUMN_ANSWER,
+                                      text.COLUMN_TUNED_PREDICTION: text.COLUMN_ANSWER_LABEL})
     st.dataframe(shown.head(EXAMPLE_LIMIT), hide_index=True, key="tb_eval_examples", column_config={
         text.COLUMN_CONFIDENCE: st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
         text.COLUMN_TEXT: st.column_config.TextColumn(width="large"),
+        text.COLUMN_BASE_ANSWER: st.column_config.TextColumn(width="medium"),
+        text.COLUMN_TUNED_ANSWER: st.column_config.TextColumn(width="medium"),
+        text.COLUMN_ANSWER: st.column_config.TextColumn(width="medium"),
     })
     st.download_button(text.EXAMPLES_DOWNLOAD, shown.to_csv(index=False).encode("utf-8"),
                        file_name=f"{run_id}-{which}.csv", mime="text/csv", key="tb_eval_examples_csv",
@@ -216,11 +269,17 @@ if predictions.tuned is None:
     st.info(text.EVALUATE_PENDING, icon=":material/hourglass_top:")
     st.stop()
 
-if predictions.task == "classification":
+if predictions.has_answers:
+    answers_panel(predictions)
+if predictions.has_labels:  # a classifier, or generated answers mapped to a small label set
     confusion_panel(predictions)
     per_class_panel(predictions)
     examples_panel(predictions, run_id)
     st.divider()
     human_panel(predictions, cfg)
-else:
+elif predictions.has_answers:
+    examples_panel(predictions, run_id)
+if predictions.task != "classification" and "loss" in predictions.tuned.columns:  # a prompt run stores no losses
+    if predictions.has_answers:
+        st.divider()
     loss_panel(predictions)

@@ -32,10 +32,10 @@ from ui.widgets import (
 
 EXPORT_KEY = "tb_runs_export"
 DELETE_KEY = "tb_runs_delete_pending"
-METRIC_ORDER = ("eval_loss", "eval_perplexity", "eval_accuracy", "eval_f1", "train_loss", "loss")
+METRIC_ORDER = ("eval_loss", "eval_perplexity", "eval_accuracy", "eval_f1", "eval_exact_match", "train_loss", "loss")
 SHORT_NAMES = {
     "eval_loss": "eval loss", "eval_perplexity": "ppl", "eval_accuracy": "acc", "eval_f1": "F1",
-    "train_loss": "train loss", "loss": "loss",
+    "eval_exact_match": "exact match", "train_loss": "train loss", "loss": "loss",
 }
 OVERLAY_METRICS = ("loss", "eval_loss", "eval_perplexity", "eval_accuracy", "eval_f1", "learning_rate")
 

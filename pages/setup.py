@@ -18,9 +18,10 @@ import streamlit as st
 
 from core.config import (
     BUNDLED_MODEL,
+    DEFAULT_BATCH_SIZES,
     DEFAULT_STRATEGIES,
+    PROMPT_STRATEGY,
     SCHEDULERS,
-    STRATEGIES,
     TASKS,
     DataConfig,
     ModelConfig,
@@ -28,8 +29,9 @@ from core.config import (
     RunConfig,
     StrategyConfig,
     TrainingConfig,
+    strategies_for,
 )
-from core.data.preflight import DataFacts, data_problems, too_long_share
+from core.data.preflight import DataFacts, data_problems, planned_max_length, too_long_share
 from core.errors import ConfigError, DataError, ModelError, TuneboardError
 from core.present import charts, text
 from ui import layout, router, state
@@ -129,10 +131,13 @@ def estimate_lines(cfg: RunConfig, problems: list, params: tuple | None, facts: 
     if total:
         peak, kept = disk_bytes(cfg, int(trainable or total), int(total))
         st.caption(text.DISK_USE.format(peak=format_bytes(peak), kept=format_bytes(kept)))
+    planned = planned_max_length(facts, cfg.model.max_length)
+    if cfg.model.max_length is None and planned is not None:
+        st.caption(text.MAX_LENGTH_FITTED.format(max_length=planned))
     share = too_long_share(facts, cfg.model.max_length) if facts is not None else 0.0
     if share:
         action = text.TOO_LONG_DROPPED if cfg.data.curation.too_long == "drop" else text.TOO_LONG_TRUNCATED
-        st.info(text.TOO_LONG_NOTE.format(share=share, max_length=cfg.model.max_length, action=action),
+        st.info(text.TOO_LONG_NOTE.format(share=share, max_length=planned, action=action),
                 icon=":material/content_cut:")
 
 
@@ -144,7 +149,11 @@ def _read_preview(path: str, mtime_ns: int) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _synthetic_sample(seed: int, null_fraction: float) -> pd.DataFrame:
+def _synthetic_sample(kind: str, seed: int, null_fraction: float) -> pd.DataFrame:
+    if kind == "news":
+        from core.data.news import generate_headlines
+
+        return generate_headlines(SYNTH_SAMPLE_ROWS, seed=seed)
     from core.data.synthetic import generate_reviews
 
     return generate_reviews(SYNTH_SAMPLE_ROWS, seed=seed, null_fraction=null_fraction)
@@ -256,7 +265,8 @@ def model_section(form: Form, model: ModelConfig, task: str) -> ModelConfig:
         if model.source and not Path(model.source).expanduser().is_dir():
             st.caption(text.MODEL_LOCAL_MISSING.format(path=model.source))
     with st.expander(text.MODEL_ADVANCED):
-        model.max_length = form.number("model.max_length", text.MAX_LENGTH, model.max_length, step=8)
+        model.max_length = form.optional_int("model.max_length", text.MAX_LENGTH, model.max_length, step=8,
+                                             placeholder=text.MAX_LENGTH_AUTO)
         model.trust_remote_code = form.toggle("model.trust_remote_code", text.TRUST_REMOTE_CODE, model.trust_remote_code)
         model.allow_pickle_weights = form.toggle(
             "model.allow_pickle_weights", text.ALLOW_PICKLE, model.allow_pickle_weights
@@ -332,6 +342,10 @@ def follow_task(form: Form, cfg: RunConfig, previous_task: str) -> None:
             and strategy_key not in st.session_state.get(TOUCHED_KEY, set())):
         # Instruction tuning starts with LoRA; the widget is drawn below, so its state may still be set.
         cfg.strategy.name = st.session_state[strategy_key] = DEFAULT_STRATEGIES[cfg.task]
+    batch_key = form.key("training.batch_size")
+    if (cfg.task != previous_task and cfg.task in DEFAULT_BATCH_SIZES
+            and batch_key not in st.session_state.get(TOUCHED_KEY, set())):
+        cfg.training.batch_size = st.session_state[batch_key] = DEFAULT_BATCH_SIZES[cfg.task]
     model = bundled_model(cfg.model.source)
     if cfg.task == previous_task or model is None:
         return  # same task, or a Hub id / folder the user typed: theirs to keep
@@ -384,7 +398,7 @@ def data_section(
     elif data.source != "synthetic":
         problems += column_mapping(form, data, task, preview)
     if task == "sft" and not problems:
-        facts, found = _sft_facts(data)
+        facts, found = _sft_facts(data, _shown_name(form, data))
         problems += found
     else:
         facts = None if problems else _facts(data, task)
@@ -432,7 +446,12 @@ def instruction_inputs(form: Form, data: DataConfig, preview: pd.DataFrame | Non
             data.prompt_column, data.response_column = prompt or None, response or None
             if not (prompt or response):
                 problems += column_mapping(form, data, "classification", preview)
-                labelled = data.text_column in columns and data.label_column in columns
+                labelled = _labelled_set(form, data, preview)
+                if not labelled:  # the pickers hold guesses: nothing says what the model should learn
+                    try:
+                        detect_format(columns, source=_shown_name(form, data))
+                    except DataError as err:
+                        problems.append(err)
     else:
         data.prompt_column = data.response_column = None
     if labelled:
@@ -443,8 +462,32 @@ def instruction_inputs(form: Form, data: DataConfig, preview: pd.DataFrame | Non
     return problems
 
 
-def _sft_facts(data: DataConfig) -> tuple[DataFacts | None, list[TuneboardError]]:
-    """Facts of instruction data, every row checked (a bad row is a problem under the data path)."""
+def _labelled_set(form: Form, data: DataConfig, preview: pd.DataFrame) -> bool:
+    """Whether instruction data without recognised fields is a labelled set: text and label columns the user
+    picked, or a label column core finds in it (not merely the picker's first guess, such as free-text answers)."""
+    from core.data.columns import find_label_column
+
+    columns = [str(c) for c in preview.columns]
+    if data.text_column not in columns or data.label_column not in columns:
+        return False
+    if form.touched("data.text_column") or form.touched("data.label_column"):
+        return True
+    return find_label_column(preview, exclude=(data.text_column,)) == data.label_column
+
+
+def _shown_name(form: Form, data: DataConfig) -> str | None:
+    """The data file's name as the user knows it: an upload's own name (not its stored copy's), else the path's."""
+    if data.source != "file":
+        return data.path or None  # a Hub id or a curated dataset's name
+    uploaded = st.session_state.get(form.key("data.upload"))
+    if uploaded is not None and not isinstance(uploaded, list):
+        return uploaded.name
+    return Path(data.path).name if data.path else None
+
+
+def _sft_facts(data: DataConfig, shown_name: str | None = None) -> tuple[DataFacts | None, list[TuneboardError]]:
+    """Facts of instruction data, every row checked (a bad row is a problem under the data path, named by
+    `shown_name`, the file as the user knows it)."""
     if data.source == "hub" or (data.source != "synthetic" and not data.path):
         return None, []
     path = Path(data.path).expanduser() if data.source == "file" and data.path else None
@@ -454,6 +497,8 @@ def _sft_facts(data: DataConfig) -> tuple[DataFacts | None, list[TuneboardError]
         facts = _instruction_facts(_dump({"task": "sft", "data": dataclasses.asdict(data)}),
                                    path.stat().st_mtime_ns if path is not None else 0)
     except TuneboardError as err:
+        if path is not None and shown_name and shown_name != path.name:
+            err = type(err)(str(err).replace(path.name, shown_name), field=err.field)
         return None, [_at(err, "data.path")]
     st.caption(text.SFT_ROWS.format(rows=facts.usable))
     return facts, []
@@ -483,21 +528,28 @@ def label_balance(facts: DataFacts) -> None:
 
 
 def synthetic_inputs(form: Form, data: DataConfig) -> None:
-    """Rows, seed and empty-row share of the generated reviews, with sample sentences."""
-    cols = st.columns(3)
+    """Which generator (reviews or news headlines), rows, seed and empty-row share, with sample rows."""
+    from core.config import SYNTHETIC_KINDS
+
+    data.synthetic.kind = form.select("data.synthetic.kind", text.SYNTH_KIND, SYNTHETIC_KINDS, data.synthetic.kind,
+                                      format_func=lambda k: text.SYNTH_KINDS.get(k, k), radio=True)
+    news = data.synthetic.kind == "news"
+    cols = st.columns(2 if news else 3)
     with cols[0]:
         data.synthetic.rows = form.number("data.synthetic.rows", text.SYNTH_ROWS, data.synthetic.rows, step=500)
     with cols[1]:
         data.synthetic.seed = form.number("data.synthetic.seed", text.SYNTH_SEED, data.synthetic.seed)
-    with cols[2]:
-        data.synthetic.null_fraction = form.number(
-            "data.synthetic.null_fraction", text.SYNTH_NULLS, data.synthetic.null_fraction, step=0.01
-        )
+    if not news:  # headlines have no empty rows: their flaws are repeats and a disagreeing annotator
+        with cols[2]:
+            data.synthetic.null_fraction = form.number(
+                "data.synthetic.null_fraction", text.SYNTH_NULLS, data.synthetic.null_fraction, step=0.01
+            )
     data.path = None
     data.text_column, data.label_column = "text", "label"
     with st.expander(text.SYNTH_SAMPLE):
         try:
-            sample = _synthetic_sample(int(data.synthetic.seed), float(data.synthetic.null_fraction))
+            sample = _synthetic_sample(data.synthetic.kind, int(data.synthetic.seed),
+                                       float(data.synthetic.null_fraction))
         except TuneboardError as err:
             st.error(str(err))
         else:
@@ -606,11 +658,17 @@ def column_mapping(
     return problems
 
 
-def strategy_section(form: Form, strategy: StrategyConfig) -> StrategyConfig:
-    """The strategy and the knobs that strategy uses."""
+def strategy_section(form: Form, strategy: StrategyConfig, task: str) -> StrategyConfig:
+    """The strategy and the knobs that strategy uses; instruction tuning's few-shot examples."""
     strategy.name = form.select(
-        "strategy.name", text.STRATEGY_LABEL, STRATEGIES, strategy.name, format_func=_label(text.STRATEGY_NAMES)
+        "strategy.name", text.STRATEGY_LABEL, strategies_for(task), strategy.name,
+        format_func=_label(text.STRATEGY_NAMES),
     )
+    if task == "sft":
+        prompting = strategy.name == PROMPT_STRATEGY
+        strategy.few_shot = form.number("strategy.few_shot", text.FEW_SHOT if prompting else text.FEW_SHOT_BEFORE,
+                                        strategy.few_shot)
+        st.caption(text.PROMPTING_NOTE if prompting else text.FEW_SHOT_BEFORE_NOTE)
     if strategy.name == "freeze-layers":
         strategy.freeze_layers = form.number("strategy.freeze_layers", text.FREEZE_LAYERS, strategy.freeze_layers)
     elif strategy.name == "gradual-unfreeze":
@@ -636,7 +694,20 @@ def strategy_section(form: Form, strategy: StrategyConfig) -> StrategyConfig:
 
 def training_section(form: Form, training: TrainingConfig, task: str, strategy: str = "full",
                      model_source: str = "bundled") -> TrainingConfig:
-    """Length of training, batch, learning-rate schedule; logging, checkpoints and device in an expander."""
+    """Length of training, batch, learning-rate schedule; logging, checkpoints and device in an expander.
+
+    Prompting trains nothing: only the seed (it draws the few-shot examples) and the device apply.
+    """
+    if strategy == PROMPT_STRATEGY:
+        st.info(text.PROMPTING_NO_TRAINING, icon=":material/chat:")
+        cols = st.columns(2)
+        with cols[0]:
+            training.seed = form.number("training.seed", text.SEED, training.seed)
+        with cols[1]:
+            from core.config import DEVICES
+
+            training.device = form.select("training.device", text.DEVICE, DEVICES, training.device)
+        return training
     mode = form.select(
         "training.max_steps", text.TRAIN_FOR, list(text.TRAIN_FOR_OPTIONS),
         "steps" if training.max_steps else "epochs", format_func=_label(text.TRAIN_FOR_OPTIONS), radio=True,
@@ -913,7 +984,7 @@ with main:
         cfg.data, found, facts = data_section(form, cfg.data, cfg.task)
     with st.container(border=True):
         st.subheader(text.SECTION_STRATEGY)
-        cfg.strategy = strategy_section(form, cfg.strategy)
+        cfg.strategy = strategy_section(form, cfg.strategy, cfg.task)
     with st.container(border=True):
         st.subheader(text.SECTION_TRAINING)
         cfg.training = training_section(form, cfg.training, cfg.task, cfg.strategy.name, cfg.model.source)
@@ -936,7 +1007,8 @@ with side:
     with st.container(border=True):  # strategy shoot-out and learning-rate finder (ui.shootout)
         from ui.shootout import compare_strategies_panel, learning_rate_panel
 
-        learning_rate_panel(cfg, ready=not problems)
+        if cfg.strategy.name != PROMPT_STRATEGY:  # no training: no learning rate to suggest
+            learning_rate_panel(cfg, ready=not problems)
         compare_strategies_panel(cfg, ready=not problems)
     with st.container(border=True):
         config_file_section(cfg)

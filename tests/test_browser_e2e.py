@@ -576,3 +576,136 @@ def test_a_two_strategy_shootout_from_setup_shows_both_runs_and_a_recommendation
     expect(main.get_by_text(text.SWEEP_NO_RECOMMENDATION)).to_have_count(0)
     _screenshot(page, "11-shootout-view")
     _assert_clean(page, "Compare strategies")
+
+
+# ---- instruction tuning: an uploaded chat file on a local model folder ----------------------
+
+SFT_STEPS = 4
+SFT_PROBE = "What is the capital of France?"
+SFT_BASE_ANSWER = "I do not know."  # what the base model is taught to answer (see _tiny_chat_model)
+CAPITALS = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Germany": "Berlin", "Japan": "Tokyo",
+            "Egypt": "Cairo", "Peru": "Lima", "Kenya": "Nairobi"}
+# ChatML, the shape of SmolLM2's template (without its default system turn).
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def _chat_jsonl(path: Path, copies: int = 6) -> Path:
+    """Chats in the 'messages' shape hosted fine-tuning APIs take: one question and its answer each."""
+    rows = [{"messages": [{"role": "user", "content": f"What is the capital of {country}?"},
+                          {"role": "assistant", "content": f"{city}."}]}
+            for _ in range(copies) for country, city in CAPITALS.items()]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def _tiny_chat_model(folder: Path) -> Path:
+    """A tiny Llama (hidden size 32, 2 layers) with a ChatML tokenizer, saved to `folder`.
+
+    Freshly initialised, its greedy answer is one token repeated (a newline, with tied embeddings), which
+    strips to an empty answer; 40 quick steps teach it to answer every question "I do not know.", so the
+    base column shows words that the fine-tune on the capitals then starts from.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests.tiny_models import chat_tokenizer
+
+    corpus = [f"What is the capital of {country}? {city}." for country, city in CAPITALS.items()]
+    tokenizer = chat_tokenizer(corpus + [SFT_BASE_ANSWER, "system user assistant"], vocab_size=400,
+                               chat_template=CHATML, model_max_length=256)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    chats = [tokenizer.apply_chat_template([{"role": "user", "content": f"What is the capital of {country}?"},
+                                            {"role": "assistant", "content": SFT_BASE_ANSWER}], tokenize=False)
+             for country in CAPITALS]
+    batch = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small: one thread takes 0.5 s, two on a busy 2-core machine 30 s
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(config)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+            for _ in range(40):
+                model(**batch, labels=labels).loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_instruction_tuning_on_an_uploaded_chat_file_shows_both_answers(app_url, page, tmp_path):
+    """Instruction tuning: a local model folder and an uploaded chat JSONL -> Start -> Compare: both answers."""
+    expect = _expect()
+    runs = tmp_path / "runs"
+    model = _tiny_chat_model(tmp_path / "tiny-chat-model")
+    data = _chat_jsonl(tmp_path / "capitals.jsonl")
+    main = page.get_by_test_id("stMain")
+    clock = _Stages()
+
+    page.goto(app_url)
+    start = page.get_by_role("button", name=text.START)
+    expect(start).to_be_visible(timeout=120_000)
+    _wait_idle(page)
+    _choose(page, text.TASK_LABEL, text.TASK_NAMES["sft"])
+    _choose(page, text.MODEL_KIND, text.MODEL_KINDS["local"])
+    folder = page.get_by_role("textbox", name=text.MODEL_LOCAL, exact=True)
+    folder.fill(str(model))
+    folder.press("Enter")
+    _wait_idle(page)
+    _choose(page, text.DATA_SOURCE, text.DATA_SOURCES["file"])
+    uploader = main.get_by_test_id("stFileUploader").filter(has_text=text.UPLOAD_LABEL)
+    uploader.locator("input[type=file]").set_input_files(str(data))
+    _wait_idle(page)
+    expect(main.get_by_text(text.SFT_FORMAT_FOUND.split(":")[0] + ":")).to_be_visible()  # the chat shape
+    expect(main.get_by_text(text.SFT_ROWS.format(rows=6 * len(CAPITALS)))).to_be_visible()
+    _choose(page, text.TRAIN_FOR, text.TRAIN_FOR_OPTIONS["steps"])
+    _set_number(page, text.MAX_STEPS, SFT_STEPS)
+    probes = page.get_by_role("textbox", name=text.PROBE_TEXTS)
+    probes.fill(SFT_PROBE)
+    probes.blur()  # a text area commits its value when it loses focus
+    _wait_idle(page)
+    expect(main.get_by_text(text.CONFIG_OK)).to_be_visible()
+    expect(start).to_be_enabled()
+    _screenshot(page, "12-setup-sft")
+    _assert_clean(page, "Setup for instruction tuning")
+    clock.lap("setup")
+
+    start.click()
+    page.wait_for_url(re.compile(r"/train\?run=[\w.-]+"))
+    run_id = page.url.rsplit("run=", 1)[1].split("&")[0]
+    config = (runs / run_id / "config.yaml").read_text()
+    assert "task: sft" in config and f"source: {model}" in config and "capitals.jsonl" in config, config
+    _nav(page, text.PAGE_COMPARE)  # no live charts there: the CPU goes to the run
+    status = _poll("the instruction-tuning run to finish", lambda: _finished(runs / run_id), TRAIN_TIMEOUT_S, 1)
+    assert status == "completed", f"the run ended {status}:\n{browser.log_tail(runs / run_id / 'run.log')}"
+    clock.lap("training")
+
+    page.reload()
+    expect(page.get_by_role("heading", name=text.COMPARE_TITLE)).to_be_visible()
+    _wait_idle(page)
+    panel = main.get_by_test_id("stVerticalBlock").filter(has=page.get_by_text(SFT_PROBE, exact=True)).filter(
+        has=page.get_by_text(text.COLUMN_BASE, exact=True)
+    ).last
+    columns = panel.get_by_test_id("stColumn")
+    expect(columns).to_have_count(2)
+    titles = (text.COLUMN_BASE, text.COLUMN_TUNED_FINAL.format(step=SFT_STEPS))
+    for column, title in zip((columns.nth(0), columns.nth(1)), titles, strict=True):
+        expect(column.get_by_text(title, exact=True)).to_be_visible()
+        answer = column.get_by_test_id("stText")  # the model's greedy answer, as plain text
+        expect(answer).to_have_count(1)
+        shown = answer.inner_text().strip()
+        assert shown and shown != text.SFT_EMPTY_ANSWER, f"no answer under {title!r}"
+    expect(columns.nth(0).get_by_test_id("stText")).to_have_text(SFT_BASE_ANSWER)
+    box = panel.bounding_box()
+    _screenshot(page, "13-compare-sft", height=max(VIEWPORT["height"], int(box["y"] + box["height"]) + 24))
+    _assert_clean(page, "Compare after instruction tuning")
+    clock.lap("compare")
+    print(f"\nbrowser sft e2e: run {run_id}; {clock}")

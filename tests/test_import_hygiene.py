@@ -18,8 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "peft", "datasets", "accelerate")
-PAGES = ("pages/setup.py", "pages/data.py", "pages/train.py", "pages/compare.py", "pages/evaluate.py",
-         "pages/runs.py", "pages/compare_strategies.py")
+PAGES = ("pages/setup.py", "pages/data.py", "pages/train.py", "pages/compare.py", "pages/playground.py",
+         "pages/evaluate.py", "pages/runs.py", "pages/compare_strategies.py")
 
 # Runs in the fresh interpreter: the app, then one page (with a finished run of `task` selected),
 # or Setup with every task chosen in turn; prints the heavy modules that got imported.

@@ -21,6 +21,7 @@ def pages() -> list:
         st.Page("pages/data.py", title=text.PAGE_DATA, icon=text.ICON_DATA),
         st.Page("pages/train.py", title=text.PAGE_TRAIN, icon=text.ICON_TRAIN),
         st.Page("pages/compare.py", title=text.PAGE_COMPARE, icon=text.ICON_COMPARE),
+        st.Page("pages/playground.py", title=text.PAGE_CHAT, icon=text.ICON_CHAT),
         st.Page("pages/evaluate.py", title=text.PAGE_EVALUATE, icon=text.ICON_EVALUATE),
         st.Page("pages/runs.py", title=text.PAGE_RUNS, icon=text.ICON_RUNS),
         st.Page("pages/compare_strategies.py", title=text.PAGE_STRATEGIES, icon=text.ICON_STRATEGIES),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.config import LEARNING_RATE_AUTO, STRATEGIES, RunConfig, default_learning_rate, field_help
+from core.config import LEARNING_RATE_AUTO, RunConfig, default_learning_rate, field_help, strategies_for
 from core.errors import TuneboardError
 from core.plan import sweep
 from core.present import charts, text
@@ -67,7 +67,9 @@ def compare_strategies_panel(cfg: RunConfig, ready: bool) -> None:
         return
     if STRATEGIES_KEY not in st.session_state:
         st.session_state[STRATEGIES_KEY] = list(dict.fromkeys([cfg.strategy.name, "lora", "feature-extraction"]))
-    chosen = st.multiselect(text.SWEEP_STRATEGIES, STRATEGIES, help=text.SWEEP_STRATEGIES_HELP, key=STRATEGIES_KEY,
+    offered = strategies_for(cfg.task)  # prompting (no training) beside the others for instruction tuning
+    st.session_state[STRATEGIES_KEY] = [s for s in st.session_state[STRATEGIES_KEY] if s in offered]
+    chosen = st.multiselect(text.SWEEP_STRATEGIES, offered, help=text.SWEEP_STRATEGIES_HELP, key=STRATEGIES_KEY,
                             format_func=lambda name: text.STRATEGY_NAMES.get(name, name))
     rates = st.text_input(text.SWEEP_LEARNING_RATES, help=text.SWEEP_LEARNING_RATES_HELP, key=RATES_KEY,
                           placeholder=_rate_placeholder(cfg.training.learning_rate))

@@ -107,8 +107,8 @@ Chat = list[dict[str, str]]
 # ---- shapes and rows --------------------------------------------------------------------------
 
 def detect_format(columns: Iterable[Any], *, prompt_column: str | None = None,
-                  response_column: str | None = None) -> str:
-    """The shape of instruction data with these columns: one of FORMATS; a DataError when none fits."""
+                  response_column: str | None = None, source: str | None = None) -> str:
+    """The shape of instruction data with these columns: one of FORMATS; a DataError (naming `source`, the file) when none fits."""
     columns = [str(c) for c in columns]
     if prompt_column or response_column:
         for value, field in ((prompt_column, "data.prompt_column"), (response_column, "data.response_column")):
@@ -126,16 +126,38 @@ def detect_format(columns: Iterable[Any], *, prompt_column: str | None = None,
             return shape
     shapes = "; ".join(FORMATS.values())
     raise DataError(
-        f"No prompt and answer fields were recognised among the columns {_listed(columns)}. Tuneboard takes "
+        f"No prompt and answer fields were recognised{f' in {source}' if source else ''} among the columns "
+        f"{_listed(columns)}. Tuneboard takes "
         f"{shapes}. Rename the columns, or map the prompt and response columns.",
         field="data.prompt_column",
     )
 
 
+def instruction_columns(columns: Iterable[Any], *, prompt_column: str | None = None,
+                        response_column: str | None = None) -> list[str]:
+    """The columns whose cells make the chats of instruction data with these columns (as conversations_from_frame reads them)."""
+    columns = [str(c) for c in columns]
+    shape = detect_format(columns, prompt_column=prompt_column, response_column=response_column)
+    by_lower = {c.lower(): c for c in columns}
+
+    def first(names: Sequence[str]) -> str | None:
+        return next((by_lower[n] for n in names if n in by_lower), None)
+
+    if shape == "messages":
+        return [c for c in (first(_CHAT_COLUMNS),) if c]
+    if shape == "mapped":
+        used = [str(prompt_column), str(response_column)]
+    else:
+        prompts, answers, extras = _PAIR_COLUMNS[shape]
+        used = [first(prompts), first(answers), first(extras)]
+    return [c for c in used + [first(("system",))] if c]
+
+
 def conversations_from_frame(frame: pd.DataFrame, *, prompt_column: str | None = None,
                              response_column: str | None = None, source: str | None = None) -> list[Chat]:
     """Every row of instruction data (as read_table returns it) as a chat; a DataError names the first bad row."""
-    shape = detect_format(frame.columns, prompt_column=prompt_column, response_column=response_column)
+    shape = detect_format(frame.columns, prompt_column=prompt_column, response_column=response_column,
+                          source=_source_name(frame, source))
     if shape == "messages":
         column = str(_column(frame, _CHAT_COLUMNS))
         chats = frame[column].tolist()
@@ -200,7 +222,7 @@ def run_conversations(frame: pd.DataFrame, data_cfg: Any, *, source: str | None 
         labelled = data_cfg.source == "synthetic"
         if not labelled and not (prompt or response):
             try:
-                detect_format(frame.columns)
+                detect_format(frame.columns, source=_source_name(frame, source))
             except DataError:
                 if data_cfg.text_column not in frame.columns or data_cfg.label_column not in frame.columns:
                     raise
@@ -270,7 +292,7 @@ class _BadRow(Exception):
 def _collect(frame: pd.DataFrame, source: str | None, build: Callable[[int], Chat]) -> list[Chat]:
     """build(row) for every row; the first bad row named in a DataError that counts the others."""
     report = frame.attrs.get("read_report") or {}
-    name = source or (Path(str(report["path"])).name if report.get("path") else "the data")
+    name = _source_name(frame, source) or "the data"
     unit = "line" if report.get("format") == "jsonl" else "row"
     if len(frame) == 0:
         raise DataError(f"{name} has no rows: add examples to train on.", field="data.path")
@@ -285,6 +307,12 @@ def _collect(frame: pd.DataFrame, source: str | None, build: Callable[[int], Cha
         more = f" {bad - 1} other {unit}{'s have' if bad > 2 else ' has'} problems too." if bad > 1 else ""
         raise DataError(first + more, field="data.path")
     return chats
+
+
+def _source_name(frame: pd.DataFrame, source: str | None) -> str | None:
+    """The name errors give the data: `source`, else the file read_table read the frame from."""
+    report = frame.attrs.get("read_report") or {}
+    return source or (Path(str(report["path"])).name if report.get("path") else None)
 
 
 def _column(frame: pd.DataFrame, names: Sequence[str]) -> str | None:
@@ -427,6 +455,13 @@ def encode_conversation(tokenizer: Any, messages: Sequence[Mapping[str, str]], m
         "truncated_prompt": truncated_prompt,
         "truncated_answer": truncated_answer,
     }
+
+
+def rendered_length(tokenizer: Any, messages: Sequence[Mapping[str, str]], chat_template: str | None = None) -> int:
+    """Tokens of the whole chat as encode_conversation renders it, before any truncation."""
+    chat = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+    template = chat_template or _own_template(tokenizer) or PLAIN_CHAT_TEMPLATE
+    return len(_ids(tokenizer, _render(tokenizer, chat, template)))
 
 
 def training_chat_template(tokenizer: Any) -> str | None:

@@ -1,6 +1,10 @@
 """What per-example predictions say: confusion, per-class scores, the examples that moved, and agreement
 with human labels. Pure functions on pandas frames (core.insight.predictions reads them from disk);
 no torch, so the Evaluate page and the report use them.
+
+Instruction tuning's stages of generated answers carry a classifier's columns (core.insight.answer_pass), so
+the same functions read them; an example is named by its `input` there (the text a human file holds), and
+its answers and whether each was right come along.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.insight.predictions import RunPredictions
+from core.insight.answers import score_answers
+from core.insight.predictions import NO_LABEL, RunPredictions
 
 # The example browser's filters.
 FILTERS = ("all", "misclassified", "fixed", "broken", "least_confident")
+# example_table's columns that only the filters read.
+FILTER_COLUMNS = ("row", "base_confidence", "base_correct", "tuned_correct")
 
 # ---- classification analysis (pure) ------------------------------------------------------------
 
@@ -45,13 +52,16 @@ def per_class(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[st
 
 
 def per_class_change(base: pd.DataFrame | None, tuned: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
-    """The per-class table of the fine-tuned stage, with the change from the base stage per metric."""
+    """The per-class table of the fine-tuned stage, with the change from the base stage per metric.
+
+    NO_LABEL among `labels` counts answers that named no label as misses of their gold label; it gets no row.
+    """
     table = per_class(tuned["gold"].tolist(), tuned["predicted"].tolist(), labels)
     if base is not None:
         before = per_class(base["gold"].tolist(), base["predicted"].tolist(), labels)
         for metric in ("precision", "recall", "f1"):
             table[f"{metric}_change"] = table[metric] - before[metric]
-    return table
+    return table[table["label"] != NO_LABEL].reset_index(drop=True)
 
 
 def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float:
@@ -82,30 +92,45 @@ def accuracy(first: Sequence[str], second: Sequence[str]) -> float:
 
 
 def example_table(base: pd.DataFrame | None, tuned: pd.DataFrame) -> pd.DataFrame:
-    """One row per example: text, gold, base prediction, fine-tuned prediction and confidences."""
+    """One row per example: text, gold, base prediction, fine-tuned prediction and confidences; generated
+    answers (base_answer, tuned_answer) where the stages hold them; and whether each model was right."""
+    answers = "answer" in tuned.columns
     table = pd.DataFrame({
         "row": tuned["row"].to_numpy(),
-        "text": tuned["text"].to_numpy(),
+        "text": tuned["input" if "input" in tuned.columns else "text"].to_numpy(),
         "gold": tuned["gold"].to_numpy(),
         "base_prediction": None,
         "tuned_prediction": tuned["predicted"].to_numpy(),
         "confidence": tuned["confidence"].to_numpy(),
         "base_confidence": np.nan,
+        "base_correct": None,
+        "tuned_correct": _correct(tuned).to_numpy(),
     })
+    if answers:
+        table.insert(3, "base_answer", None)
+        table.insert(5, "tuned_answer", tuned["answer"].to_numpy())
     if base is not None:
         by_row = base.set_index("row")
         table["base_prediction"] = table["row"].map(by_row["predicted"])
         table["base_confidence"] = table["row"].map(by_row["confidence"])
+        table["base_correct"] = table["row"].map(_correct(base).set_axis(base["row"]))
+        if answers and "answer" in base.columns:
+            table["base_answer"] = table["row"].map(by_row["answer"])
     return table
+
+
+def _correct(frame: pd.DataFrame) -> pd.Series:
+    """Whether each example was right: the stage's own verdict (generated answers), else prediction == gold."""
+    return frame["correct"].astype(bool) if "correct" in frame.columns else frame["predicted"] == frame["gold"]
 
 
 def filter_examples(table: pd.DataFrame, which: str, limit: int | None = None) -> pd.DataFrame:
     """The examples a filter selects (see FILTERS); least confident comes sorted by confidence."""
     if which not in FILTERS:
         raise ValueError(f"Unknown filter {which!r}: use one of {', '.join(FILTERS)}.")
-    tuned_right = table["tuned_prediction"] == table["gold"]
-    base_right = table["base_prediction"] == table["gold"]
-    has_base = table["base_prediction"].notna()
+    tuned_right = table["tuned_correct"].astype(bool)
+    has_base = table["base_correct"].notna()
+    base_right = table["base_correct"].where(has_base, False).astype(bool)
     if which == "misclassified":
         chosen = table[~tuned_right]
     elif which == "fixed":
@@ -117,6 +142,12 @@ def filter_examples(table: pd.DataFrame, which: str, limit: int | None = None) -
     else:
         chosen = table
     return chosen.head(limit) if limit is not None else chosen
+
+
+def answer_summary(frame: pd.DataFrame, label_names: Sequence[str] | None) -> dict[str, float]:
+    """A stage of generated answers scored as its run scored it: exact_match, and with labels accuracy and f1."""
+    scored = score_answers(frame["answer"].tolist(), frame["reference"].tolist(), list(label_names or []) or None)
+    return {key: float(scored[key]) for key in ("exact_match", "accuracy", "f1") if key in scored}
 
 
 # ---- language-model analysis (pure) ------------------------------------------------------------
@@ -201,7 +232,8 @@ def human_agreement(
     if predictions.base is not None and len(merged):
         base = merged["base_prediction"].astype(str).tolist()
         base_accuracy, base_kappa = accuracy(humans, base), cohen_kappa(humans, base)
-    disagree = merged[(merged["tuned_prediction"] != merged["_human"]) | (merged["base_prediction"] != merged["_human"])]
+    base_differs = merged["base_prediction"].notna() & (merged["base_prediction"] != merged["_human"])
+    disagree = merged[(merged["tuned_prediction"] != merged["_human"]) | base_differs]
     disagreements = disagree[["text", "_human", "base_prediction", "tuned_prediction"]].rename(columns={"_human": "human"})
     return HumanAgreement(
         matched=len(merged),

@@ -1,6 +1,7 @@
-"""Generation side by side: a causal-LM run's base model and fine-tuned model continue one prompt.
+"""Generation side by side: a causal-LM (or sft) run's base model and fine-tuned model continue one prompt.
 
-    stream_continuation   one model's continuation, yielded as the text grows (a streamer thread)
+    stream_continuation   one model's continuation, yielded as the text grows (a streamer thread); the chat
+                          playground (core.insight.chat) passes its rendered chat and end-of-turn stops here too
     stream_continuations  the base model's, then the fine-tuned model's, as ("base" | "tuned", text so far)
     generate_continuations  both, complete, as a dict (tests, scripts)
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from core.errors import ConfigError, ModelError, RunError
 from core.insight.probes import device_of
 
 MAX_NEW_TOKENS_LIMIT = 512
+# Runs whose model writes text: a causal LM, and instruction tuning (a causal LM trained on chats).
+GENERATIVE_TASKS = ("causal", "sft")
 MAX_REPETITION_PENALTY = 2.0
 MAX_NO_REPEAT_NGRAM = 10
 BASE, TUNED = "base", "tuned"
@@ -93,14 +96,21 @@ class GenerationSettings:
         return float(self.temperature) == 0.0
 
 
-def stream_continuation(model, tokenizer, prompt: str, settings: GenerationSettings) -> Iterator[str]:
-    """Yield the continuation of `prompt` (without the prompt) as it grows, ending with the whole text."""
+def stream_continuation(model, tokenizer, prompt: str, settings: GenerationSettings, *,
+                        add_special_tokens: bool = True, stop_token_ids: Sequence[int] = (),
+                        stop_strings: Sequence[str] = ()) -> Iterator[str]:
+    """Yield the continuation of `prompt` (without the prompt) as it grows, ending with the whole text.
+
+    A prompt rendered by a chat template already holds its special tokens: pass add_special_tokens=False so
+    that none is added twice. `stop_token_ids` replaces the model's own end-of-sequence ids (e.g. with an
+    end-of-turn token as well); generation also ends after any of `stop_strings` (which stays in the text).
+    """
     import torch
     from transformers import TextIteratorStreamer
 
     settings = settings.validate()
     prompt = _checked_prompt(prompt)
-    encoded = tokenizer(prompt, return_tensors="pt")
+    encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=add_special_tokens)
     _check_length(model, tokenizer, int(encoded["input_ids"].shape[1]), settings)
     device = device_of(model)
     inputs = {key: value.to(device) for key, value in encoded.items() if key in ("input_ids", "attention_mask")}
@@ -116,6 +126,10 @@ def stream_continuation(model, tokenizer, prompt: str, settings: GenerationSetti
         "no_repeat_ngram_size": int(settings.no_repeat_ngram_size),
         "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
     }
+    if stop_token_ids:
+        kwargs["eos_token_id"] = [int(token) for token in stop_token_ids]
+    if stop_strings:
+        kwargs.update(stop_strings=list(stop_strings), tokenizer=tokenizer)  # generate() matches them on tokens
     if settings.greedy:
         # The model's own generation_config may ask for sampling knobs; greedy ignores them, so unset them.
         kwargs.update(temperature=None, top_p=None, top_k=None)
@@ -188,7 +202,7 @@ def generate_continuations(
 
 
 def load_models(run_path: str | Path, *, before: str = "parent") -> tuple[tuple[Any, Any], tuple[Any, Any]]:
-    """((base model, tokenizer), (fine-tuned model, tokenizer)) of a causal-LM run, from the shared caches."""
+    """((base model, tokenizer), (fine-tuned model, tokenizer)) of a causal-LM or sft run, from the shared caches."""
     import os
 
     from core.insight.probes import base_model_for
@@ -200,10 +214,10 @@ def load_models(run_path: str | Path, *, before: str = "parent") -> tuple[tuple[
         raise RunError(f"{path} is not a run folder (it has no config.yaml): pass a folder under runs/.")
     folder = RunFolder(path)
     cfg = folder.config()
-    if cfg.task != "causal":
+    if cfg.task not in GENERATIVE_TASKS:
         raise ModelError(
-            f"Run {folder.run_id} is a {cfg.task} run: generation needs a causal-LM run. Use the probes "
-            "for masked-LM and classification runs, or fine-tune with task 'causal'."
+            f"Run {folder.run_id} is a {cfg.task} run: generation needs a causal-LM run or an instruction-tuning "
+            "(sft) run. Use the probes for masked-LM and classification runs, or fine-tune with task 'causal' or 'sft'."
         )
     source = tuned_model_path(folder)
     if source is None:

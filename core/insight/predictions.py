@@ -8,7 +8,10 @@ runs/<id>/predictions/
 
 Every stage file holds one row per evaluation example: `row` (position in the used eval rows) and
 `text`; for classification `gold`, `predicted`, `confidence` and one `prob:<label>` column per class;
-for masked and causal LMs `loss`, the mean token loss of the example.
+for masked and causal LMs `loss`, the mean token loss of the example; for instruction tuning the generated
+answers too (core.insight.answer_pass: `input`, `reference`, `answer`, `exact_match`, and `gold`, `predicted`,
+`correct`, `confidence` as a classifier's), the base model prompted with the run's few-shot examples and the
+fine-tuned model without them (meta.json's `shots`). A prompt run (no training) stores only its final stage.
 
 Reading is pure functions on pandas frames (no torch at import: the Evaluate page and the report use
 them); core.insight.analysis says what the frames mean. The `PredictionRecorder` is the engine's side:
@@ -30,10 +33,20 @@ import pandas as pd
 
 from core.data.instructions import conversation_preview
 from core.files import atomic_write_json
+from core.insight.answer_pass import (
+    AnswerScores,
+    AnswerSettings,
+    answer_frame,
+    answer_pass,
+    answer_scores,
+    plan_answers,
+)
 from core.insight.example_pass import classification_pass, example_loss_pass
 from core.run.folder import RunFolder
 
 META_FILE = "meta.json"
+# What a generated answer that names none of the labels counts as, wherever labels are compared.
+NO_LABEL = "(no label)"
 PROB_PREFIX = "prob:"
 # A language model's per-example losses are computed on at most this many evaluation rows (a fixed
 # sample: the eval set arrives shuffled with the run's seed). The base pass runs before step 1, and
@@ -121,6 +134,31 @@ class RunPredictions:
     def sampled(self) -> bool:
         return bool(self.meta.get("sampled"))
 
+    @property
+    def has_answers(self) -> bool:
+        """Whether the stages hold generated answers (instruction tuning)."""
+        return any(frame is not None and "answer" in frame.columns for frame in (self.base, self.tuned))
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the stages name labels: a classifier's, or generated answers mapped to a small label set."""
+        return self.task == "classification" or (self.has_answers and bool(self.label_names))
+
+    @property
+    def prompted(self) -> bool:
+        """Whether the run is a prompt run: its only stage is the base model's answers, no training."""
+        return bool(self.meta.get("prompted"))
+
+    def shots(self, stage: str) -> int:
+        """How many few-shot examples the prompts of a stage ('base' or 'final') carried."""
+        return int((self.meta.get("shots") or {}).get(stage) or 0)
+
+    def shown_labels(self) -> list[str]:
+        """The label names, and NO_LABEL last when an answer named none of them (a confusion's extra column)."""
+        unlabelled = any(frame is not None and (frame["predicted"] == NO_LABEL).any()
+                         for frame in (self.base, self.tuned) if frame is not None and "answer" in frame.columns)
+        return self.label_names + ([NO_LABEL] if unlabelled else [])
+
 
 def load_predictions(run_path: Path | str) -> RunPredictions | None:
     """The base and latest fine-tuned stage of a run; None when it stored no predictions."""
@@ -128,18 +166,25 @@ def load_predictions(run_path: Path | str) -> RunPredictions | None:
     if meta is None:
         return None
     stages = list_stages(run_path)
-    base = load_stage(run_path, "base") if ("base", None) in stages else None
+    base = _labelled(load_stage(run_path, "base") if ("base", None) in stages else None, meta)
     tuned, tuned_stage, tuned_step = None, None, None
     for stage, step in reversed(stages):
         if stage == "base":
             continue
-        tuned = load_stage(run_path, stage, step)
+        tuned = _labelled(load_stage(run_path, stage, step), meta)
         if tuned is not None:
             tuned_stage, tuned_step = stage, step if step is not None else meta.get("final_step")
             break
     if base is None and tuned is None:
         return None
     return RunPredictions(meta, base, tuned, tuned_stage, tuned_step, stages)
+
+
+def _labelled(frame: pd.DataFrame | None, meta: dict[str, Any]) -> pd.DataFrame | None:
+    """A stage of answers mapped to labels, an answer that names none counted as NO_LABEL (stored as null)."""
+    if frame is None or "answer" not in frame.columns or not meta.get("label_names"):
+        return frame
+    return frame.assign(predicted=frame["predicted"].fillna(NO_LABEL))
 
 
 # ---- building stage frames (pure) --------------------------------------------------------------
@@ -176,12 +221,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 # ---- the engine's side -------------------------------------------------------------------------
 
 class PredictionRecorder:
-    """Writes the stages of one run. The engine calls `base`, `after_evaluate` and `final` on the main
-    process only; `wrap_compute_metrics` runs on every rank and keeps the evaluation's logits so the
-    classification stages cost no extra pass."""
+    """Writes the stages of one run. The engine calls `base`, `after_evaluate` and `final` (a prompt run:
+    `prompted`) on the main process only; `wrap_compute_metrics` runs on every rank and keeps the
+    evaluation's logits so the classification stages cost no extra pass. `answers`: instruction tuning's
+    few-shot examples and label set (core.training.prompting.answer_settings)."""
 
     def __init__(self, run_path: Path, task: str, eval_rows: Any, total_rows: int, label_names: list[str] | None,
-                 eval_dataset: Any, tokenizer: Any, seed: int, *, precision: str = "fp32"):
+                 eval_dataset: Any, tokenizer: Any, seed: int, *, precision: str = "fp32",
+                 answers: AnswerSettings | None = None):
         self.folder = RunFolder(Path(run_path)).predictions_path
         self.task = task
         if task != "classification" and len(eval_rows) > LM_EXAMPLE_ROWS:
@@ -191,7 +238,9 @@ class PredictionRecorder:
         # Instruction data holds each chat as JSON: the Evaluate page and the report show it as prompt -> answer.
         self.texts = [conversation_preview(t) for t in texts] if task == "sft" else texts
         self.gold = [int(g) for g in eval_rows["label"]] if task == "classification" else None
-        self.label_names = list(label_names or [])
+        self.answer_plan = plan_answers(texts, answers) if task == "sft" and answers is not None else None
+        self.label_names = list(label_names or (self.answer_plan.label_names if self.answer_plan else None) or [])
+        self.shots: dict[str, int] = {}  # few-shot examples per stored stage
         self.total_rows = int(total_rows)
         self.eval_dataset = eval_dataset
         self.tokenizer = tokenizer
@@ -220,33 +269,55 @@ class PredictionRecorder:
 
         return compute_and_keep
 
-    def base(self, model: Any) -> None:
-        """The base stage: one prediction pass before training."""
-        self._guarded("base", lambda: (self.write_meta(), self._write_pass("base", model)))
+    def base(self, model: Any) -> AnswerScores | None:
+        """The base stage: one prediction pass before training; instruction tuning's answer scores, else None."""
+        def write() -> AnswerScores | None:
+            self.write_meta()
+            return self._write_pass("base", model, with_examples=True)
+
+        return self._guarded("base", write)
 
     def after_evaluate(self, step: int, model: Any) -> None:
         """An evaluation stage (classification only: LM losses are stored at base and final)."""
         if self.task == "classification":
             self._guarded(f"evaluation at step {step}", lambda: self._write_evaluation(step, model))
 
-    def final(self, step: int, model: Any) -> None:
-        """The final stage: the evaluation at this step (classification) or one loss pass (LM)."""
-        def write() -> None:
+    def final(self, step: int, model: Any) -> AnswerScores | None:
+        """The final stage: the evaluation at this step (classification) or one loss pass (LM; sft with answers)."""
+        def write() -> AnswerScores | None:
+            scores = None
             if self._last_evaluation is not None and self._last_evaluation[0] == step:
                 frame = classification_frame(self.texts, self.gold, self._last_evaluation[1], self.label_names)
                 write_frame_atomically(self.folder / stage_file_name("final"), frame)
             else:
-                self._write_pass("final", model)
+                scores = self._write_pass("final", model)
             self.write_meta(final_step=int(step))
+            return scores
 
-        self._guarded("final", write)
+        return self._guarded("final", write)
 
-    def _guarded(self, what: str, action: Callable[[], Any]) -> None:
+    def prompted(self, model: Any, *, should_stop: Callable[[], bool] | None = None,
+                 on_batch: Callable[[int, int], None] | None = None) -> AnswerScores | None:
+        """A prompt run's one stage, stored as final: the base model's answers with the run's few-shot examples.
+
+        Unlike the other stages its failures are raised, not reported: the answers are the run's result.
+        None when should_stop() turned true between two batches (nothing is stored then).
+        """
+        if self.answer_plan is None:
+            raise ValueError("A prompt run's recorder needs the answer settings (task sft).")
+        scores = self._write_pass("final", model, with_examples=True, with_losses=False, should_stop=should_stop,
+                                  on_batch=on_batch)
+        if scores is not None:
+            self.write_meta(final_step=0, prompted=True)
+        return scores
+
+    def _guarded(self, what: str, action: Callable[[], Any]) -> Any:
         # Per-example predictions are an extra: a failure there is reported, never fails the run.
         try:
-            action()
+            return action()
         except Exception as err:  # noqa: BLE001 - reported through on_error, the run goes on
             self.on_error(f"Per-example predictions ({what}) could not be stored: {type(err).__name__}: {err}")
+            return None
 
     def _write_evaluation(self, step: int, model: Any) -> None:
         probabilities = self._captured_probabilities()
@@ -256,15 +327,34 @@ class PredictionRecorder:
         write_frame_atomically(self.folder / stage_file_name("eval", step),
                                classification_frame(self.texts, self.gold, probabilities, self.label_names))
 
-    def _write_pass(self, stage: str, model: Any) -> None:
+    def _write_pass(self, stage: str, model: Any, *, with_examples: bool = False, with_losses: bool = True,
+                    should_stop: Callable[[], bool] | None = None,
+                    on_batch: Callable[[int, int], None] | None = None) -> AnswerScores | None:
+        """One stage's passes written to its file; the answers' scores (instruction tuning), else None.
+
+        with_examples: the prompts carry the run's few-shot examples (the base model's, never a fine-tuned one's).
+        """
         bf16 = self._bf16(model)
+        scores = None
         if self.task == "classification":
             probabilities = classification_pass(model, self.eval_dataset, self.tokenizer, bf16=bf16)
             frame = classification_frame(self.texts, self.gold, probabilities, self.label_names)
         else:
-            losses = example_loss_pass(model, self.eval_dataset, self.tokenizer, self.task, self.seed, bf16=bf16)
-            frame = loss_frame(self.texts, losses)
+            losses = (example_loss_pass(model, self.eval_dataset, self.tokenizer, self.task, self.seed, bf16=bf16)
+                      if with_losses else None)
+            if self.answer_plan is None:
+                frame = loss_frame(self.texts, losses)
+            else:
+                result = answer_pass(model, self.tokenizer, self.answer_plan, with_examples=with_examples,
+                                     should_stop=should_stop, on_batch=on_batch)
+                if result is None:
+                    return None
+                frame = answer_frame(self.texts, self.answer_plan, result, losses)
+                scores = answer_scores(self.answer_plan, result)
+                self.shots[stage] = result.shots
+                self.write_meta(shots=dict(self.shots))
         write_frame_atomically(self.folder / stage_file_name(stage), frame)
+        return scores
 
     def _bf16(self, model: Any) -> bool:
         """Whether the passes run under bf16 autocast: on a GPU where the run itself trains in bf16.

@@ -96,32 +96,10 @@ PROBE_NEW_TOKENS = 32  # a probe's answer: a label or a sentence, kept short so 
 
 def generate_answers(model, tokenizer, prompts: list[str], *, max_new_tokens: int = PROBE_NEW_TOKENS) -> list[str]:
     """Greedy answers to user messages, each rendered with the model's chat template (or the plain one)."""
-    import torch
+    from core.insight.answers import reply_to_prompts
 
-    from core.data.instructions import PLAIN_CHAT_TEMPLATE
-
-    template = getattr(tokenizer, "chat_template", None) or PLAIN_CHAT_TEMPLATE
-    rendered = [tokenizer.apply_chat_template([{"role": "user", "content": p}], chat_template=template,
-                                              tokenize=False, add_generation_prompt=True) for p in prompts]
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # generation continues every row from its last real token
-    try:
-        encoded = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False,
-                            truncation=True, max_length=_max_length(tokenizer, model))
-    finally:
-        tokenizer.padding_side = side
-    device = device_of(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model.generate(**{k: v.to(device) for k, v in encoded.items()}, max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-    finally:
-        model.train(was_training)
-    new = out[:, encoded["input_ids"].shape[1]:]
-    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+    return reply_to_prompts(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                            max_length=_max_length(tokenizer, model))
 
 
 def _encode(tokenizer, texts: list[str], max_length: int):

@@ -95,9 +95,9 @@ def build_report(run_path: Path | str) -> str:
     if predictions is None or predictions.tuned is None:
         parts.append(f"<h2>{_e(text.REPORT_CLASSIFICATION if cfg.task == 'classification' else text.REPORT_LANGUAGE_MODEL)}</h2>")
         parts.append(f"<p>{_e(text.REPORT_NO_PREDICTIONS)}</p>")
-    elif predictions.task == "classification":
+    elif predictions.has_labels:  # a classifier, or generated answers mapped to a small label set
         parts += _classification_section(predictions, figures)
-    else:
+    elif "loss" in predictions.tuned.columns:  # a prompt run stores answers without losses
         parts += _language_model_section(predictions, figures)
 
     body = "\n".join(parts)
@@ -178,7 +178,7 @@ def _probes(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list], dict
 def _classification_section(predictions: insight.RunPredictions, figures: _Figures) -> list[str]:
     from core.present import charts, text
 
-    labels = predictions.label_names
+    labels = predictions.shown_labels()
     tuned_title = (text.EVALUATE_TUNED_FINAL if predictions.tuned_stage == "final" else text.EVALUATE_TUNED_EVAL).format(
         step=predictions.tuned_step if predictions.tuned_step is not None else "?")
     parts = [f"<h2>{_e(text.REPORT_CLASSIFICATION)}</h2>", f"<h3>{_e(text.CONFUSION_TITLE)}</h3>",
@@ -200,9 +200,10 @@ def _classification_section(predictions: insight.RunPredictions, figures: _Figur
 
     examples = analysis.example_table(predictions.base, predictions.tuned)
     wrong = analysis.filter_examples(examples, "misclassified").sort_values("confidence", ascending=False, kind="stable")
-    wrong = wrong.head(TOP_EXAMPLES).drop(columns=["row", "base_confidence"]).rename(columns={
+    wrong = wrong.head(TOP_EXAMPLES).drop(columns=list(analysis.FILTER_COLUMNS)).rename(columns={
         "text": text.COLUMN_TEXT, "gold": text.COLUMN_GOLD, "base_prediction": text.COLUMN_BASE_PREDICTION,
         "tuned_prediction": text.COLUMN_TUNED_PREDICTION, "confidence": text.COLUMN_CONFIDENCE,
+        "base_answer": text.COLUMN_BASE_ANSWER, "tuned_answer": text.COLUMN_TUNED_ANSWER,
     })
     parts.append(f"<h3>{_e(text.REPORT_TOP_MISCLASSIFIED)}</h3>")
     parts.append(_table(wrong) if len(wrong) else f"<p>{_e(text.EXAMPLES_NONE)}</p>")

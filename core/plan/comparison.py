@@ -1,11 +1,15 @@
 """A shoot-out group's comparison: one row per member, the Pareto front of quality against wall time,
 and a recommendation that pages and the CLI put into words (`recommendation_text`). Plain data.
+
+Quality is the task's main metric (config.MAIN_METRIC), except for instruction tuning once every completed
+member scored its generated answers: then the F1 of the labels they name (a small label set), else their
+exact match. That is what puts prompting, which has no training loss, on the same scale as training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,8 @@ from core.run.folder import RunFolder
 
 # A strategy within this share of the best quality counts as "as good" for the recommendation.
 QUALITY_TOLERANCE = 0.02
+# Instruction tuning's answer scores, in the order a comparison prefers them (core.insight.answer_pass).
+ANSWER_METRICS = ("f1", "exact_match")
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class Row:
     total_params: int | None = None
     peak_memory_bytes: int | None = None
     disk_bytes: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)  # the final metrics, e.g. eval_exact_match
 
     @property
     def name(self) -> str:
@@ -98,6 +105,7 @@ def row_from_status(member: Member, label: str, run_id: str, status: Mapping[str
         total_params=_int(status.get("total_params")),
         peak_memory_bytes=_int(peak),
         disk_bytes=disk_bytes,
+        metrics={k: v for k, v in ((k, _number(v)) for k, v in final.items()) if v is not None},
     )
 
 
@@ -119,12 +127,25 @@ def group_rows(jobs: Any, group: Group) -> list[Row]:
     return rows
 
 
+def quality_metric(rows: Sequence[Row], task: str) -> tuple[str, bool]:
+    """(metric, higher is better) the rows are compared by: the task's main metric, or for instruction tuning
+    the first answer score (ANSWER_METRICS) that every completed row carries."""
+    completed = [r for r in rows if r.status == "completed"]
+    if task == "sft" and completed:
+        for metric in ANSWER_METRICS:
+            if all(f"eval_{metric}" in r.metrics for r in completed):
+                return metric, True
+    return MAIN_METRIC[task]
+
+
 def compare(rows: Sequence[Row], task: str) -> Comparison:
     """The comparison of a group's rows: Pareto front and recommendation over completed members."""
-    metric, higher = MAIN_METRIC[task]
+    metric, higher = quality_metric(rows, task)
+    if metric != MAIN_METRIC[task][0]:
+        rows = [replace(r, metric=_number(r.metrics.get(f"eval_{metric}"))) for r in rows]
     return Comparison(metric=metric, higher_is_better=higher, rows=tuple(rows),
                       front=tuple(r.run_id for r in pareto_front(rows, higher)),
-                      recommendation=recommend(rows, task))
+                      recommendation=recommend(rows, task, metric=(metric, higher)))
 
 
 def _measured(rows: Iterable[Row]) -> list[Row]:
@@ -148,12 +169,13 @@ def pareto_front(rows: Iterable[Row], higher_is_better: bool) -> list[Row]:
     return sorted((r for r in measured if not dominated(r)), key=lambda r: (r.wall_s, -quality(r)))
 
 
-def recommend(rows: Sequence[Row], task: str) -> Recommendation | None:
+def recommend(rows: Sequence[Row], task: str, *, metric: tuple[str, bool] | None = None) -> Recommendation | None:
     """The fastest front member within QUALITY_TOLERANCE of the best quality, against the best one.
 
-    None until two members have completed with a metric and a wall time.
+    None until two members have completed with a metric and a wall time. `metric`: (name, higher is better)
+    of the rows' `metric` when it is not the task's main one (compare passes quality_metric's).
     """
-    metric, higher = MAIN_METRIC[task]
+    metric, higher = metric or MAIN_METRIC[task]
     measured = _measured(rows)
     if len(measured) < 2:
         return None

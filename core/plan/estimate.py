@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 from core import devices
-from core.config import LEARNING_RATE_AUTO, MAX_EVAL_ROWS, RunConfig
+from core.config import LEARNING_RATE_AUTO, MAX_EVAL_ROWS, PROMPT_STRATEGY, RunConfig
 from core.data.preflight import DataFacts, approx_tokens, split_sizes
 from core.run.history import RunSummary
 from core.training.lr_finder import planned_steps
@@ -67,9 +69,20 @@ class Estimate:
     measured_run: str | None = None
 
 
-def token_lengths(word_counts: Iterable[int], max_length: int) -> list[int]:
-    """Approximate token counts of texts from their word counts (x TOKENS_PER_WORD, plus specials)."""
-    return [min(max_length, approx_tokens(words)) for words in word_counts]
+def token_lengths(word_counts: Iterable[int], max_length: int | None) -> list[int]:
+    """Approximate token counts of texts from their word counts (x TOKENS_PER_WORD, plus specials).
+
+    max_length None (follow the data) cuts at the length fitted to these counts, as the run will.
+    """
+    lengths = [approx_tokens(words) for words in word_counts]
+    if max_length is None:
+        if not lengths:
+            return lengths
+        from core.config import AUTO_MAX_LENGTH_CAP
+        from core.data.lengths import fitted_length
+
+        max_length = fitted_length(np.asarray(lengths), AUTO_MAX_LENGTH_CAP)
+    return [min(max_length, n) for n in lengths]
 
 
 def data_shape(cfg: RunConfig, facts: DataFacts) -> DataShape:
@@ -121,16 +134,17 @@ def computed_tokens_per_s(cfg: RunConfig, trainable: int, total: int) -> float:
 def estimate_run(cfg: RunConfig, shape: DataShape, trainable: int, total: int,
                  speed: MeasuredSpeed | None = None) -> Estimate:
     """How long the run will take: its padded tokens (training and evaluations) over a speed, plus start-up."""
-    steps = expected_steps(cfg, shape.train_rows)
+    prompting = cfg.strategy.name == PROMPT_STRATEGY  # no training: only its answers
+    steps = 0 if prompting else expected_steps(cfg, shape.train_rows)
     samples_per_step = cfg.training.batch_size * cfg.training.gradient_accumulation_steps
     train_tokens = steps * samples_per_step * shape.padded_tokens_per_row
     evals = 0
     if shape.eval_rows:
         evals = steps // max(1, cfg.training.eval_steps) + (1 if steps % max(1, cfg.training.eval_steps) else 0)
-    eval_tokens = evals * shape.eval_rows * shape.padded_tokens_per_row * EVAL_COST_SHARE
+    eval_tokens = (evals * shape.eval_rows * shape.padded_tokens_per_row + answer_tokens(cfg, shape)) * EVAL_COST_SHARE
     # learning_rate 'auto': the range test trains its own steps first, after preparing the data
     # and loading the model once more.
-    finder = cfg.training.learning_rate == LEARNING_RATE_AUTO
+    finder = cfg.training.learning_rate == LEARNING_RATE_AUTO and not prompting
     if finder:
         train_tokens += planned_steps(cfg, shape.train_rows) * samples_per_step * shape.padded_tokens_per_row
     starts = 2 if finder else 1
@@ -142,8 +156,29 @@ def estimate_run(cfg: RunConfig, shape: DataShape, trainable: int, total: int,
     return Estimate(seconds, "computed")
 
 
+def answer_tokens(cfg: RunConfig, shape: DataShape) -> float:
+    """Tokens instruction tuning's answer passes read or write (core.insight.answer_pass), 0 for other tasks.
+
+    A prompt run answers once, with its few-shot examples in every prompt; a trained run twice, the base
+    model with the examples and the fine-tuned one without. Each generated token is counted as one more
+    prompt token, and every answer as MAX_ANSWER_TOKENS long, the most a pass lets it grow.
+    """
+    from core.insight.answer_pass import MAX_ANSWER_TOKENS
+    from core.insight.predictions import LM_EXAMPLE_ROWS
+
+    if cfg.task != "sft":
+        return 0.0
+    rows = min(shape.eval_rows, LM_EXAMPLE_ROWS)
+    with_examples = shape.padded_tokens_per_row * (1 + cfg.strategy.few_shot) + MAX_ANSWER_TOKENS
+    if cfg.strategy.name == PROMPT_STRATEGY:
+        return rows * with_examples
+    return rows * (with_examples + shape.padded_tokens_per_row + MAX_ANSWER_TOKENS)
+
+
 def disk_bytes(cfg: RunConfig, trainable: int, total: int) -> tuple[int, int]:
     """(peak while training, kept after completion) bytes of the run folder's models and checkpoints."""
+    if cfg.strategy.name == PROMPT_STRATEGY:
+        return 0, 0  # nothing trains, so nothing is saved: the model is the base model
     adapter = cfg.strategy.name == "lora"
     saved_weights = (trainable if adapter else total) * BYTES_PER_PARAM
     checkpoint = saved_weights + trainable * OPTIMIZER_BYTES_PER_PARAM

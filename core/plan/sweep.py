@@ -3,8 +3,9 @@
 Every member is an ordinary run folder under the runs root, trained by the JobManager like any other
 run; members differ only in `strategy.name` and `training.learning_rate`, so they share the data
 split, seed and probes. Without learning rates of its own, a group keeps the base config's: a number,
-'auto' (each run does its own range test) or none set (each strategy trains at its own default). The
-group itself is one summary file, written atomically:
+'auto' (each run does its own range test) or none set (each strategy trains at its own default).
+Prompting (instruction tuning's strategy without training) has no learning rate: it is one member
+however many rates the others try. The group itself is one summary file, written atomically:
 
     <runs root>/groups/<group id>.json   {group_id, name, created_at, task, strategies,
                                           learning_rates, config, members: [{strategy,
@@ -26,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from core.config import LEARNING_RATE_AUTO, STRATEGIES, RunConfig, describe_learning_rate
+from core.config import LEARNING_RATE_AUTO, PROMPT_STRATEGY, STRATEGIES, RunConfig, describe_learning_rate
 from core.errors import ConfigError, RunError
 from core.files import atomic_write_json
 from core.run.folder import RESUMABLE, now_iso, validate_run_id
@@ -115,8 +116,8 @@ def _stored_rate(value: Any) -> float | str | None:
 
 
 def member_label(member: Member, with_rate: bool) -> str:
-    """'lora', or 'lora @ 1e-04' when the group tries several learning rates."""
-    if not with_rate:
+    """'lora', or 'lora @ 1e-04' when the group tries several learning rates (prompting, which trains nothing: 'prompt')."""
+    if not with_rate or member.strategy == PROMPT_STRATEGY:
         return member.strategy
     rate = member.learning_rate
     return f"{member.strategy} @ {rate:.0e}" if isinstance(rate, float) else f"{member.strategy} @ {describe_learning_rate(rate)}"
@@ -228,7 +229,8 @@ def plan_group(cfg: RunConfig, strategies: Sequence[str], learning_rates: Sequen
         group_id=group_id or new_group_id(cfg.task), config=base, strategies=strategies,
         learning_rates=rates, name=cfg.name or "", created_at=now_iso(),
     )
-    group.members = [Member(strategy, rate) for strategy in strategies for rate in rates]
+    group.members = [Member(strategy, None) if strategy == PROMPT_STRATEGY else Member(strategy, rate)
+                     for strategy in strategies for rate in (rates[:1] if strategy == PROMPT_STRATEGY else rates)]
     for member in group.members:
         group.member_config(member).validate()
     return group

@@ -121,6 +121,11 @@ MODEL_LOCAL_PLACEHOLDER = "/path/to/a/saved/model"
 MODEL_LOCAL_MISSING = "There is no folder at {path}."
 MODEL_ADVANCED = "Model options"
 MAX_LENGTH = "Max length (tokens)"
+MAX_LENGTH_AUTO = "Follows the data"
+MAX_LENGTH_FITTED = (
+    "Max length: about {max_length} tokens, fitted to 99% of the rows (the run measures it exactly at Start and "
+    "logs how many rows are still cut)."
+)
 TRUST_REMOTE_CODE = "Trust remote code"
 ALLOW_PICKLE = "Allow pickled weights"
 TRUST_REMOTE_CODE_WARNING = (
@@ -139,6 +144,8 @@ DATA_SOURCES = {
     "hub": "Hub dataset",
     "curated": "Curated dataset",
 }
+SYNTH_KIND = "Generator"
+SYNTH_KINDS = {"reviews": "Product reviews (sentiment)", "news": "News headlines (8 categories, a second annotator)"}
 SYNTH_ROWS = "Rows"
 SYNTH_SEED = "Seed"
 SYNTH_NULLS = "Share of empty rows"
@@ -200,6 +207,7 @@ STRATEGY_NAMES = {
     "freeze-layers": "Freeze bottom layers",
     "gradual-unfreeze": "Gradual unfreezing",
     "lora": "LoRA adapters",
+    "prompt": "Prompting (no training)",
 }
 FREEZE_LAYERS = "Layers to freeze"
 UNFREEZE_EVERY = "Unfreeze a block every N steps"
@@ -468,6 +476,7 @@ METRIC_NAMES = {
     "eval_f1": "F1",
     "eval_precision": "Precision",
     "eval_recall": "Recall",
+    "eval_exact_match": "Exact match",
     "learning_rate": "Learning rate",
     "grad_norm": "Gradient norm",
 }
@@ -734,7 +743,9 @@ SWEEP_START_HELP = "Queue the group and open the Compare strategies page."
 SWEEP_TITLE = "Compare strategies"
 SWEEP_CAPTION = (
     "A group of runs that differ only in strategy (and learning rate): same data split, seed and probes. "
-    "Quality is the main metric the runs keep: F1 for classification, eval loss for language models."
+    "Quality is the main metric the runs keep: F1 for classification, eval loss for language models; for "
+    "instruction tuning, once every finished run scored its generated answers, their F1 (answers from a small "
+    "set of labels) or else their exact match, which puts prompting without training on the same scale."
 )
 SWEEP_NO_GROUPS = "No comparison yet. On Setup, switch on Compare strategies, pick the strategies and start."
 SWEEP_PICK_GROUP = "Group"
@@ -761,7 +772,7 @@ SWEEP_QUEUED = "Group {group_id} queued: {runs} runs."
 SWEEP_NOT_FOUND = "There is no group {group_id} (deleted?): pick another one."
 SWEEP_AXIS_TIME = "Wall time (s)"
 SWEEP_FRONT = "Pareto front"
-SWEEP_METRIC_NAMES = {"f1": "F1", "loss": "eval loss"}
+SWEEP_METRIC_NAMES = {"f1": "F1", "loss": "eval loss", "exact_match": "exact match"}
 SWEEP_COLUMNS = {
     "label": "Run", "status": "Status", "eval_loss": "Eval loss", "wall_s": "Wall time (s)",
     "samples_per_s": "Samples/s", "trainable": "Trainable params", "share": "Trainable share",
@@ -816,7 +827,8 @@ PROBE_TEXTS_CAUSAL_HINT = (
 )
 DEMO_TITLE = "Demos"
 DEMO_CAPTION = "Load a whole scenario into this form, then press Start."
-DEMO_BUTTONS = {"nike": "Load the Nike demo", "nike-mlm": "Load the Nike demo (masked LM)"}
+DEMO_BUTTONS = {"nike": "Load the Nike demo", "nike-mlm": "Load the Nike demo (masked LM)",
+                "news": "Load the news demo (instruction tuning)"}
 DEMO_LOADED = "Loaded the {title}."
 # Setup: the learning-rate finder.
 LR_FINDER_BUTTON = "Suggest a learning rate"
@@ -864,3 +876,94 @@ LR_FIELD_HELP_DEFAULT = (
     "the field to go back to it."
 )
 SWEEP_RATE_WORDS = {"default": "each strategy's default", "auto": "auto (a range test per run)"}
+
+# ---- Chat playground (pages/playground.py, core.insight.chat) ----------------------------------
+PAGE_CHAT = "Chat"
+ICON_CHAT = ":material/forum:"
+CHAT_TITLE = "Chat with the base and the fine-tuned model"
+CHAT_CAPTION = (
+    "Write a message: both models answer it side by side, the text appearing as it is generated (first the base "
+    "model, then the fine-tuned one). Each side keeps its own conversation, so it sees its own earlier answers."
+)
+CHAT_SYSTEM = "System prompt (optional)"
+CHAT_SYSTEM_PLACEHOLDER = "e.g. Answer in one word."
+CHAT_SYSTEM_HELP = (
+    "Sent to both models before the conversation. Empty means none, though some chat templates add a default one."
+)
+CHAT_MAX_NEW_HELP = (
+    "The longest answer, in tokens (at most {limit}); an answer ends sooner when the model writes its end-of-turn token."
+)
+CHAT_CLEAR = "Clear"
+CHAT_CLEAR_HELP = "Forget this run's conversation on both sides."
+CHAT_INPUT = "Message both models"
+CHAT_START = "No messages yet: write one in the box at the bottom of the page."
+CHAT_LOADING = "Loading both models…"
+CHAT_EMPTY_ANSWER = "(no answer: the model ended its turn at once)"
+CHAT_STILL_TRAINING = "The run is still training: the fine-tuned side answers with its latest saved checkpoint."
+CHAT_NOT_GENERATIVE = (
+    "Run {run_id} is a {task} run, and only a model that writes text can chat. Pick a causal-LM or instruction-tuning "
+    "run above, or set one up on **Setup** with the task *{causal}* or *{sft}*."
+)
+CHAT_NO_MODEL = (
+    "Run {run_id} has no saved model yet, so there is no fine-tuned side to chat with: wait for it to finish, or "
+    "stop it on **Train** to save a checkpoint."
+)
+
+
+# ---- Prompting without training, and generated answers before and after (core.training.prompting,
+# core.insight.answer_pass; Setup, Evaluate) ------------------------------------------------------------
+ZERO_SHOT_WORDS = "zero-shot"
+FEW_SHOT_WORDS = "{k}-shot"
+# The run log.
+PROMPTING_START = "Prompting: no training; the base model answers {rows:,} of the {total:,} evaluation prompts, {shots}."
+PROMPTING_DONE = "Prompting: no training; {shots}; {rows:,} eval prompts answered in {seconds:.0f} s; {scores}."
+PROMPTING_STOPPED = "Stop requested: prompting stopped between two batches; no answers were stored."
+ANSWERS_SCORED = "{who}, {shots}: {scores}, on {rows:,} evaluation prompts answered in {seconds:.0f} s."
+ANSWERS_BASE = "Base model"
+ANSWERS_TUNED = "Fine-tuned model"
+ANSWERS_EXACT_MATCH = "exact match {value:.3f}"
+ANSWERS_LABEL_SCORES = " (accuracy {accuracy:.3f}, F1 {f1:.3f}; {without:,} answers named no label)"
+# Setup.
+FEW_SHOT = "Few-shot examples per prompt"
+FEW_SHOT_BEFORE = "Few-shot examples for the base model's score"
+PROMPTING_NOTE = (
+    "No training: the base model answers every evaluation prompt greedily, after this many worked examples drawn "
+    "with the seed from the training data. Its exact match (and accuracy and F1 when the answers are labels) is the "
+    "baseline a fine-tune has to beat; compare them side by side with Compare strategies."
+)
+FEW_SHOT_BEFORE_NOTE = (
+    "Before training, the base model answers the evaluation prompts with this many worked examples: its score is "
+    "the run's 'before'. The fine-tuned model answers without them, as it was trained."
+)
+PROMPTING_NO_TRAINING = (
+    "Prompting trains nothing, so the length of training, batch, learning rate, schedule, checkpoints and "
+    "trackers do not apply. The seed draws the few-shot examples."
+)
+# Evaluate.
+EVALUATE_PROMPTED = "Prompted, no training ({shots})"
+EVALUATE_BASE_PROMPTED = "Base model ({shots})"
+ANSWERS_TITLE = "Generated answers"
+ANSWERS_CAPTION = (
+    "Each model's greedy answers to the evaluation prompts, scored against the reference answers: exact match "
+    "(case, spacing and end punctuation ignored) and, when the references are a small set of labels, the label "
+    "each answer names. The change is from the base model's."
+)
+ANSWERS_CAPTION_PROMPTED = (
+    "The base model's greedy answers to the evaluation prompts, without training, scored against the reference "
+    "answers: exact match (case, spacing and end punctuation ignored) and, when the references are a small set of "
+    "labels, the label each answer names."
+)
+ANSWER_METRICS = {"exact_match": "Exact match", "accuracy": "Accuracy (labels)", "f1": "F1 (labels)"}
+CONFUSION_NO_LABEL = "{no_label} counts the answers that name none of the labels (or several)."
+COLUMN_REFERENCE = "Reference"
+COLUMN_BASE_ANSWER = "Base answer"
+COLUMN_TUNED_ANSWER = "Fine-tuned answer"
+COLUMN_ANSWER = "Answer"
+COLUMN_ANSWER_LABEL = "Answer's label"
+ANSWER_FILTERS = {
+    "all": "All examples",
+    "misclassified": "Answered wrongly",
+    "fixed": "Fixed by fine-tuning",
+    "broken": "Broken by fine-tuning",
+    "least_confident": "Least confident first",
+}

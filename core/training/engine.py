@@ -9,6 +9,9 @@ attempt is three phases around the Trainer that core.training.trainer builds:
     before_training   the default learning rate, the base model's probes and per-example predictions
     run_trainer       callbacks, the Trainer, training
     after_training    the best checkpoint kept, the final probes and predictions, the save, cleanup
+An attempt of the prompt strategy has no Trainer: `answer_without_training` lets the base model answer the
+evaluation prompts instead (core.training.prompting). Instruction tuning's per-example passes also score the
+models' generated answers, before and after training, into the log, the curves and the metrics.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import torch
 from transformers import EarlyStoppingCallback
 
 from core import devices
-from core.config import LANGUAGE_MODEL_TASKS, MAIN_METRIC, RunConfig, resolved_learning_rate
+from core.config import LANGUAGE_MODEL_TASKS, MAIN_METRIC, PROMPT_STRATEGY, RunConfig, resolved_learning_rate
 from core.errors import DataError, TrainingError, out_of_memory_kind
 from core.run.folder import RunFolder, now_iso
 from core.training.callbacks import GradualUnfreezeCallback, SinkCallback
+from core.training.prompting import answer_settings, report_answers, run_prompting
 from core.training.trainer import (
     PreparedRun,
     build_trainer,
@@ -153,8 +157,10 @@ def train(
             sink.log(f"Starting {cfg.summary()} on {device}.")
 
     peak_memory.reset(device)
-    # learning_rate 'auto': the range test runs once, before the first attempt (an OOM retry keeps its pick).
-    attempt_cfg = lr_finder.resolve_auto(cfg, folder, sink, stop_event, resume=resume)
+    # learning_rate 'auto': the range test runs once, before the first attempt (an OOM retry keeps its pick);
+    # a prompt run trains nothing, so it has no rate to find.
+    prompting = cfg.strategy.name == PROMPT_STRATEGY
+    attempt_cfg = cfg if prompting else lr_finder.resolve_auto(cfg, folder, sink, stop_event, resume=resume)
     outcome = train_with_oom_retry(Attempt(
         cfg=attempt_cfg, folder=folder, sink=sink, stop_event=stop_event, device=device, checkpoint=checkpoint,
         resume=resume, is_main=is_main, base_scored=threading.Event(),
@@ -167,7 +173,7 @@ def train(
             finished_at=now_iso(),
             elapsed_s=round(elapsed, 2),
             final_metrics=outcome.final_metrics,
-            samples_per_s=summary.get("train_samples_per_second"),
+            samples_per_s=summary.get("answers_per_second" if prompting else "train_samples_per_second"),
             step=summary.get("step", 0),
             max_steps=summary.get("max_steps", 0),
             epoch=summary.get("epoch", 0.0),
@@ -221,6 +227,8 @@ def run_attempt(attempt: Attempt) -> Outcome:
     set_threads(attempt.device)
     torch.manual_seed(attempt.cfg.training.seed)
     prepared = prepare_run(attempt.cfg, attempt.folder, attempt.sink, attempt.is_main)
+    if attempt.cfg.strategy.name == PROMPT_STRATEGY:
+        return answer_without_training(attempt, prepared)
     setup = before_training(attempt, prepared)
     if setup is None:
         return Outcome("stopped", {}, {})
@@ -228,6 +236,15 @@ def run_attempt(attempt: Attempt) -> Outcome:
     if trained.reporter.stopped_by_user:
         return Outcome("stopped", trained.reporter.last_eval, trained.reporter.summary)
     return after_training(setup, trained)
+
+
+def answer_without_training(attempt: Attempt, prepared: PreparedRun) -> Outcome:
+    """The prompt strategy: no Trainer; the base model answers every evaluation prompt (its scores are the metrics)."""
+    cfg = attempt.cfg
+    recorder = prediction_recorder(cfg, attempt.folder, attempt.sink, prepared) if attempt.is_main else None
+    prompted = run_prompting(cfg, prepared, recorder, attempt.sink, attempt.stop_event, attempt.device,
+                             probe_scorer(cfg, prepared))
+    return Outcome(prompted.status, prompted.metrics, prompted.summary)
 
 
 def before_training(attempt: Attempt, prepared: PreparedRun) -> TrainingSetup | None:
@@ -252,7 +269,7 @@ def before_training(attempt: Attempt, prepared: PreparedRun) -> TrainingSetup | 
             sink.probe(0, "base", result["text"], result["predictions"])
         if setup.recorder is not None:
             sink.log("Storing the base model's per-example predictions on the evaluation set.")
-            setup.recorder.base(prepared.model)
+            report_answers(sink, 0, "base", setup.recorder.base(prepared.model))
     return setup
 
 
@@ -319,7 +336,7 @@ def after_training(setup: TrainingSetup, trained: Trained) -> Outcome:
         for result in setup.score_probes(trainer.model):
             sink.probe(step, "final", result["text"], result["predictions"])
         if setup.recorder is not None:
-            setup.recorder.final(step, trainer.model)
+            final = {**final, **report_answers(sink, step, "final", setup.recorder.final(step, trainer.model))}
         trainer.save_model(str(folder.final_path))
         sink.log(f"Saved the fine-tuned model to {folder.final_path}.")
         if not cfg.training.keep_checkpoints:
@@ -360,7 +377,7 @@ def prediction_recorder(cfg: RunConfig, folder: RunFolder, sink: Any, prepared: 
         return None
     recorder = PredictionRecorder(folder.path, cfg.task, prepared.eval_rows, prepared.eval_rows_total,
                                   prepared.label_names, prepared.eval_dataset, prepared.tokenizer, cfg.training.seed,
-                                  precision=cfg.training.precision)
+                                  precision=cfg.training.precision, answers=answer_settings(cfg, prepared))
     recorder.on_error = lambda message: sink.event("warning", 0, message)
     return recorder
 

@@ -1,4 +1,4 @@
-"""Training strategies: which parameters train. Full, feature extraction, freeze N, gradual, LoRA.
+"""Training strategies: which parameters train. Full, feature extraction, freeze N, gradual, LoRA; prompt: none.
 
 Every strategy works on any Hugging Face model by splitting its parameters into four parts, found
 generically (see `model_parts`):
@@ -22,7 +22,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config import ModelConfig, RunConfig, StrategyConfig
+from core.config import PROMPT_STRATEGY, ModelConfig, RunConfig, StrategyConfig
 from core.errors import ConfigError, ModelError
 
 # LoRA target modules per model type (attention query/value projections, as in the LoRA paper).
@@ -200,6 +200,11 @@ def apply_strategy(model, strategy_cfg: StrategyConfig, task: str):
             if parts.embeddings:
                 groups.append(UnfreezeGroup("embeddings", list(parts.embeddings)))
             text += f"; then unfreezes one {parts.block_kind} block per phase from the top, embeddings last"
+    elif name == PROMPT_STRATEGY:
+        # Nothing trains: the base model answers the evaluation prompts as it is (core.training.prompting).
+        trainable = set()
+        shots = f"{strategy_cfg.few_shot}-shot" if strategy_cfg.few_shot else "zero-shot"
+        text = f"prompt: no training, the base model answers {shots}"
     elif name == "freeze-layers":
         _require_blocks(parts, name)
         n = strategy_cfg.freeze_layers
