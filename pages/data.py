@@ -414,7 +414,8 @@ def _sample(frame: pd.DataFrame) -> pd.DataFrame:
 def _source_label(cfg: RunConfig) -> str:
     name = text.DATA_SOURCES.get(cfg.data.source, cfg.data.source)
     if cfg.data.source == "synthetic":
-        return f"{name} ({cfg.data.synthetic.rows:,} rows, seed {cfg.data.synthetic.seed})"
+        kind = text.SYNTH_KINDS.get(cfg.data.synthetic.kind, cfg.data.synthetic.kind)
+        return f"{name}: {kind} ({cfg.data.synthetic.rows:,} rows, seed {cfg.data.synthetic.seed})"
     return f"{name}: {cfg.data.path}"
 
 

@@ -32,8 +32,13 @@ def test_long_texts_are_announced_before_start(jobs):
     long_rows = "\n".join(f"{i},{'very ' * 200}long review {i},positive" if i % 2 else f"{i},short review {i},negative"
                           for i in range(60))
     at = upload(setup_page(jobs), "long.csv", ("id,review,sentiment\n" + long_rows + "\n").encode())
+    # Left empty, the max length follows the data: long enough for these rows, so nothing is cut.
+    assert not [n for n in texts(at.info) if "longer than the model's max length" in n], texts(at.info)
+    assert any("fitted to 99% of the rows" in c for c in texts(at.caption)), texts(at.caption)
+    at.number_input(key=key("model.max_length")).set_value(64).run()
     notes = [n for n in texts(at.info) if "longer than the model's max length" in n]
     assert notes and "50%" in notes[0], texts(at.info)
+    assert at.session_state["tb_config"].model.max_length == 64
 
 
 def test_kept_model_and_early_stopping_reach_the_config(jobs):

@@ -1,4 +1,4 @@
-"""core.models.fast_mlm: the masked-only MLM loss equals the model's own loss, and so do its gradients."""
+"""core.models.fast_mlm: the masked-only MLM and answer-only SFT losses equal the model's own loss, and so do their gradients."""
 
 from __future__ import annotations
 
@@ -81,3 +81,38 @@ def test_a_batch_without_masked_tokens_gives_zero_and_keeps_the_graph(mlm):
 def test_other_heads_fall_back_to_the_normal_forward(tiny_gpt2):
     loaded = load_for_task(ModelConfig(source=tiny_gpt2), "classification")
     assert masked_only_parts(loaded.model) is None  # a classifier has no vocabulary head to skip
+
+
+@pytest.fixture(scope="module")
+def causal(tiny_gpt2):
+    loaded = load_for_task(ModelConfig(source=tiny_gpt2), "sft")
+    loaded.model.eval()
+    return loaded
+
+
+def _answer_batch(tokenizer) -> dict[str, torch.Tensor]:
+    rows = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    labels = rows["input_ids"].clone()
+    labels[:, :3] = -100  # the "prompt": not trained
+    labels[rows["attention_mask"] == 0] = -100
+    return {"input_ids": rows["input_ids"], "attention_mask": rows["attention_mask"], "labels": labels}
+
+
+@pytest.mark.parametrize("num_items", [None, 11])
+def test_answer_only_loss_and_gradients_match_the_causal_lm_loss(causal, num_items):
+    from core.models.fast_mlm import answer_only_loss
+
+    model, batch = causal.model, _answer_batch(causal.tokenizer)
+    model.zero_grad(set_to_none=True)
+    standard = model(**batch).loss
+    if num_items is not None:
+        standard = standard * (batch["labels"][:, 1:] != -100).sum() / num_items
+    standard.backward()
+    standard_grads = _grads(model)
+    fast = answer_only_loss(masked_only_parts(model), batch, num_items)
+    fast.backward()
+    fast_grads = _grads(model)
+    assert fast.item() == pytest.approx(standard.item(), rel=1e-5, abs=1e-6)
+    assert set(fast_grads) == set(standard_grads)
+    for name, grad in standard_grads.items():
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")

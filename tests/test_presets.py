@@ -20,7 +20,7 @@ from core.plan.presets import (
 
 
 def test_presets_are_named_and_valid():
-    assert preset_names() == ["nike", "nike-mlm"]
+    assert preset_names() == ["nike", "nike-mlm", "news"]
     for name in preset_names():
         cfg = preset_config(name)
         assert cfg.validate() is cfg
@@ -36,6 +36,29 @@ def test_nike_is_the_seed_scenario_on_smollm2():
     assert cfg.data.curation.check_action == "remove"
     assert cfg.probes.texts is None and cfg.probe_texts()[0] == "Nike shoes are very"
     assert cfg.training.save_steps > cfg.training.max_steps  # no mid-run checkpoint of a 135M model
+
+
+def test_news_is_instruction_tuning_on_generated_headlines():
+    from core.data.news import NEWS_CATEGORIES
+    from core.data.rows import load_rows
+
+    cfg = preset_config("news")
+    assert cfg.task == "sft" and cfg.model.source == BUNDLED_SMOLLM2 and cfg.strategy.name == "lora"
+    assert cfg.data.source == "synthetic" and cfg.data.synthetic.kind == "news"
+    assert cfg.model.max_length is None  # follows the data
+    frame = load_rows(cfg.data)
+    assert list(frame.columns) == ["text", "label", "human"] and len(frame) == cfg.data.synthetic.rows
+    assert set(frame["label"]) == set(NEWS_CATEGORIES)
+    assert 0 < (frame["label"] != frame["human"]).mean() < 0.1  # a second annotator who disagrees a little
+    for probe in cfg.probe_texts():  # each probe asks as the training prompts do
+        assert all(name in probe for name in NEWS_CATEGORIES)
+
+
+def test_news_preset_from_the_cli():
+    cfg = _config_from_args(_parser().parse_args(["train", "--preset", "news", "--max-steps", "4"]))
+    assert cfg.task == "sft" and cfg.training.max_steps == 4 and cfg.data.synthetic.kind == "news"
+    cfg = _config_from_args(_parser().parse_args(["train", "--task", "sft", "--dataset", "news"]))
+    assert cfg.data.source == "synthetic" and cfg.data.synthetic.kind == "news" and cfg.training.batch_size == 8
 
 
 def test_nike_mlm_says_its_head_is_untrained():

@@ -105,6 +105,16 @@ class Form:
         self.slot(path)
         return result
 
+    def optional_int(self, path: str, label: str, value: int | None, *, placeholder: str, step: int = 1,
+                     help: str | None = None) -> int | None:
+        """st.number_input that may be left empty (None): for settings whose empty value has a meaning."""
+        result = st.number_input(
+            label, value=None if value is None else int(value), step=int(step), min_value=1, placeholder=placeholder,
+            help=help or field_help(path), key=self._key(path), on_change=touch, args=(self.key(path),),
+        )
+        self.slot(path)
+        return None if result is None else int(result)
+
     def select(self, path: str, label: str, options: Sequence[Any], value: Any, *,
                format_func: Callable[[Any], str] = str, radio: bool = False, help: str | None = None,
                key_extra: Sequence[Any] = ()) -> Any:

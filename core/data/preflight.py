@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from core.config import RunConfig
 from core.errors import DataError
 
@@ -203,11 +205,27 @@ def approx_tokens(words: int) -> int:
     return round(words * TOKENS_PER_WORD) + SPECIAL_TOKENS
 
 
-def too_long_share(facts: DataFacts, max_length: int) -> float:
-    """Share of the (sampled) usable texts that will not fit in max_length tokens."""
-    if not facts.word_counts:
+def planned_max_length(facts: DataFacts | None, max_length: int | None) -> int | None:
+    """The max length a run will use: the configured one, or (empty) one fitted to the texts' approximate lengths.
+
+    None when it is left to the data and the data has not been read (the run fits it at Start).
+    """
+    if max_length is not None:
+        return int(max_length)
+    if facts is None or not facts.word_counts:
+        return None
+    from core.config import AUTO_MAX_LENGTH_CAP
+    from core.data.lengths import fitted_length
+
+    return fitted_length(np.asarray([approx_tokens(w) for w in facts.word_counts]), AUTO_MAX_LENGTH_CAP)
+
+
+def too_long_share(facts: DataFacts, max_length: int | None) -> float:
+    """Share of the (sampled) usable texts that will not fit in the planned max length."""
+    limit = planned_max_length(facts, max_length)
+    if not facts.word_counts or limit is None:
         return 0.0
-    return sum(approx_tokens(words) > max_length for words in facts.word_counts) / len(facts.word_counts)
+    return sum(approx_tokens(words) > limit for words in facts.word_counts) / len(facts.word_counts)
 
 
 def check_data(cfg: RunConfig) -> DataFacts | None:

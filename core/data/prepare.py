@@ -288,7 +288,7 @@ def prepare_data(cfg: RunConfig, tokenizer: Any = None, *, max_length: int | Non
 
 def _prepare_instructions(cfg: RunConfig) -> PreparedData:
     """Instruction data as chats (JSON strings in "text"): read, validated, shuffled, capped and split."""
-    from core.data.instructions import run_conversations
+    from core.data.instructions import classification_labels, run_conversations
 
     d = cfg.data
     frame = load_rows(d)
@@ -306,7 +306,8 @@ def _prepare_instructions(cfg: RunConfig) -> PreparedData:
         evaluation = _dataset([json.dumps(chat, ensure_ascii=False) for chat in eval_chats], None, None)
     else:
         evaluation, _ = _held_out_dataset(texts, eval_pos, _Labels())
-    answers = sorted({chat[-1]["content"] for chat in chats}) if shape == "labels" else None
+    # In the order the prompt template lists them, so that evaluation asks exactly as training did.
+    answers = classification_labels(frame, d.label_column) if shape == "labels" else None
     report = {
         "task": cfg.task,
         "source": frame.attrs.get("source") or {"source": d.source, "path": d.path},

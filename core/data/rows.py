@@ -38,10 +38,17 @@ def load_rows(data_cfg: DataConfig) -> pd.DataFrame:
     source = data_cfg.source
     if source == "synthetic":
         syn = data_cfg.synthetic
-        frame = generate_reviews(syn.rows, seed=syn.seed, null_fraction=syn.null_fraction)
+        if syn.kind == "news":
+            from core.data.news import NEWS_CATEGORIES, generate_headlines
+
+            frame = generate_headlines(syn.rows, seed=syn.seed)
+            frame.attrs["label_names"] = list(NEWS_CATEGORIES)
+            origin = {"source": "synthetic", "kind": "news", "rows": syn.rows, "seed": syn.seed}
+        else:
+            frame = generate_reviews(syn.rows, seed=syn.seed, null_fraction=syn.null_fraction)
+            frame.attrs["label_names"] = label_names()
+            origin = {"source": "synthetic", "rows": syn.rows, "seed": syn.seed, "null_fraction": syn.null_fraction}
         frame.attrs["read_report"] = {"path": None, "format": "synthetic", "repairs": [], "warnings": []}
-        frame.attrs["label_names"] = label_names()
-        origin = {"source": "synthetic", "rows": syn.rows, "seed": syn.seed, "null_fraction": syn.null_fraction}
     elif source == "file":
         if not data_cfg.path:
             raise DataError("Choose a data file (data.path).", field="data.path")

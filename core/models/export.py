@@ -61,7 +61,8 @@ def model_card(folder: RunFolder, *, adapter: bool = False) -> str:
     """The export's README.md: what the model is, how it was trained and measured, how to load it."""
     cfg, status = folder.config(), folder.status()
     t = cfg.training
-    data = "synthetic product reviews" if cfg.data.source == "synthetic" else f"{cfg.data.source}: {cfg.data.path}"
+    generated = "synthetic news headlines" if cfg.data.synthetic.kind == "news" else "synthetic product reviews"
+    data = generated if cfg.data.source == "synthetic" else f"{cfg.data.source}: {cfg.data.path}"
     if cfg.data.source == "synthetic":
         data += f" ({cfg.data.synthetic.rows:,} rows generated, seed {cfg.data.synthetic.seed})"
     if cfg.data.curation.signal:

@@ -5,6 +5,11 @@ loss needs it only at the ~15% of positions the collator masked. We run the enco
 masked rows of its output ([B, T, H] -> [M, H]) and apply the MLM head to those alone ([M, V]).
 Same loss, same gradients as the model's own forward; supported where the head is one module
 (BERT's `cls`, RoBERTa's `lm_head`); other architectures use their normal forward.
+
+Instruction tuning has the same shape: the loss is on the answer tokens only (a few of a chat's ~100),
+while SmolLM2's head projects every position onto a 49k vocabulary, a fifth of the model's FLOPs per
+token and most of its activation memory. answer_only_loss runs the decoder, keeps the positions whose
+next token is an answer token and projects those alone.
 """
 
 from __future__ import annotations
@@ -53,6 +58,30 @@ def masked_only_loss(
     selected = labels != IGNORE_INDEX  # [B, T]
     logits = head(hidden[selected])  # [M, V]
     targets = labels[selected]  # [M]
+    if num_items_in_batch is not None:
+        total = F.cross_entropy(logits.float(), targets, reduction="sum")
+        return total / num_items_in_batch
+    if targets.numel() == 0:
+        return hidden.sum() * 0.0  # keeps the graph (and DDP's gradient sync) intact
+    return F.cross_entropy(logits.float(), targets)
+
+
+def answer_only_loss(
+    parts: tuple[Any, Any], inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None
+) -> torch.Tensor:
+    """Next-token cross-entropy where the next token is trained (label not -100), the head run there only.
+
+    The same value as a causal LM's own loss: position t predicts label t+1; mean over the trained
+    tokens, or their sum / num_items_in_batch when given.
+    """
+    decoder, head = parts
+    labels = inputs["labels"]
+    model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "special_tokens_mask", "length")}
+    hidden = decoder(**model_inputs, return_dict=True).last_hidden_state  # [B, T, H]
+    next_labels = labels[:, 1:]
+    selected = next_labels != IGNORE_INDEX  # [B, T-1]
+    logits = head(hidden[:, :-1][selected])  # [M, V]
+    targets = next_labels[selected]  # [M]
     if num_items_in_batch is not None:
         total = F.cross_entropy(logits.float(), targets, reduction="sum")
         return total / num_items_in_batch

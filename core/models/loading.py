@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import TASKS, ModelConfig
+from core.config import AUTO_MAX_LENGTH_CAP, TASKS, ModelConfig
 from core.errors import ModelError
 from core.models import gguf
 from core.models.resolve import ResolvedModel, local_folder, resolve_model
@@ -86,6 +86,8 @@ def effective_max_length(model_cfg: ModelConfig, model, tokenizer, warnings: lis
 
 
 def _capped_max_length(model_cfg: ModelConfig, config: Any, tokenizer: Any, warnings: list[str] | None) -> int:
+    if model_cfg.max_length is None:  # follows the data (core.data.lengths): this is only its ceiling
+        return min(position_limit(config, tokenizer) or AUTO_MAX_LENGTH_CAP, AUTO_MAX_LENGTH_CAP)
     limit = position_limit(config, tokenizer) or model_cfg.max_length
     if model_cfg.max_length > limit:
         if warnings is not None:

@@ -4,6 +4,8 @@
               into SmolLM2-135M (a pretrained causal LM), probed with the seed's sentences cut at
               the mask; its base column holds real words
     nike-mlm  the same scenario as masked-LM on MiniLM, whose masked-LM head starts untrained
+    news      instruction tuning: SmolLM2-135M-Instruct prompted for the category of built-in news
+              headlines (the baseline), then LoRA-tuned on them; a second annotator's labels beside
 
 The training defaults are sized for a 2-core CPU: Start -> finished run within 3 minutes, the final
 probes leaning positive (bench/bench_presets.py measures both). `sentiment_mass` is that measure.
@@ -99,6 +101,48 @@ def _nike_mlm() -> RunConfig:
     return cfg
 
 
+# The news preset's size (bench/bench_presets.py measures it end to end on a 2-core CPU).
+NEWS_ROWS = 1000
+NEWS_VALIDATION_FRACTION = 0.08
+NEWS_STEPS = 100
+NEWS_BATCH_SIZE = 8
+
+# Headlines written for the probes, not drawn from the generator: what a stakeholder would type.
+NEWS_PROBE_HEADLINES = (
+    "Parliament votes down the new housing bill",
+    "Chipmaker unveils a faster processor for AI",
+    "Pop star announces a farewell world tour",
+)
+
+
+def _news() -> RunConfig:
+    from core.config import DEFAULT_PROMPT_TEMPLATE
+    from core.data.news import NEWS_CATEGORIES
+    from core.models.catalogue import BUNDLED_SMOLLM2
+
+    cfg = RunConfig(task="sft", name="news-demo")
+    cfg.model.source = BUNDLED_SMOLLM2
+    cfg.data.source = "synthetic"
+    cfg.data.synthetic.kind = "news"
+    cfg.data.synthetic.rows = NEWS_ROWS
+    cfg.data.synthetic.seed = 0
+    cfg.data.validation_fraction = NEWS_VALIDATION_FRACTION
+    cfg.data.curation.drop_duplicates = True
+    cfg.strategy.name = "lora"
+    labels = ", ".join(NEWS_CATEGORIES)
+    cfg.probes.texts = [DEFAULT_PROMPT_TEMPLATE.format(text=headline, labels=labels)
+                        for headline in NEWS_PROBE_HEADLINES]
+    t = cfg.training
+    t.max_steps = NEWS_STEPS
+    t.batch_size = NEWS_BATCH_SIZE
+    t.learning_rate = None  # the measured default for sft with LoRA
+    t.logging_steps = 5
+    t.eval_steps = NEWS_STEPS // 2
+    t.save_steps = 1000
+    t.keep_model = "last"
+    return cfg
+
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -119,6 +163,15 @@ PRESETS: dict[str, Preset] = {
             "ships without a pretrained masked-LM head, so the 'before' column is random tokens, not what a "
             "real masked LM would say. Compare the fine-tuned column with the training data, not with the base.",
             _nike_mlm,
+        ),
+        Preset(
+            "news",
+            "News headlines (SmolLM2, instruction tuning)",
+            "The prompting-versus-fine-tuning walkthrough: built-in news headlines in eight categories, with "
+            "a second annotator's labels in a 'human' column. SmolLM2-135M-Instruct is first asked for each "
+            "headline's category (the prompting baseline, scored as the 'before'), then LoRA-tuned on "
+            "prompt -> category pairs; Evaluate compares both with the gold and the human labels.",
+            _news,
         ),
     )
 }

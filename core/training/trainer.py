@@ -79,6 +79,7 @@ def set_threads(device: str) -> None:
 
 def prepare_run(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> PreparedRun:
     """Load the tokenizer, data and model, apply the strategy and tokenise; the main process reports to sink."""
+    from core.data.lengths import measure
     from core.data.prepare import prepare_data
     from core.models import load_for_task, load_tokenizer
     from core.training.strategies import GradualUnfreezer, apply_strategy
@@ -119,8 +120,15 @@ def prepare_run(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> 
         )
         sink.log(plan.description)
 
-    # The loader caps max_length at what the model can embed (e.g. 512 positions for BERT).
-    max_length = int(loaded.report.get("max_length") or max_length)
+    # The loader caps max_length at what the model can embed (e.g. 512 positions for BERT); left
+    # empty, model.max_length follows the training rows up to that ceiling.
+    ceiling = int(loaded.report.get("max_length") or max_length)
+    fit = measure(data.train, tokenizer, cfg.task, None if cfg.model.max_length is None else ceiling, ceiling,
+                  seed=cfg.training.seed)
+    max_length = fit.max_length
+    if is_main:
+        sink.set_status(max_length=max_length)
+        sink.log(fit.log_line(fitted=cfg.model.max_length is None))
     train_encoder = encoder_for(cfg, tokenizer, max_length)
     train_dataset = tokenize(data.train, tokenizer, cfg, max_length, "training", lazy=True, encoder=train_encoder)
     eval_dataset = eval_source = None
@@ -322,6 +330,7 @@ def build_trainer(
         compute_metrics=compute_metrics,
         callbacks=list(callbacks),
         masked_only_mlm=cfg.task == "mlm",
+        answer_only_head=cfg.task == "sft" and not cfg.data.train_on_prompt,
         **extra,
     )
     # The sink is our reporter; the Trainer's own printer would echo raw dicts to stdout.
@@ -353,7 +362,7 @@ def _trainer_class() -> type:
     """TuneboardTrainer, built once on first use (its base class needs torch and transformers)."""
     from transformers import Trainer
 
-    from core.models.fast_mlm import masked_only_loss, masked_only_parts
+    from core.models.fast_mlm import answer_only_loss, masked_only_loss, masked_only_parts
 
     class TuneboardTrainer(Trainer):
         """Trainer with masked-only MLM loss, and an optimizer that knows every parameter.
@@ -365,12 +374,14 @@ def _trainer_class() -> type:
         None, so registering frozen ones costs nothing until they thaw.
         """
 
-        def __init__(self, *args, masked_only_mlm: bool = False, **kwargs):
+        def __init__(self, *args, masked_only_mlm: bool = False, answer_only_head: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
             use_cpu_attention_kernel(self.model, on_cpu=self.args.device.type == "cpu", bf16=self.args.bf16)
-            # Masked-only MLM calls the encoder and head directly, which would bypass DDP's gradient
-            # hooks, so it is for single-process runs only.
-            self.masked_only_parts = masked_only_parts(self.model) if masked_only_mlm and self.args.world_size == 1 else None
+            # Masked-only MLM and answer-only SFT call the body and head directly, which would bypass
+            # DDP's gradient hooks, so they are for single-process runs only.
+            single = self.args.world_size == 1
+            self.masked_only_parts = masked_only_parts(self.model) if masked_only_mlm and single else None
+            self.answer_only_parts = masked_only_parts(self.model) if answer_only_head and single else None
 
         def _get_train_sampler(self, train_dataset=None):
             # Trainer reads the length column as a lazy datasets Column and sorts by indexing it, one
@@ -388,13 +399,15 @@ def _trainer_class() -> type:
             return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if self.masked_only_parts is None or "labels" not in inputs:
+            parts = self.masked_only_parts or self.answer_only_parts
+            if parts is None or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             scaled_items = num_items_in_batch if self.model_accepts_loss_kwargs else None
-            # The encoder and head are called directly, not through model.forward, which is where
+            head_only_where = masked_only_loss if self.masked_only_parts is not None else answer_only_loss
+            # The body and head are called directly, not through model.forward, which is where
             # accelerate applies bf16 autocast; without this the bf16 setting never reached MLM runs.
             with self.accelerator.autocast():
-                loss = masked_only_loss(self.masked_only_parts, inputs, scaled_items)
+                loss = head_only_where(parts, inputs, scaled_items)
             return (loss, {"loss": loss}) if return_outputs else loss
 
         def create_optimizer(self, model=None):
