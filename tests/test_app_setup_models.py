@@ -80,6 +80,29 @@ def test_load_the_nike_demo_fills_the_form(jobs):
     assert cfg.task == "mlm" and cfg.model.source == "bundled" and cfg.name == "nike-mlm-demo"
 
 
+def test_load_the_news_demo_fills_the_form_for_instruction_tuning(jobs):
+    at = setup_page()
+    at.button(key="tb_setup_demo_news").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    cfg = config(at)
+    assert cfg.task == "sft" and cfg.model.source == BUNDLED_SMOLLM2 and cfg.name == "news-demo"
+    assert cfg.strategy.name == "lora" and cfg.data.synthetic.kind == "news" and cfg.model.max_length is None
+    assert at.radio(key=key("data.synthetic.kind", gen=1)).value == "news"
+    assert text.CONFIG_OK in texts(at.success), texts(at.error)
+    assert not at.button(key="tb_setup_start").disabled
+
+
+def test_instruction_tuning_starts_with_batches_of_8_unless_the_batch_was_chosen(jobs):
+    at = setup_page()
+    at.radio(key=key("task")).set_value("sft").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert config(at).training.batch_size == 8 and config(at).strategy.name == "lora"
+    at.radio(key=key("task")).set_value("classification").run()
+    at.number_input(key=key("training.batch_size")).set_value(16).run()
+    at.radio(key=key("task")).set_value("sft").run()
+    assert config(at).training.batch_size == 16  # the user's choice stays
+
+
 def test_a_finished_run_is_offered_as_the_base_model(jobs, runs_root):
     from tests.support import make_run
 

@@ -74,7 +74,7 @@ def test_filters_select_misclassified_fixed_broken_and_least_confident():
     tuned = stage(PRED, confidence=[0.9, 0.4, 0.8, 0.3, 0.95, 0.6, 0.7, 0.5, 0.85, 0.55])
     table = analysis.example_table(base, tuned)
     assert table.columns.tolist() == ["row", "text", "gold", "base_prediction", "tuned_prediction", "confidence",
-                                      "base_confidence"]
+                                      "base_confidence", "base_correct", "tuned_correct"]
     assert analysis.filter_examples(table, "misclassified")["row"].tolist() == [1, 3, 7, 9]
     assert analysis.filter_examples(table, "fixed")["row"].tolist() == [6, 8]
     assert analysis.filter_examples(table, "broken")["row"].tolist() == [1, 3, 9]

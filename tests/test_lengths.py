@@ -33,8 +33,8 @@ def test_measure_fits_plain_texts_and_counts_what_is_cut(tiny_bert):
     assert fit.max_length < 40 and fit.rows_cut == 2 and fit.rows_measured == 200 and not fit.sampled
     line = fit.log_line(fitted=True)
     assert line.startswith(f"Max length {fit.max_length} tokens, follows the data") and "2 of 200" in line
-    configured = measure(datasets.Dataset.from_dict({"text": texts}), tokenizer, "classification", 300, ceiling)
-    assert configured.max_length == 300 and configured.rows_cut == 0
+    configured = measure(datasets.Dataset.from_dict({"text": texts}), tokenizer, "classification", 400, ceiling)
+    assert configured.max_length == 400 and configured.rows_cut == 0
     assert "as configured" in configured.log_line(fitted=False) and "no training row is cut" in configured.log_line(fitted=False)
 
 
