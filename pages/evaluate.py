@@ -71,6 +71,11 @@ def stages(predictions: insight.RunPredictions) -> list[tuple[str, object]]:
     return shown if predictions.prompted else [(base_title(predictions), predictions.base), *shown]
 
 
+def points(change: float) -> str:
+    """A change of a share as percentage points: 0.34 -> '+34.0 pts'."""
+    return text.POINTS_DELTA.format(points=change * 100)
+
+
 # ---- generated answers ------------------------------------------------------------------------
 
 def answers_panel(predictions: insight.RunPredictions) -> None:
@@ -83,7 +88,7 @@ def answers_panel(predictions: insight.RunPredictions) -> None:
     for column, (key, name) in zip(st.columns(len(tuned)), text.ANSWER_METRICS.items(), strict=False):
         if key not in tuned:
             continue
-        delta = f"{tuned[key] - base[key]:+.1%}" if base is not None and key in base else None
+        delta = points(tuned[key] - base[key]) if base is not None and key in base else None
         column.metric(name, f"{tuned[key]:.1%}", delta=delta)
         if base is not None and key in base:
             column.caption(text.HUMAN_BASE.format(value=f"{base[key]:.1%}"))
@@ -189,40 +194,71 @@ def human_frame(cfg) -> pd.DataFrame | None:
 
 
 def human_panel(predictions: insight.RunPredictions, cfg) -> None:
-    """Accuracy and Cohen's kappa of the base and fine-tuned models against human labels, and the disagreements."""
+    """Accuracy and Cohen's kappa of base vs human, fine-tuned vs human and human vs gold, and the disagreements."""
     st.subheader(text.HUMAN_TITLE)
     st.caption(text.HUMAN_CAPTION)
     frame = human_frame(cfg)
     if frame is None or frame.empty:
         return
-    columns = [str(c) for c in frame.columns]
-    default_text = columns.index(cfg.data.text_column) if cfg.data.text_column in columns else 0
+    frame = frame.rename(columns=str)
+    columns = list(frame.columns)
+    guessed_text = analysis.likely_text_column(frame, predictions, cfg.data.text_column)
     left, right = st.columns(2)
-    text_column = left.selectbox(text.HUMAN_TEXT_COLUMN, columns, index=default_text, key="tb_eval_human_text")
-    others = [c for c in columns if c != text_column] or columns
-    label_column = right.selectbox(text.HUMAN_LABEL_COLUMN, others, key="tb_eval_human_label")
+    text_column = left.selectbox(text.HUMAN_TEXT_COLUMN, columns, index=columns.index(guessed_text),
+                                 key="tb_eval_human_text")
+    others = [c for c in columns if c != text_column]
+    if not others:
+        st.warning(text.HUMAN_ONE_COLUMN, icon=":material/warning:")
+        return
+    guessed_human = analysis.likely_human_column(others, text_column, cfg.data.label_column)
+    label_column = right.selectbox(text.HUMAN_LABEL_COLUMN, others, index=others.index(guessed_human),
+                                   key="tb_eval_human_label")
     result = analysis.human_agreement(frame, text_column, label_column, predictions)
     if result.matched == 0:
         st.warning(text.HUMAN_NO_MATCH.format(rows=len(frame)), icon=":material/warning:")
         return
     st.caption(text.HUMAN_MATCHED.format(matched=result.matched, unmatched=result.unmatched))
-    first, second = st.columns(2)
-    base_delta = result.base_accuracy is not None
-    first.metric(text.HUMAN_ACCURACY, f"{result.tuned_accuracy:.1%}",
-                 delta=f"{result.tuned_accuracy - result.base_accuracy:+.1%}" if base_delta else None)
-    second.metric(text.HUMAN_KAPPA, f"{result.tuned_kappa:.3f}",
-                  delta=f"{result.tuned_kappa - result.base_kappa:+.3f}" if base_delta else None)
-    if base_delta:
-        first.caption(text.HUMAN_BASE.format(value=f"{result.base_accuracy:.1%}"))
-        second.caption(text.HUMAN_BASE.format(value=f"{result.base_kappa:.3f}"))
-    if result.disagreements.empty:
-        st.success(text.HUMAN_NO_DISAGREEMENTS, icon=":material/check:")
+    agreement_metrics(result, predictions)
+    disagreements_table(result, predictions)
+
+
+def agreement_metrics(result: analysis.HumanAgreement, predictions: insight.RunPredictions) -> None:
+    """One column per pair: accuracy and kappa; the fine-tuned model's change from the base in points."""
+    names = dict(text.HUMAN_PAIRS, tuned=text.HUMAN_PAIR_PROMPTED) if predictions.prompted else text.HUMAN_PAIRS
+    base = result.pairs.get("base")
+    for column, pair in zip(st.columns(len(result.pairs)), result.pairs, strict=True):
+        scores = result.pairs[pair]
+        compared = pair == "tuned" and base is not None
+        with column:
+            st.markdown(f"**{names[pair]}**")
+            st.metric(text.HUMAN_ACCURACY, f"{scores['accuracy']:.1%}",
+                      delta=points(scores["accuracy"] - base["accuracy"]) if compared else None)
+            st.metric(text.HUMAN_KAPPA, f"{scores['kappa']:.3f}",
+                      delta=f"{scores['kappa'] - base['kappa']:+.3f}" if compared else None)
+            if pair != "tuned" or compared:
+                st.caption(text.HUMAN_PAIR_CAPTIONS[pair])
+
+
+def disagreements_table(result: analysis.HumanAgreement, predictions: insight.RunPredictions) -> None:
+    """The matched texts of one kind of disagreement, the kind chosen with its count."""
+    counts = result.disagreement_counts()
+    st.markdown(f"**{text.HUMAN_DISAGREEMENTS}**")
+    st.caption(text.HUMAN_DISAGREEMENTS_CAPTION_PROMPTED if predictions.prompted else text.HUMAN_DISAGREEMENTS_CAPTION)
+    kind = st.segmented_control(
+        text.HUMAN_DISAGREEMENTS, list(analysis.DISAGREEMENT_KINDS), default="model_human",
+        format_func=lambda k: text.HUMAN_KIND_COUNT.format(kind=text.HUMAN_KINDS[k], count=counts[k]),
+        key="tb_eval_human_kind", label_visibility="collapsed") or "model_human"
+    chosen = result.disagreements(kind)
+    if chosen.empty:
+        st.success(text.HUMAN_NO_DISAGREEMENTS.format(kind=text.HUMAN_KINDS[kind]), icon=":material/check:")
         return
-    st.markdown(f"**{text.HUMAN_DISAGREEMENTS.format(count=len(result.disagreements))}**")
-    st.dataframe(result.disagreements.rename(columns={
-        "text": text.COLUMN_TEXT, "human": text.COLUMN_HUMAN, "base_prediction": text.COLUMN_BASE_PREDICTION,
-        "tuned_prediction": text.COLUMN_TUNED_PREDICTION,
-    }), hide_index=True, key="tb_eval_human_disagreements")
+    if predictions.base is None:
+        chosen = chosen.drop(columns=["base_prediction"])
+    st.dataframe(chosen.rename(columns={
+        "text": text.COLUMN_TEXT, "human": text.COLUMN_HUMAN, "gold": text.COLUMN_GOLD,
+        "base_prediction": text.COLUMN_BASE_PREDICTION, "tuned_prediction": text.COLUMN_TUNED_PREDICTION,
+    }), hide_index=True, key="tb_eval_human_disagreements",
+        column_config={text.COLUMN_TEXT: st.column_config.TextColumn(width="large")})
 
 
 # ---- language models ------------------------------------------------------------------------

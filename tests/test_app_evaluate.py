@@ -69,41 +69,83 @@ def test_classification_views(jobs, runs_root):
     assert any(text.EXAMPLES_DOWNLOAD in str(b.proto) for b in at.get("download_button"))
 
 
+def upload_humans(at, human: pd.DataFrame) -> None:
+    """Upload a human file to the Evaluate page's human-label panel and rerun."""
+    at.file_uploader(key="tb_eval_human_upload").set_value(("humans.csv", human.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def pair_metrics(at) -> dict[str, dict[str, object]]:
+    """The human panel's metrics per pair, by the pair's heading: {heading: {metric label: (value, delta)}}."""
+    headings = [m.value.strip("*") for m in at.markdown if m.value.strip("*") in text.HUMAN_PAIRS.values()]
+    metrics = list(at.metric)[-2 * len(headings):]
+    return {heading: {m.label: (m.value, m.delta or None) for m in metrics[2 * i: 2 * i + 2]}
+            for i, heading in enumerate(headings)}
+
+
 def test_human_labels_upload_shows_agreement_and_disagreements(jobs, runs_root):
     run_id = make_run(runs_root, task="classification")
     add_predictions(runs_root, run_id)
     at = open_page(PAGE, {"run": run_id})
-    human = pd.DataFrame({"sentence": TEXTS, "label": ["positive" if g else "negative" for g in GOLD]})
-    human.loc[0, "label"] = "positive"  # the humans disagree with gold on row 0
-    at.file_uploader(key="tb_eval_human_upload").set_value(("humans.csv", human.to_csv(index=False).encode(), "text/csv"))
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    at.selectbox(key="tb_eval_human_text").set_value("sentence").run()
-    at.selectbox(key="tb_eval_human_label").set_value("label").run()
+    human = pd.DataFrame({"sentence": TEXTS, "rating": ["positive" if g else "negative" for g in GOLD]})
+    human.loc[0, "rating"] = "positive"  # the humans disagree with gold on row 0
+    upload_humans(at, human)
+    assert at.selectbox(key="tb_eval_human_text").value == "sentence"  # the column holding the run's texts
+    assert at.selectbox(key="tb_eval_human_label").value == "rating"
     assert text.HUMAN_MATCHED.format(matched=12, unmatched=0) in all_text(at)
-    labels = [m.label for m in at.metric]
-    assert labels == [text.HUMAN_ACCURACY, text.HUMAN_KAPPA]
-    assert at.metric[0].value == f"{9 / 12:.1%}"  # the fine-tuned model misses rows 4 and 5, and row 0 where humans differ
-    disagreements = at.dataframe[-1].value
-    assert set(disagreements[text.COLUMN_TEXT]) == set(TEXTS[:6])
+    pairs = pair_metrics(at)
+    assert list(pairs) == list(text.HUMAN_PAIRS.values())
+    # the fine-tuned model misses rows 4 and 5, and row 0 where humans differ; the base misses rows 1-3 (its
+    # mistake on row 0 is the humans' label)
+    tuned = pairs[text.HUMAN_PAIRS["tuned"]][text.HUMAN_ACCURACY]
+    assert tuned == (f"{9 / 12:.1%}", "+0.0 pts")
+    assert pairs[text.HUMAN_PAIRS["base"]][text.HUMAN_ACCURACY][0] == f"{9 / 12:.1%}"
+    assert pairs[text.HUMAN_PAIRS["gold"]][text.HUMAN_ACCURACY] == (f"{11 / 12:.1%}", None)
+    disagreements = at.dataframe[-1].value  # model vs human by default
+    assert disagreements[text.COLUMN_TEXT].tolist() == [TEXTS[0], TEXTS[4], TEXTS[5]]
 
 
-def test_human_labels_with_a_text_column_named_text(jobs, runs_root):
-    """`text`, `label` and a second annotator's `human`: the page must not crash and compares the humans."""
+def test_human_labels_in_columns_text_label_and_human(jobs, runs_root):
+    """`text`, `label` (the file's gold) and a second annotator's `human`: the page used to crash on the merge and
+    to take `label` for the humans. Three pairs side by side, deltas in points, and each kind of disagreement."""
     run_id = make_run(runs_root, task="classification")
     add_predictions(runs_root, run_id)
     at = open_page(PAGE, {"run": run_id})
     gold = ["positive" if g else "negative" for g in GOLD]
-    human = pd.DataFrame({"text": TEXTS, "label": gold, "human": gold})
-    at.file_uploader(key="tb_eval_human_upload").set_value(("humans.csv", human.to_csv(index=False).encode(), "text/csv"))
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    at.selectbox(key="tb_eval_human_text").set_value("text").run()
-    for column in ("label", "human"):
-        at.selectbox(key="tb_eval_human_label").set_value(column).run()
+    human = list(gold)
+    human[0], human[4] = "positive", "positive"  # the second annotator differs from gold on rows 0 and 4
+    upload_humans(at, pd.DataFrame({"text": TEXTS, "label": gold, "human": human}))
+    assert at.selectbox(key="tb_eval_human_text").value == "text"
+    assert at.selectbox(key="tb_eval_human_label").value == "human"
+    assert text.HUMAN_MATCHED.format(matched=12, unmatched=0) in all_text(at)
+    pairs = pair_metrics(at)
+    assert list(pairs) == [text.HUMAN_PAIRS[p] for p in ("base", "tuned", "gold")]
+    # against the humans, the base (wrong on rows 0-3) is right on rows 0 and 5-11; the fine-tuned model (wrong on
+    # rows 4 and 5) is wrong on rows 0 and 5
+    base, tuned, ceiling = (pairs[text.HUMAN_PAIRS[p]] for p in ("base", "tuned", "gold"))
+    assert base[text.HUMAN_ACCURACY] == (f"{8 / 12:.1%}", None)
+    assert tuned[text.HUMAN_ACCURACY] == (f"{10 / 12:.1%}", "+16.7 pts")
+    assert tuned[text.HUMAN_KAPPA][1].startswith(("+", "-")) and "%" not in tuned[text.HUMAN_KAPPA][1]
+    assert ceiling[text.HUMAN_ACCURACY] == (f"{10 / 12:.1%}", None)
+    assert text.HUMAN_PAIR_CAPTIONS["gold"] in all_text(at)
+
+    kinds = at.segmented_control(key="tb_eval_human_kind")
+    assert kinds.value == "model_human"
+    assert at.dataframe[-1].value[text.COLUMN_TEXT].tolist() == [TEXTS[0], TEXTS[5]]
+    expected = {"model_gold": [TEXTS[4], TEXTS[5]], "human_gold": [TEXTS[0], TEXTS[4]]}
+    for kind, rows in expected.items():
+        at.segmented_control(key="tb_eval_human_kind").set_value(kind).run()
         assert not at.exception, [e.value for e in at.exception]
-        assert text.HUMAN_MATCHED.format(matched=12, unmatched=0) in all_text(at)
-        assert at.metric[0].value == f"{10 / 12:.1%}"  # the fine-tuned model misses rows 4 and 5
+        table = at.dataframe[-1].value
+        assert table[text.COLUMN_TEXT].tolist() == rows, kind
+        assert {text.COLUMN_HUMAN, text.COLUMN_GOLD, text.COLUMN_TUNED_PREDICTION} <= set(table.columns)
+    assert kinds.options == [text.HUMAN_KIND_COUNT.format(kind=text.HUMAN_KINDS[k], count=2) for k in
+                             ("model_human", "model_gold", "human_gold")]
+
+    at.selectbox(key="tb_eval_human_label").set_value("label").run()  # the gold column still can be chosen
+    assert not at.exception, [e.value for e in at.exception]
+    assert pair_metrics(at)[text.HUMAN_PAIRS["gold"]][text.HUMAN_ACCURACY][0] == f"{1:.1%}"
 
 
 def test_language_model_views_and_sampled_note(jobs, runs_root):

@@ -132,7 +132,7 @@ def test_stages_are_listed_in_training_order_and_final_wins(tmp_path):
     assert insight.load_predictions(tmp_path / "nothing-here") is None
 
 
-def test_human_labels_are_matched_by_text_and_scored(tmp_path):
+def test_human_labels_are_matched_by_text_and_scored_in_three_pairs(tmp_path):
     predictions = insight.load_predictions(write_run(tmp_path).path)
     humans = pd.DataFrame({
         "sentence": [f" text {i} " for i in range(8)] + ["not in the eval set"],
@@ -141,25 +141,80 @@ def test_human_labels_are_matched_by_text_and_scored(tmp_path):
     result = analysis.human_agreement(humans, "sentence", "rating", predictions)
     human = GOLD[:8]  # names in any case and ids both resolve to the run's labels
     assert result.matched == 8 and result.unmatched == 1
-    assert result.tuned_accuracy == pytest.approx(np.mean([h == p for h, p in zip(human, PRED[:8], strict=True)]))
-    assert result.tuned_kappa == pytest.approx(cohen_kappa_score(human, PRED[:8]))
-    assert result.base_kappa == pytest.approx(cohen_kappa_score(human, ["negative"] * 8))
-    assert result.disagreements.columns.tolist() == ["text", "human", "base_prediction", "tuned_prediction"]
-    assert len(result.disagreements) == sum(
-        h != p or h != "negative" for h, p in zip(human, PRED[:8], strict=True)
-    )
+    assert list(result.pairs) == list(analysis.AGREEMENT_PAIRS)
+    tuned, base, gold = result.pairs["tuned"], result.pairs["base"], result.pairs["gold"]
+    assert tuned["accuracy"] == pytest.approx(np.mean([h == p for h, p in zip(human, PRED[:8], strict=True)]))
+    assert tuned["kappa"] == pytest.approx(cohen_kappa_score(human, PRED[:8]))
+    assert base["kappa"] == pytest.approx(cohen_kappa_score(human, ["negative"] * 8))
+    assert gold == {"accuracy": 1.0, "kappa": 1.0}  # these humans are the gold labels
 
 
-def test_human_labels_in_columns_named_text_and_label(tmp_path):
-    """The most common names: they clash with the stored predictions' own `text` column when merged."""
+def test_human_agreement_lists_each_kind_of_disagreement(tmp_path):
+    """Model vs human, model vs gold and human vs gold are three different lists (the page listed rows where the
+    fine-tuned model agreed with the humans as disagreements)."""
     predictions = insight.load_predictions(write_run(tmp_path).path)
-    humans = pd.DataFrame({"text": [f"text {i}" for i in range(8)], "label": GOLD[:8], "human": GOLD[:8]})
-    for label_column in ("label", "human"):
+    human = ["positive", *GOLD[1:]]  # the human differs from gold on text 0 only (gold: negative)
+    humans = pd.DataFrame({"text": [f"text {i}" for i in range(10)], "human": human})
+    result = analysis.human_agreement(humans, "text", "human", predictions)
+
+    def texts(kind: str) -> list[str]:
+        return result.disagreements(kind)["text"].tolist()
+
+    assert texts("human_gold") == ["text 0"]
+    assert texts("model_gold") == [f"text {i}" for i in range(10) if PRED[i] != GOLD[i]]
+    assert texts("model_human") == [f"text {i}" for i in range(10) if PRED[i] != human[i]]
+    assert "text 0" in texts("model_human") and "text 0" not in texts("model_gold")  # PRED[0] is gold, not human
+    assert result.disagreement_counts() == {kind: len(texts(kind)) for kind in analysis.DISAGREEMENT_KINDS}
+    assert result.disagreements("human_gold").columns.tolist() == ["text", "human", "gold", "base_prediction",
+                                                                     "tuned_prediction"]
+    assert result.pairs["gold"]["accuracy"] == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="Unknown kind"):
+        result.disagreements("fixed")
+
+
+def test_human_labels_in_columns_named_text_label_and_human(tmp_path):
+    """The most common names: they clash with the stored predictions' own `text` column when merged, and the
+    file's `label` (its gold) must not be taken for the humans'."""
+    predictions = insight.load_predictions(write_run(tmp_path).path)
+    human = ["neutral", *GOLD[1:8]]
+    humans = pd.DataFrame({"text": [f"text {i}" for i in range(8)], "label": GOLD[:8], "human": human})
+    assert analysis.likely_text_column(humans, predictions, "sentence") == "text"
+    assert analysis.likely_human_column(list(humans.columns), "text", "label") == "human"
+    for label_column, disagreeing in (("label", 0), ("human", 1)):
         result = analysis.human_agreement(humans, "text", label_column, predictions)
         assert result.matched == 8 and result.unmatched == 0
-        assert result.tuned_accuracy == pytest.approx(np.mean([g == p for g, p in zip(GOLD[:8], PRED[:8], strict=True)]))
-        assert result.disagreements["text"].tolist() == [t for t, g, p in zip(humans["text"], GOLD, PRED, strict=False)
-                                                         if g != p or g != "negative"]
+        assert result.disagreement_counts()["human_gold"] == disagreeing
+    assert result.pairs["tuned"]["accuracy"] == pytest.approx(np.mean([h == p for h, p in zip(human, PRED, strict=False)]))
+
+
+def test_unmatched_and_unlabelled_human_rows_are_left_out(tmp_path):
+    predictions = insight.load_predictions(write_run(tmp_path).path)
+    humans = pd.DataFrame({"text": ["text 0", "text 1", "text 1", "elsewhere", "text 2", "  "],
+                           "human": ["negative", "neutral", "positive", "positive", None, "negative"]})
+    result = analysis.human_agreement(humans, "text", "human", predictions)
+    # "text 1" counts once (its first label), the unlabelled "text 2" and the blank text not at all
+    assert (result.matched, result.unmatched) == (2, 1)
+    assert result.disagreements("human_gold").empty
+    nothing = analysis.human_agreement(humans.assign(text="elsewhere"), "text", "human", predictions)
+    assert nothing.matched == 0 and nothing.unmatched == 1
+    with pytest.raises(ValueError, match="two columns"):
+        analysis.human_agreement(humans, "text", "text", predictions)
+
+
+def test_the_human_column_is_neither_the_text_nor_the_gold_column():
+    guess = analysis.likely_human_column
+    assert guess(["sentence", "label", "annotator_2"], "sentence", "label") == "annotator_2"
+    assert guess(["text", "label", "Human_Label", "notes"], "text", "label") == "Human_Label"
+    assert guess(["text", "label", "notes", "rating"], "text", "label") == "notes"
+    assert guess(["text", "label"], "text", "label") == "label"  # nothing else left: the user sees what it is
+
+
+def test_the_text_column_is_the_one_holding_the_run_texts(tmp_path):
+    predictions = insight.load_predictions(write_run(tmp_path).path)
+    frame = pd.DataFrame({"id": range(3), "review": ["text 0", "text 1", "x"], "text": ["a", "b", "text 2"]})
+    assert analysis.likely_text_column(frame, predictions, "text") == "review"
+    assert analysis.likely_text_column(frame.assign(review="none"), predictions, "text") == "text"
+    assert analysis.likely_text_column(frame.assign(text="none", review="none"), predictions, "missing") == "id"
 
 
 # ---- the engine writes the stages -------------------------------------------------------------

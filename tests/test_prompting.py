@@ -389,7 +389,9 @@ def test_evaluate_shows_an_sft_run_with_labels_as_a_classifier_with_its_answers(
     at.selectbox(key="tb_eval_human_label").set_value("label").run()
     assert not at.exception, [e.value for e in at.exception]
     assert text.HUMAN_MATCHED.format(matched=12, unmatched=0) in all_text(at)
-    assert at.metric[-2].label == text.HUMAN_ACCURACY and at.metric[-2].value == f"{10 / 12:.1%}"
+    fine_tuned = at.metric[-4]  # base, fine-tuned and gold pairs, accuracy then kappa each
+    assert fine_tuned.label == text.HUMAN_ACCURACY and fine_tuned.value == f"{10 / 12:.1%}"
+    assert fine_tuned.delta == f"{(10 - 8) / 12 * 100:+.1f} pts"  # the base names no label on rows 0-3
 
 
 def test_evaluate_shows_a_prompt_run_as_one_stage(jobs, runs_root):
@@ -403,6 +405,18 @@ def test_evaluate_shows_a_prompt_run_as_one_stage(jobs, runs_root):
     assert text.ANSWERS_CAPTION_PROMPTED in all_text(at)
     examples = at.dataframe[1].value
     assert text.COLUMN_BASE_ANSWER not in examples.columns
+
+    gold = [EVAL_LABELS[i % 2] for i in range(12)]
+    human = pd.DataFrame({"text": EVAL_TEXTS, "label": gold, "human": gold})
+    at.file_uploader(key="tb_eval_human_upload").set_value(("humans.csv", human.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="tb_eval_human_label").value == "human"
+    headings = [m.value.strip("*") for m in at.markdown]
+    assert text.HUMAN_PAIR_PROMPTED in headings and text.HUMAN_PAIRS["gold"] in headings
+    assert text.HUMAN_PAIRS["base"] not in headings  # one model: nothing to compare it with
+    assert [m.value for m in at.metric[-4:]] == [f"{10 / 12:.1%}", at.metric[-3].value, "100.0%", "1.000"]
+    assert text.COLUMN_BASE_PREDICTION not in at.dataframe[-1].value.columns
 
 
 @pytest.mark.parametrize("page", ["pages/train.py", "pages/compare.py", "pages/runs.py"])

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.data.instructions import map_to_label
 from core.insight.answers import score_answers
 from core.insight.predictions import NO_LABEL, RunPredictions
 
@@ -97,7 +98,7 @@ def example_table(base: pd.DataFrame | None, tuned: pd.DataFrame) -> pd.DataFram
     answers = "answer" in tuned.columns
     table = pd.DataFrame({
         "row": tuned["row"].to_numpy(),
-        "text": tuned["input" if "input" in tuned.columns else "text"].to_numpy(),
+        "text": _example_texts(tuned).to_numpy(),
         "gold": tuned["gold"].to_numpy(),
         "base_prediction": None,
         "tuned_prediction": tuned["predicted"].to_numpy(),
@@ -180,17 +181,31 @@ def moved_examples(base: pd.DataFrame, tuned: pd.DataFrame, n: int = 10) -> dict
 
 # ---- agreement with human labels (pure) --------------------------------------------------------
 
-@dataclass(frozen=True)
-class HumanAgreement:
-    """Agreement of the base and the fine-tuned model with human labels, on the matched texts."""
+# The pairs a human labelling is scored in, named as `python -m core evaluate` names them: the base and the
+# fine-tuned model each against the humans, and the humans against the run's gold labels. The last is the
+# ceiling: a model that always matched gold would agree with the humans exactly that much.
+AGREEMENT_PAIRS = ("base", "tuned", "gold")
+# The kinds of disagreement listed for a reader to inspect; "model" is the fine-tuned (or prompted) model.
+DISAGREEMENT_KINDS = ("model_human", "model_gold", "human_gold")
+# Column names that say they hold a second annotator's labels, in order of preference (case does not matter).
+HUMAN_COLUMN_NAMES = ("human", "human_label", "annotator", "annotation", "human_labels", "rater")
+# Rows of a human file sampled to find which column holds the run's texts: enough to rank the columns even
+# when the run evaluated only a small share of the file, few enough to stay instant on a large one.
+TEXT_COLUMN_SAMPLE = 2000
 
-    matched: int
-    unmatched: int
-    base_accuracy: float | None
-    base_kappa: float | None
-    tuned_accuracy: float
-    tuned_kappa: float
-    disagreements: pd.DataFrame  # text, human, base_prediction, tuned_prediction
+
+def agreement(first: Sequence[str], second: Sequence[str]) -> dict[str, float]:
+    """{'accuracy', 'kappa'} of two labelings of the same items (the CLI's and the Evaluate page's pairs)."""
+    return {"accuracy": accuracy(first, second), "kappa": cohen_kappa(first, second)}
+
+
+def human_label(value: Any, label_names: Sequence[str]) -> str:
+    """A human's label as one of the run's label names where it names one (by name in any case, by id, or in a
+    sentence as a generated answer would), else as written."""
+    if not label_names:
+        return str(value).strip()
+    named = normalise_label(value, label_names)
+    return named if named in label_names else map_to_label(value, label_names) or named
 
 
 def normalise_label(value: Any, label_names: Sequence[str]) -> str:
@@ -208,39 +223,104 @@ def normalise_label(value: Any, label_names: Sequence[str]) -> str:
     return label
 
 
+def likely_text_column(human: pd.DataFrame, predictions: RunPredictions, preferred: str | None = None) -> str:
+    """The column of a human file whose values are most often the run's example texts (sampled); on a tie
+    `preferred` (the run's text column), then the first column."""
+    columns = [str(c) for c in human.columns]
+    if predictions.tuned is None or not columns:
+        return preferred if preferred in columns else (columns[0] if columns else "")
+    known = set(_example_texts(predictions.tuned).str.strip())
+    sample = human.head(TEXT_COLUMN_SAMPLE).rename(columns=str)
+    hits = {c: int(sample[c].dropna().astype(str).str.strip().isin(known).sum()) for c in columns}
+    best = max(hits.values())
+    if best == 0 or hits.get(preferred or "", -1) == best:
+        return preferred if preferred in columns else columns[0]
+    return next(c for c in columns if hits[c] == best)
+
+
+def likely_human_column(columns: Sequence[str], text_column: str, gold_column: str | None) -> str | None:
+    """The column most likely to hold the human labels: neither the text nor the run's gold label column, one
+    named like HUMAN_COLUMN_NAMES first, else the first such column; the gold column only when nothing else is left."""
+    others = [c for c in columns if c not in (text_column, gold_column)]
+    by_name = {c.strip().lower(): c for c in reversed(others)}
+    for name in HUMAN_COLUMN_NAMES:
+        if name in by_name:
+            return by_name[name]
+    named = [c for c in others if "human" in c.lower() or "annotat" in c.lower()]
+    if named or others:
+        return (named or others)[0]
+    return gold_column if gold_column in columns and gold_column != text_column else None
+
+
+@dataclass(frozen=True)
+class HumanAgreement:
+    """Human labels against the run's stored predictions and gold labels, on the texts both hold."""
+
+    matched: int
+    unmatched: int  # labelled texts that are not among the run's evaluation examples
+    # "base", "tuned" (each model vs the humans) and "gold" (the humans vs gold, the ceiling) -> accuracy, kappa;
+    # no "base" when the run stored no base stage (a prompt run)
+    pairs: dict[str, dict[str, float]]
+    # One row per matched text: text, human, gold, base_prediction, tuned_prediction, and one boolean column
+    # per DISAGREEMENT_KINDS saying whether the text is a disagreement of that kind.
+    examples: pd.DataFrame
+
+    def disagreement_counts(self) -> dict[str, int]:
+        """How many matched texts are a disagreement of each kind."""
+        return {kind: int(self.examples[kind].sum()) for kind in DISAGREEMENT_KINDS}
+
+    def disagreements(self, kind: str) -> pd.DataFrame:
+        """The matched texts of one kind of disagreement: text, human, gold, base_prediction, tuned_prediction."""
+        if kind not in DISAGREEMENT_KINDS:
+            raise ValueError(f"Unknown kind of disagreement {kind!r}: use one of {', '.join(DISAGREEMENT_KINDS)}.")
+        chosen = self.examples[self.examples[kind]]
+        return chosen.drop(columns=list(DISAGREEMENT_KINDS)).reset_index(drop=True)
+
+
 def human_agreement(
     human: pd.DataFrame, text_column: str, label_column: str, predictions: RunPredictions
 ) -> HumanAgreement:
-    """Match human-labelled texts to the run's stored predictions by text; agreement and disagreements."""
+    """Match human-labelled texts to the run's stored predictions by text (stripped; the first of duplicates
+    counts); the three agreements and the disagreements of each kind."""
     if predictions.tuned is None:
         raise ValueError("The run has no fine-tuned predictions to compare with.")
+    if text_column == label_column:
+        raise ValueError(f"The texts and the human labels are both '{text_column}': choose two columns.")
     names = predictions.label_names
+    human = human.rename(columns=str)  # a file read without a header has number names; the pickers show text
     rows = human[[text_column, label_column]].dropna()
-    # Only the two derived columns go into the merge: a human file's own columns are often called
-    # `text` or `label` too, and pandas would suffix both sides of the clash.
+    # Only derived columns go into the merge: a human file's own columns are often called `text`, `label` or
+    # `human` too, and pandas would suffix both sides of the clash.
     labelled = pd.DataFrame({
         "_text": rows[text_column].astype(str).str.strip().to_numpy(),
-        "_human": [normalise_label(v, names) for v in rows[label_column]],
-    }).drop_duplicates("_text", keep="first")
+        "_human": [human_label(v, names) for v in rows[label_column]],
+    })
+    labelled = labelled[labelled["_text"] != ""].drop_duplicates("_text", keep="first")
     table = example_table(predictions.base, predictions.tuned)
     table["_text"] = table["text"].astype(str).str.strip()
     table = table.drop_duplicates("_text", keep="first")
     merged = labelled.merge(table, on="_text", how="inner")
-    humans = merged["_human"].tolist()
-    tuned = merged["tuned_prediction"].astype(str).tolist()
-    base_accuracy = base_kappa = None
-    if predictions.base is not None and len(merged):
-        base = merged["base_prediction"].astype(str).tolist()
-        base_accuracy, base_kappa = accuracy(humans, base), cohen_kappa(humans, base)
-    base_differs = merged["base_prediction"].notna() & (merged["base_prediction"] != merged["_human"])
-    disagree = merged[(merged["tuned_prediction"] != merged["_human"]) | base_differs]
-    disagreements = disagree[["text", "_human", "base_prediction", "tuned_prediction"]].rename(columns={"_human": "human"})
-    return HumanAgreement(
-        matched=len(merged),
-        unmatched=len(labelled) - len(merged),
-        base_accuracy=base_accuracy,
-        base_kappa=base_kappa,
-        tuned_accuracy=accuracy(humans, tuned),
-        tuned_kappa=cohen_kappa(humans, tuned) if humans else 0.0,
-        disagreements=disagreements.reset_index(drop=True),
-    )
+    examples = pd.DataFrame({
+        "text": merged["text"].to_numpy(),
+        "human": merged["_human"].to_numpy(),
+        "gold": merged["gold"].astype(str).to_numpy(),
+        "base_prediction": merged["base_prediction"].to_numpy(),
+        "tuned_prediction": merged["tuned_prediction"].fillna(NO_LABEL).astype(str).to_numpy(),
+    })
+    # A stage's own verdict decides "model vs gold" (generated answers are judged by their run, not by string).
+    examples["model_human"] = examples["tuned_prediction"] != examples["human"]
+    examples["model_gold"] = ~merged["tuned_correct"].astype(bool).to_numpy()
+    examples["human_gold"] = examples["human"] != examples["gold"]
+    humans = examples["human"].tolist()
+    pairs = {}
+    if predictions.base is not None:
+        pairs["base"] = agreement(humans, examples["base_prediction"].fillna(NO_LABEL).astype(str).tolist())
+    pairs["tuned"] = agreement(humans, examples["tuned_prediction"].tolist())
+    pairs["gold"] = agreement(humans, examples["gold"].tolist())
+    return HumanAgreement(matched=len(examples), unmatched=len(labelled) - len(examples), pairs=pairs,
+                          examples=examples)
+
+
+def _example_texts(stage: pd.DataFrame) -> pd.Series:
+    """The texts a human file names a stage's examples by: the asked `input` of generated answers, else `text`."""
+    return stage["input" if "input" in stage.columns else "text"].astype(str)

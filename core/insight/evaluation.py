@@ -53,7 +53,7 @@ from core.data.instructions import (
 from core.data.tables import read_table
 from core.errors import ConfigError, DataError, ModelError, RunError
 from core.files import atomic_write_text, clean_number
-from core.insight.analysis import accuracy, cohen_kappa, normalise_label
+from core.insight.analysis import agreement, human_label, normalise_label
 from core.insight.answers import (
     ANSWER_BATCH_SIZE,
     ANSWER_NEW_TOKENS,
@@ -329,12 +329,7 @@ def _human_values(kept: pd.DataFrame, human: str | None, names: Sequence[str] | 
     None where it is empty."""
     if human is None:
         return None
-
-    def label(value: Any) -> str:
-        named = normalise_label(value, names)
-        return named if named in names else map_to_label(value, names) or named
-
-    return [None if _blank(v) else label(v) if names else str(v).strip() for v in kept[human]]
+    return [None if _blank(v) else human_label(v, names or []) for v in kept[human]]
 
 
 def _blank(value: Any) -> bool:
@@ -466,7 +461,7 @@ def _agreement(human: list[str | None], base: list[Any], tuned: list[Any],
     result = {}
     for which, values in ((BASE, base), (TUNED, tuned), (GOLD, gold)):
         theirs = shown(values)
-        result[which] = {"accuracy": accuracy(theirs, humans), "kappa": cohen_kappa(humans, theirs)}
+        result[which] = agreement(humans, theirs)
     return len(rated), result
 
 

@@ -89,6 +89,27 @@ TASK_NAMES = {
     "causal": "Causal LM (next token)",
     "sft": "Instruction tuning (SFT)",
 }
+# Setup, after the task changes (core.plan.task_switch): what went back to the new task's defaults, what was kept.
+TASK_SWITCH_RESET = "For {task}, back to its defaults: {fields}."
+TASK_SWITCH_KEPT = "Kept as you set them for the previous task: {fields}."
+TASK_SWITCH_CHANGE = "{name} {before} → {after}"
+TASK_SWITCH_VALUE = "{name} {value}"
+TASK_SWITCH_USE_DEFAULTS = "Use this task's defaults for those too"
+TASK_FIELD_NAMES = {
+    "strategy.name": "strategy",
+    "model.max_length": "max length",
+    "training.max_steps": "max steps",
+    "training.epochs": "epochs",
+    "training.batch_size": "batch size",
+    "training.learning_rate": "learning rate",
+    "training.eval_steps": "evaluation interval",
+    "probes.texts": "probe sentences",
+}
+TASK_FIELD_DEFAULT = "default"
+TASK_FIELD_FOLLOWS_DATA = "follows the data"
+TASK_FIELD_EPOCHS_INSTEAD = "off (epochs)"
+TASK_FIELD_PROBES_DEFAULT = "the task's own"
+TASK_FIELD_PROBES_CUSTOM = "{n} of your own"
 RUN_NAME = "Run name"
 RUN_NAME_PLACEHOLDER = "e.g. nike-positive-lora"
 
@@ -152,7 +173,7 @@ SYNTH_NULLS = "Share of empty rows"
 SYNTH_SAMPLE = "Sample sentences"
 UPLOAD_LABEL = "Upload a table"
 UPLOAD_HELP = "CSV, TSV, JSON, JSONL or Parquet. The file is stored next to the runs and never executed."
-UPLOAD_BAD_TYPE = "{name} is not a supported file: upload one of {types}."
+UPLOAD_BAD_TYPE = "{name} is not a supported file: upload one of {types}." 
 UPLOAD_EMPTY = "{name} is empty: upload a file with a header row and at least one data row."
 UPLOAD_SAVED = "Saved as {path}."
 FILE_PATH = "File on this machine"
@@ -199,6 +220,14 @@ DATA_ADVANCED = "Split and size"
 VALIDATION_FRACTION = "Validation share"
 MAX_ROWS = "Max training rows (0: all)"
 EVAL_PATH = "Separate evaluation file (optional)"
+EVAL_UPLOAD = "Upload an evaluation file (optional)"
+EVAL_UPLOAD_HELP = ("Rows the run is evaluated on instead of a held-out share of the training data: the same "
+                    "columns as the training data. CSV, TSV, JSON, JSONL or Parquet, stored next to the runs.")
+EVAL_PATH_SERVER = "…or an evaluation file on this machine"
+EVAL_PATH_HELP = "Path of a file on the server; empty: hold out the validation share of the training data."
+EVAL_SAVED = "Evaluation file {name} saved as {path}."
+EVAL_ROWS = "{rows:,} rows in the evaluation file, with the columns the run reads."
+EVAL_MISSING = "There is no file at {path}: upload the evaluation file again or fix the path."
 
 STRATEGY_LABEL = "Strategy"
 STRATEGY_NAMES = {
@@ -258,6 +287,36 @@ ESTIMATE_WHY_PROBLEMS = "No estimate until the problems below are fixed."
 ESTIMATE_WHY_DATA = "No estimate yet: the data's size is known once it is read (Hub datasets are read at Start)."
 ESTIMATE_WHY_MODEL = "No estimate yet: the model's size is not known (see the model section)."
 DISK_USE = "Disk: up to {peak} while training, {kept} kept once it completes."
+# Before Start, on Setup and from `python -m core train`: the rows that will train and why the others will not
+# (core.present.data_plan). The reasons follow core.data.integrity.REMOVAL_REASONS.
+ROWS_PLAN = "Data: {rows:,} rows → {usable} {unit} after curation{why} → {train} to train on{held}."
+ROWS_PLAN_UNITS = {"rows": "rows", "chats": "conversations"}
+ROWS_PLAN_WHY = " (dropped: {reasons})"
+ROWS_PLAN_NONE_DROPPED = " (none dropped)"
+ROWS_PLAN_HELD = ", {eval} held out for evaluation"
+ROWS_PLAN_EVAL_FILE = ", evaluated on the separate evaluation file"
+ROWS_PLAN_CAPPED = " (capped by the max training rows)"
+ROWS_PLAN_REASONS = {
+    "null_text": "{n:,} empty",
+    "missing_label": "{n:,} without a label",
+    "unparseable_label": "{n:,} with an unreadable label",
+    "unexpected_label": "{n:,} with a label the training data lacks",
+    "duplicate": "{n:,} duplicates",
+    "too_long": "{n:,} too long",
+    "signal": "{n:,} by the curation signal",
+}
+ROWS_PLAN_ABOUT = "~{n:,}"
+ROWS_PLAN_FLAGGED = "{n:,} duplicates are kept, only flagged (the integrity checks are set to flag)."
+ROWS_PLAN_SAMPLED = "The signal was measured on a sample of {sample:,} rows: the counts after it are estimates."
+ROWS_PLAN_AT_START = "The curation signal needs a model: the rows it removes are counted at Start, so fewer may train."
+ROWS_PLAN_AT_LEAST = ("In a table this large only exact duplicates were counted: texts that differ only in case or "
+                      "spacing are dropped at Start too.")
+PLAN_STEPS = "Plan: {steps:,} optimizer steps of {per_step:,} rows ({what})."
+PLAN_EPOCHS = "{epochs:g} epochs over {rows} training rows"
+PLAN_MAX_STEPS = "max steps: {epochs:.1f} passes over {rows} training rows"
+PLAN_PROMPTING = "Plan: no training (prompting); the base model answers the evaluation prompts."
+PLAN_TIME = "Time: about {duration} ({basis})."
+PLAN_BASIS = {"measured": "the speed run {run_id} measured", "computed": "computed from the model's size and {device}"}
 SERIES_PREDICTS = "{series}: {label}"
 PREDICTED_LINE = "{side} predicts **{label}** ({score:.0%})"
 HEADLINE_BEST = "{metrics} (best, step {step})"
@@ -542,6 +601,9 @@ DOWNLOAD_ADAPTER = "Adapter (zip)"
 DOWNLOAD_MERGED = "Merged model (zip)"
 MERGE_LORA = "Merge the LoRA adapter into the model"
 PREPARE_EXPORT = "Prepare the model download"
+PREPARE_GGUF = "Prepare a GGUF (llama.cpp, Ollama)"
+PREPARE_GGUF_HELP = "One F16 GGUF file with the tokenizer and chat template inside, an Ollama Modelfile and the model card; the LoRA is merged first."
+DOWNLOAD_GGUF = "GGUF + Modelfile (zip)"
 EXPORT_READY = "Ready: {size}."
 NO_MODEL_YET = "No trained model in this run yet (it saves one in final/ when it completes)."
 COMMANDS = "Rerun it headless"
@@ -663,14 +725,31 @@ HUMAN_SOURCE_RUN_DATA = "A column of the run's data file"
 HUMAN_UPLOAD = "File with texts and human labels"
 HUMAN_TEXT_COLUMN = "Text column"
 HUMAN_LABEL_COLUMN = "Human label column"
+HUMAN_ONE_COLUMN = "The file has one column: it needs the texts and the human labels in two columns."
 HUMAN_NO_RUN_DATA = "The run's data is not a file on this server, so upload the human labels instead."
 HUMAN_NO_MATCH = "None of the {rows:,} labelled texts is among this run's evaluation examples: check the text column."
 HUMAN_MATCHED = "{matched:,} labelled texts matched evaluation examples ({unmatched:,} did not)."
-HUMAN_ACCURACY = "Accuracy vs humans"
-HUMAN_KAPPA = "Cohen's kappa vs humans"
+HUMAN_ACCURACY = "Accuracy"
+HUMAN_KAPPA = "Cohen's kappa"
 HUMAN_BASE = "Base: {value}"
-HUMAN_DISAGREEMENTS = "Disagreements ({count:,})"
-HUMAN_NO_DISAGREEMENTS = "Both models agree with the human labels on every matched text."
+# A change of a share (accuracy, exact match) in percentage points: "+34.0 pts", never "+34.0%".
+POINTS_DELTA = "{points:+.1f} pts"
+# The pairs of core.insight.analysis.AGREEMENT_PAIRS, as `python -m core evaluate` names them.
+HUMAN_PAIRS = {"base": "Base model vs human", "tuned": "Fine-tuned vs human", "gold": "Human vs gold (the ceiling)"}
+HUMAN_PAIR_PROMPTED = "Prompted model vs human"  # a prompt run's one model, in place of the fine-tuned one
+HUMAN_PAIR_CAPTIONS = {
+    "base": "The base model's labels against the human labels.",
+    "tuned": "The model's labels against the human labels; the change is from the base model.",
+    "gold": "The human labels against the run's gold labels: a model that always matched gold would agree with "
+            "the humans this much.",
+}
+HUMAN_DISAGREEMENTS = "Disagreements"
+# The kinds of core.insight.analysis.DISAGREEMENT_KINDS.
+HUMAN_KINDS = {"model_human": "Model ≠ human", "model_gold": "Model ≠ gold", "human_gold": "Human ≠ gold"}
+HUMAN_KIND_COUNT = "{kind} ({count:,})"
+HUMAN_DISAGREEMENTS_CAPTION = "Model: the fine-tuned model (the base model's label beside it). Gold: the run's label."
+HUMAN_DISAGREEMENTS_CAPTION_PROMPTED = "Model: the prompted base model. Gold: the run's label."
+HUMAN_NO_DISAGREEMENTS = "No matched text is a disagreement of this kind ({kind})."
 HUMAN_READ_ERROR = "Could not read the file: {error}"
 LOSS_TITLE = "Per-example loss"
 LOSS_CAPTION = "Mean token loss of each evaluation example, for the base and the fine-tuned model."
@@ -718,6 +797,8 @@ TRAINING_LENGTH_STEPS = "{steps:,} steps (max steps)"
 TRAINING_LENGTH_EPOCHS = "{epochs:g} epochs"
 REPORT_NOT_A_RUN = "{path} is not a run folder (it has no config.yaml): pass a folder under runs/."
 REPORT_WRITTEN = "Wrote {path} ({size})."
+EXPORT_LOADING = "Exporting run {run_id}: loading its model from {source}…"
+EXPORT_WRITTEN = "Wrote {path} ({size}): {files}."
 
 # ---- strategy shoot-out and learning-rate finder ------------------------------------------------
 PAGE_STRATEGIES = "Compare strategies"
