@@ -131,6 +131,19 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=16, help="sft: prompts answered at once (1-256; default 16).")
     evaluate.add_argument("--max-new-tokens", type=int, default=32,
                           help="sft: the longest answer, in tokens (1-512; default 32).")
+    export = commands.add_parser(
+        "export", help="Write a run's model where other tools load it: a transformers folder, or a GGUF for llama.cpp "
+                       "and Ollama; each with a model card."
+    )
+    export.add_argument("run_folder", metavar="RUN", help="The run's folder, e.g. runs/<id> (or only its id).")
+    export.add_argument("output_dir", metavar="DIR", help="The folder to write: created, or an empty one (never overwritten).")
+    export.add_argument("--adapter", action="store_true",
+                        help="LoRA runs: the adapter alone, unmerged (default: merged into the base model).")
+    export.add_argument("--format", choices=("safetensors", "gguf"), default="safetensors",
+                        help="safetensors (default): loads in transformers' pipeline(). gguf: one file for llama.cpp and "
+                             "Ollama, with a Modelfile (causal and sft runs of Llama-architecture models).")
+    export.add_argument("--quantization", choices=("f16", "q8_0"),
+                        help="GGUF weights: f16 (default) or q8_0 (about half the size).")
     return parser
 
 
@@ -394,6 +407,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the run's model into DIR; print what was written."""
+    from core.models.export import export_run
+    from core.present import text
+
+    written = export_run(args.run_folder, args.output_dir, merge=not args.adapter, fmt=args.format,
+                         quantization=args.quantization,
+                         on_progress=lambda message: print(message, file=sys.stderr, flush=True))
+    files = sorted(path for path in written.rglob("*") if path.is_file())
+    size = sum(path.stat().st_size for path in files)
+    print(text.EXPORT_WRITTEN.format(path=written, size=f"{size / 1e6:.1f} MB",
+                                     files=", ".join(path.name for path in files)))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Score the run's base and fine-tuned models on the file; print the summary, write one JSON line per example."""
     from core.insight.evaluation import EvaluationSettings, evaluate_run, summary_lines
@@ -423,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "export":
+            return cmd_export(args)
     except TuneboardError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

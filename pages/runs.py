@@ -1,8 +1,9 @@
 """Runs: the history of every run folder, overlaid curves, and what to do with one run.
 
 Reads `jobs.list_runs()` (RunSummary rows, cached by file stats in core.run.history) and snapshots for
-the curves. Exports: config.yaml, the model or LoRA adapter as a zip (optionally merged through
-core.models.export.export_run), and the commands that rerun the config headless or on several GPUs.
+the curves. Exports: config.yaml, the model or LoRA adapter as a zip (optionally merged) and, for causal and sft
+runs, a GGUF with its Ollama Modelfile (both through core.models.export.export_run, as `python -m core export`),
+and the commands that rerun the config headless or on several GPUs.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ui.widgets import (
 )
 
 EXPORT_KEY = "tb_runs_export"
+GGUF_KEY = "tb_runs_gguf"
 DELETE_KEY = "tb_runs_delete_pending"
 METRIC_ORDER = ("eval_loss", "eval_perplexity", "eval_accuracy", "eval_f1", "eval_exact_match", "train_loss", "loss")
 SHORT_NAMES = {
@@ -225,7 +227,9 @@ def delete_confirmation(jobs, summary) -> None:
 
 
 def downloads(jobs, summary) -> None:
-    """config.yaml, and the model (or LoRA adapter, merged on request) as a zip."""
+    """config.yaml, the report, and the model as a zip: a transformers folder (a LoRA merged on request, else its
+    adapter) or, for causal and sft runs, a GGUF with its Ollama Modelfile. Both come from core.models.export.export_run,
+    as `python -m core export` writes them, prepared on a click (loading and writing the model takes seconds)."""
     st.markdown(f"**{text.DOWNLOADS}**")
     run_id = summary.run_id
     folder = RunFolder(state.run_path(run_id))
@@ -238,39 +242,49 @@ def downloads(jobs, summary) -> None:
                        file_name=f"{run_id}-config.yaml", mime="application/x-yaml", on_click="ignore",
                        icon=":material/download:", key="tb_runs_dl_config")
     report_button(folder.path, run_id, key="tb_runs_dl_report")
-    from core.models.export import tuned_model_path
+    from core.models.export import GGUF_TASKS, tuned_model_path
 
     source = tuned_model_path(folder)
     if source is None:
         st.caption(text.NO_MODEL_YET)
         return
-    is_lora = cfg.strategy.name == "lora" or (source / "adapter_config.json").exists()
-    if not is_lora and source == folder.final_path:
-        # A full model saved in final/: zip it as it is, on click.
-        st.download_button(text.DOWNLOAD_MODEL, data=lambda: zip_folder(source), file_name=f"{run_id}-model.zip",
-                           mime="application/zip", on_click="ignore", icon=":material/download:",
-                           key="tb_runs_dl_model")
-        return
-    merge = is_lora and st.toggle(text.MERGE_LORA, value=cfg.strategy.merge_on_export, key="tb_runs_merge")
+    is_lora = (source / "adapter_config.json").exists()  # a LoRA run saves its adapter alone
+    merge = not is_lora or st.toggle(text.MERGE_LORA, value=cfg.strategy.merge_on_export, key="tb_runs_merge")
     prepared = st.session_state.get(EXPORT_KEY)
     if prepared and prepared[:2] == (run_id, merge) and Path(prepared[2]).is_dir():
         export_dir = Path(prepared[2])
-        label = text.DOWNLOAD_MERGED if merge else (text.DOWNLOAD_ADAPTER if is_lora else text.DOWNLOAD_MODEL)
-        suffix = "merged" if merge else ("adapter" if is_lora else "model")
+        label = text.DOWNLOAD_MERGED if merge and is_lora else (text.DOWNLOAD_ADAPTER if is_lora else text.DOWNLOAD_MODEL)
+        suffix = "merged" if merge and is_lora else ("adapter" if is_lora else "model")
         st.download_button(label, data=lambda: zip_folder(export_dir), file_name=f"{run_id}-{suffix}.zip",
                            mime="application/zip", on_click="ignore", icon=":material/download:",
                            key="tb_runs_dl_export")
     elif st.button(text.PREPARE_EXPORT, icon=":material/package_2:", key="tb_runs_prepare"):
-        from core.models.export import export_run
+        prepare(EXPORT_KEY, (run_id, merge), folder.path, merge=merge)
+    if cfg.task not in GGUF_TASKS:
+        return
+    prepared = st.session_state.get(GGUF_KEY)
+    if prepared and prepared[0] == run_id and Path(prepared[1]).is_dir():
+        gguf_dir = Path(prepared[1])
+        st.download_button(text.DOWNLOAD_GGUF, data=lambda: zip_folder(gguf_dir), file_name=f"{run_id}-gguf.zip",
+                           mime="application/zip", on_click="ignore", icon=":material/download:",
+                           key="tb_runs_dl_gguf")
+    elif st.button(text.PREPARE_GGUF, icon=":material/deployed_code:", help=text.PREPARE_GGUF_HELP,
+                   key="tb_runs_prepare_gguf"):
+        prepare(GGUF_KEY, (run_id,), folder.path, fmt="gguf")
 
-        try:
-            with st.spinner():
-                export_dir = export_run(folder.path, merge=merge)
-        except TuneboardError as err:
-            show_error(err)
-        else:
-            st.session_state[EXPORT_KEY] = (run_id, merge, str(export_dir))
-            st.rerun()
+
+def prepare(key: str, request: tuple, run_path: Path, **options: Any) -> None:
+    """Export the run (core.models.export.export_run, imported here: it loads torch), remember the folder, redraw."""
+    from core.models.export import export_run
+
+    try:
+        with st.spinner():
+            export_dir = export_run(run_path, **options)
+    except TuneboardError as err:
+        show_error(err)
+    else:
+        st.session_state[key] = (*request, str(export_dir))
+        st.rerun()
 
 
 def commands(run_id: str) -> None:

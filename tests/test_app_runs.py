@@ -73,11 +73,59 @@ def test_open_in_setup_loads_the_config(jobs, runs_root):
     assert at.selectbox(key="cfg:strategy.name@1").value == "lora"
 
 
-def test_downloads_for_a_full_model(jobs, runs_root):
+def fake_export(monkeypatch, tmp_path) -> list:
+    """export_run replaced by one that records its call and returns a small folder (the real one is tested in test_export)."""
+    import core.models.export
+
+    calls = []
+
+    def export(run_path, target=None, *, merge=True, fmt="safetensors", quantization=None):
+        calls.append((Path(run_path).name, merge, fmt))
+        exported = tmp_path / f"export-{fmt}-{merge}"
+        exported.mkdir(exist_ok=True)
+        (exported / "README.md").write_text("card")
+        return exported
+
+    monkeypatch.setattr(core.models.export, "export_run", export)
+    return calls
+
+
+def test_downloads_for_a_full_model(jobs, runs_root, monkeypatch, tmp_path):
+    calls = fake_export(monkeypatch, tmp_path)
     run_id = make_run(runs_root, final_model=True)
     at = open_page(PAGE, {"run": run_id})
     labels = [b.proto.label for b in at.get("download_button")]
-    assert text.DOWNLOAD_CONFIG in labels and text.DOWNLOAD_MODEL in labels
+    assert text.DOWNLOAD_CONFIG in labels
+    at.button(key="tb_runs_prepare").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert calls == [(run_id, True, "safetensors")]
+    assert text.DOWNLOAD_MODEL in [b.proto.label for b in at.get("download_button")]
+    assert not [b for b in at.button if b.key == "tb_runs_prepare_gguf"]  # a masked LM has no GGUF
+
+
+def test_a_causal_run_offers_a_gguf(jobs, runs_root, monkeypatch, tmp_path):
+    calls = fake_export(monkeypatch, tmp_path)
+    run_id = make_run(runs_root, task="causal", final_model=True)
+    at = open_page(PAGE, {"run": run_id})
+    at.button(key="tb_runs_prepare_gguf").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert calls == [(run_id, True, "gguf")]
+    assert text.DOWNLOAD_GGUF in [b.proto.label for b in at.get("download_button")]
+
+
+def test_a_gguf_the_model_cannot_be_is_said_next_to_the_button(jobs, runs_root, monkeypatch):
+    import core.models.export
+    from core.errors import ModelError
+
+    def refuse(*args, **kwargs):
+        raise ModelError("GGUF export covers Llama-architecture models (such as SmolLM2); this run's model is gpt2.")
+
+    monkeypatch.setattr(core.models.export, "export_run", refuse)
+    run_id = make_run(runs_root, task="causal", final_model=True)
+    at = open_page(PAGE, {"run": run_id})
+    at.button(key="tb_runs_prepare_gguf").click().run()
+    assert not at.exception
+    assert any("Llama-architecture" in e for e in texts(at.error))
 
 
 def test_run_without_a_model_says_so(jobs, runs_root):
@@ -87,27 +135,16 @@ def test_run_without_a_model_says_so(jobs, runs_root):
 
 
 def test_lora_export_merged_on_request(jobs, runs_root, monkeypatch, tmp_path):
-    import core.models.export
-
     run_id = make_run(runs_root, strategy="lora")
     adapter = runs_root / run_id / "final"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
-    exported = tmp_path / "export-merged"
-    exported.mkdir()
-    (exported / "model.safetensors").write_bytes(b"\0")
-    calls = []
-
-    def fake_export(run_path, *, merge=True):
-        calls.append((Path(run_path).name, merge))
-        return exported
-
-    monkeypatch.setattr(core.models.export, "export_run", fake_export)
+    calls = fake_export(monkeypatch, tmp_path)
     at = open_page(PAGE, {"run": run_id})
     assert at.toggle(key="tb_runs_merge").value is True
     at.button(key="tb_runs_prepare").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert calls == [(run_id, True)]
+    assert calls == [(run_id, True, "safetensors")]
     labels = [b.proto.label for b in at.get("download_button")]
     assert text.DOWNLOAD_MERGED in labels
 

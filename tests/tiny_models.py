@@ -190,3 +190,33 @@ def chat_tokenizer(corpus: list[str], *, vocab_size: int, chat_template: str | N
     bpe.train_from_iterator(corpus * 5, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>", chat_template=chat_template, **extra)
+
+
+# ChatML, as SmolLM2-Instruct writes a chat (without its default system turn).
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def tiny_chat_llama_dir(folder: str | Path, *, tied: bool = True) -> Path:
+    """Write a tiny LlamaForCausalLM (4 query heads sharing 2 key/value heads, as SmolLM2 shares them) with a ChatML
+    tokenizer under `folder`; return the model folder. tied=False gives it a separate LM head."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    corpus = review_sentences()[:200] + ["Classify the text into one of: negative, positive.", "Text:",
+                                         "Answer with the category name only.", "system user assistant"]
+    tokenizer = chat_tokenizer(corpus, vocab_size=400, chat_template=CHATML, model_max_length=256)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=TINY_HIDDEN, intermediate_size=TINY_INTERMEDIATE,
+                         num_hidden_layers=TINY_LAYERS, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=tied)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    out = Path(folder) / ("tiny-chat-llama" + ("" if tied else "-untied"))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -107,7 +107,8 @@ TASK_FIELD_NAMES = {
 }
 TASK_FIELD_DEFAULT = "default"
 TASK_FIELD_FOLLOWS_DATA = "follows the data"
-TASK_FIELD_EPOCHS_INSTEAD = "off (epochs)"
+TASK_FIELD_OFF = "off"
+TASK_FIELD_AUTO_LENGTH = "the default length for the data"
 TASK_FIELD_PROBES_DEFAULT = "the task's own"
 TASK_FIELD_PROBES_CUSTOM = "{n} of your own"
 RUN_NAME = "Run name"
@@ -173,7 +174,7 @@ SYNTH_NULLS = "Share of empty rows"
 SYNTH_SAMPLE = "Sample sentences"
 UPLOAD_LABEL = "Upload a table"
 UPLOAD_HELP = "CSV, TSV, JSON, JSONL or Parquet. The file is stored next to the runs and never executed."
-UPLOAD_BAD_TYPE = "{name} is not a supported file: upload one of {types}." 
+UPLOAD_BAD_TYPE = "{name} is not a supported file: upload one of {types}."
 UPLOAD_EMPTY = "{name} is empty: upload a file with a header row and at least one data row."
 UPLOAD_SAVED = "Saved as {path}."
 FILE_PATH = "File on this machine"
@@ -219,7 +220,6 @@ FIELD_HINTS = {
 DATA_ADVANCED = "Split and size"
 VALIDATION_FRACTION = "Validation share"
 MAX_ROWS = "Max training rows (0: all)"
-EVAL_PATH = "Separate evaluation file (optional)"
 EVAL_UPLOAD = "Upload an evaluation file (optional)"
 EVAL_UPLOAD_HELP = ("Rows the run is evaluated on instead of a held-out share of the training data: the same "
                     "columns as the training data. CSV, TSV, JSON, JSONL or Parquet, stored next to the runs.")
@@ -248,7 +248,12 @@ LORA_TARGETS_PLACEHOLDER = "comma separated, empty: chosen per architecture"
 LORA_MERGE = "Merge adapter on export"
 
 TRAIN_FOR = "Train for"
-TRAIN_FOR_OPTIONS = {"epochs": "Epochs", "steps": "Max steps"}
+TRAIN_FOR_OPTIONS = {"auto": "Enough for the data", "epochs": "Epochs", "steps": "Max steps"}
+TRAIN_FOR_AUTO_NOTE = (
+    "At least {steps} steps (and {per_class} rows seen per class), two passes for larger data, at most {epochs} "
+    "passes; evaluated about {evaluations} times, the best kept, stopping after {patience} evaluations without a "
+    "better one."
+)
 EPOCHS = "Epochs"
 MAX_STEPS = "Max steps"
 BATCH_SIZE = "Batch size"
@@ -259,6 +264,7 @@ WARMUP = "Warmup share"
 WEIGHT_DECAY = "Weight decay"
 LOGGING_STEPS = "Log every N steps"
 EVAL_STEPS = "Evaluate every N steps"
+EVAL_STEPS_AUTO = "about {evaluations} evaluations"
 SAVE_STEPS = "Checkpoint every N steps"
 SAVE_LIMIT = "Checkpoints kept"
 SEED = "Seed"
@@ -270,7 +276,26 @@ TRAINING_ADVANCED = "Logging, checkpoints and device"
 
 PROBE_TEXTS = "Probe sentences (one per line)"
 PROBE_TEXTS_MLM_HINT = "Masked-LM probes need a [MASK] where the model should guess."
-PROBE_TOP_K = "Top-k predictions"
+# What top-k counts for each task's probes (sft answers by generation: one answer, no top-k).
+PROBE_TOP_K = {"mlm": "Top-k words", "causal": "Top-k next tokens", "classification": "Labels shown"}
+PROBE_TOP_K_HELP = {
+    "mlm": "How many of the most likely words for the [MASK] to keep per probe.",
+    "causal": "How many of the most likely next tokens to keep per probe.",
+    "classification": "How many labels, most likely first, to show per probe.",
+}
+PROBE_ANSWERED = "Answered by generation: one answer per probe, so no top-k."
+# Where default probes come from, by task, when the user has not typed their own (core.data.probe_texts).
+PROBE_TEXTS_FROM_DATA = {
+    "classification": "Chosen from your data: one text per class. Edit them to probe texts of your own.",
+    "sft": "The first prompts of your data, as the model is asked them in training. Edit them to ask your own.",
+    "mlm": "Texts from your data with a late word masked. Edit them to probe your own.",
+    "causal": "Texts from your data cut before their last word, for the model to continue. Edit them to probe your own.",
+}
+PROBE_TEXTS_FROM_HUB = (
+    "Left empty, the probes are chosen from the dataset's first rows when the run starts (Setup reads a Hub "
+    "dataset only when asked). Type your own to choose them."
+)
+PROBE_TEXTS_SEPARATOR_HINT = "A probe of several lines ends at a line of three dashes (---)."
 
 PARAMS_TRAINABLE = "Trainable parameters"
 PARAMS_TOTAL = "Total parameters"
@@ -311,9 +336,9 @@ ROWS_PLAN_SAMPLED = "The signal was measured on a sample of {sample:,} rows: the
 ROWS_PLAN_AT_START = "The curation signal needs a model: the rows it removes are counted at Start, so fewer may train."
 ROWS_PLAN_AT_LEAST = ("In a table this large only exact duplicates were counted: texts that differ only in case or "
                       "spacing are dropped at Start too.")
-PLAN_STEPS = "Plan: {steps:,} optimizer steps of {per_step:,} rows ({what})."
-PLAN_EPOCHS = "{epochs:g} epochs over {rows} training rows"
-PLAN_MAX_STEPS = "max steps: {epochs:.1f} passes over {rows} training rows"
+PLAN_STEPS = "Plan: {steps:,} optimizer steps of {per_step:,} rows, {epochs:g} passes over {rows} training rows ({why})"
+PLAN_WHY = {"max_steps": "the max steps set", "epochs": "the epochs set", "auto": "the default length for this data"}
+PLAN_EVALUATIONS = ", evaluated {evaluations} times"
 PLAN_PROMPTING = "Plan: no training (prompting); the base model answers the evaluation prompts."
 PLAN_TIME = "Time: about {duration} ({basis})."
 PLAN_BASIS = {"measured": "the speed run {run_id} measured", "computed": "computed from the model's size and {device}"}
@@ -323,6 +348,7 @@ HEADLINE_BEST = "{metrics} (best, step {step})"
 KEEP_MODEL = "Model to keep"
 KEEP_MODEL_OPTIONS = {"best": "Best evaluation", "last": "Last step"}
 EARLY_STOPPING = "Early stopping patience (evaluations)"
+EARLY_STOPPING_AUTO = "{patience} when the length is automatic"
 KEEP_CHECKPOINTS = "Keep checkpoints after completion"
 LOG_TO = "Also log to"
 LOG_TO_HELP = "Open TensorBoard with `tensorboard --logdir runs/<run id>/tensorboard` (pip install tensorboard)."
@@ -492,6 +518,18 @@ CHART_LOSS = "Training loss"
 CHART_EVAL = "Evaluation"
 CHART_EMPTY = "No points yet: the first ones appear after {steps} steps."
 CHART_NO_EVAL = "This run has no validation split (validation fraction 0), so it is not evaluated."
+CHART_EMPTY_PLANNED = "No points yet: the run decides when it evaluates once its data is prepared."
+# Train: a completed run whose last evaluation still beat every earlier one (core.training.run_length).
+STILL_IMPROVING = (
+    "**Still improving when it ended.** {metric} went from {before} to {value} at the last of {evaluations} "
+    "evaluations, so more training would likely help. Train further starts a new run, with these settings, "
+    "from this run's fine-tuned model."
+)
+TRAIN_FURTHER = "Train further"
+TRAIN_FURTHER_HELP = (
+    "Start a new run now from this run's fine-tuned model (run:{run_id}), with this run's settings. "
+    "To change the settings first, use 'Fine-tune this model further' on the Runs page."
+)
 RUN_LOG = "Run log"
 RUN_LOG_EMPTY = "The log is empty so far."
 RUN_FAILED = "The run failed."
@@ -795,6 +833,8 @@ REPORT_FIELDS = {
 # Only the setting that decided a run's length: max steps, when set, overrides the epochs.
 TRAINING_LENGTH_STEPS = "{steps:,} steps (max steps)"
 TRAINING_LENGTH_EPOCHS = "{epochs:g} epochs"
+TRAINING_LENGTH_RULE_STEPS = "{steps:,} steps at most (enough for the data, by the default rule)"
+TRAINING_LENGTH_RULE = "enough steps for the data (the default rule)"
 REPORT_NOT_A_RUN = "{path} is not a run folder (it has no config.yaml): pass a folder under runs/."
 REPORT_WRITTEN = "Wrote {path} ({size})."
 EXPORT_LOADING = "Exporting run {run_id}: loading its model from {source}…"
