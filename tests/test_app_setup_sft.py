@@ -28,9 +28,20 @@ def key(path: str, *extra: str) -> str:
     return f"cfg:{path}{''.join('/' + e for e in extra)}@0"
 
 
+def numbered(row: dict, i: int) -> dict:
+    """The row with its (first) question numbered: the same chat twice would be dropped as a repeat."""
+    row = json.loads(json.dumps(row))
+    if "messages" in row:
+        first = next(m for m in row["messages"] if m["role"] == "user")
+        first["content"] += f" ({i})"
+    elif "prompt" in row:
+        row["prompt"] += f" ({i})"
+    return row
+
+
 def jsonl(rows: list, *, bad_at: int | None = None, bad: object = None) -> str:
-    """ROWS-ish lines of `rows` (cycled), with `bad` (a row, or raw text) as line `bad_at`."""
-    lines = [json.dumps(rows[i % len(rows)]) for i in range(ROWS)]
+    """ROWS-ish distinct lines of `rows` (cycled, numbered), with `bad` (a row, or raw text) as line `bad_at`."""
+    lines = [json.dumps(numbered(rows[i % len(rows)], i)) for i in range(ROWS)]
     if bad_at is not None:
         lines.insert(bad_at - 1, bad if isinstance(bad, str) else json.dumps(bad))
     return "\n".join(lines) + "\n"

@@ -590,11 +590,17 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
           "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
+# Each country asked six ways: the same chat twice would be dropped as a repeat (as a repeated text is).
+CAPITAL_QUESTIONS = ("What is the capital of {country}?", "Which city is the capital of {country}?",
+                     "Name the capital of {country}.", "What is {country}'s capital?",
+                     "Tell me the capital of {country}.", "The capital of {country} is which city?")
+
+
 def _chat_jsonl(path: Path, copies: int = 6) -> Path:
     """Chats in the 'messages' shape hosted fine-tuning APIs take: one question and its answer each."""
-    rows = [{"messages": [{"role": "user", "content": f"What is the capital of {country}?"},
+    rows = [{"messages": [{"role": "user", "content": question.format(country=country)},
                           {"role": "assistant", "content": f"{city}."}]}
-            for _ in range(copies) for country, city in CAPITALS.items()]
+            for question in CAPITAL_QUESTIONS[:copies] for country, city in CAPITALS.items()]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
 

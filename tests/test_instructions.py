@@ -221,6 +221,62 @@ def test_csv_rows_are_counted_as_rows_and_other_bad_rows_are_counted(tmp_path):
         conversations_from_frame(frame)
 
 
+# ---- repeated chats ---------------------------------------------------------------------------
+
+def _file_data(path: Path):
+    from core.config import RunConfig
+
+    cfg = RunConfig(task="sft")
+    cfg.data.source, cfg.data.path = "file", str(path)
+    cfg.training.batch_size = 1
+    return cfg
+
+
+def test_repeated_chats_are_dropped_and_counted_as_repeated_texts_are(tmp_path):
+    """25 copies of one chat train as one, and the run, the preflight and Setup's line all say so."""
+    from core.data.instructions import run_conversations
+    from core.data.preflight import check_data
+    from core.data.prepare import prepare_data
+    from core.plan.data_plan import rows_line
+
+    rows = [{"messages": QA}] * 25 + [{"messages": MULTI}] + [{"messages": [QA[0], {**QA[1], "content": "Paris!"}]}]
+    cfg = _file_data(write_jsonl(tmp_path / "chats.jsonl", rows))
+    chats, shape, dropped = run_conversations(read_table(cfg.data.path), cfg.data)
+    assert shape == "messages" and chats == [QA, MULTI, [QA[0], {**QA[1], "content": "Paris!"}]]
+    assert dropped == {"duplicate": 24}
+    report = prepare_data(cfg).report
+    assert report["dropped"] == {"duplicate": 24} and report["rows_usable"] == 3
+    facts = check_data(cfg)
+    assert (facts.rows, facts.usable, facts.dropped) == (27, 3, {"duplicate": 24})
+    assert rows_line(facts, cfg).startswith("Data: 27 rows → 3 conversations after curation (dropped: 24 duplicates)")
+
+
+def test_repeated_chats_follow_the_curation_settings():
+    from core.config import DataConfig
+    from core.data.instructions import repeated_chats, run_conversations
+
+    shouted = [{**QA[0], "content": "WHAT is the capital  of France?"}, QA[1]]
+    frame = pd.DataFrame({"messages": [QA, shouted, QA]})
+    data = DataConfig(source="file", path="chats.jsonl")
+    assert run_conversations(frame, data)[2] == {"duplicate": 1}
+    data.curation.normalise_duplicates = True
+    assert run_conversations(frame, data)[2] == {"duplicate": 2}
+    assert repeated_chats([QA, shouted, QA], normalise=True).tolist() == [False, True, True]
+    data.curation.check_action = "flag"  # a chat has no flag column: flagged repeats are kept, as in a table
+    assert len(run_conversations(frame, data)[0]) == 3
+    data.curation.check_action, data.curation.drop_duplicates = "remove", False
+    assert run_conversations(frame, data)[2] == {}
+
+
+def test_labelled_texts_repeat_only_with_the_same_answer():
+    from core.config import DataConfig
+    from core.data.instructions import run_conversations
+
+    frame = pd.DataFrame({"text": ["Great shoes", "Great shoes", "Great shoes"], "label": ["pos", "pos", "neg"]})
+    chats, shape, dropped = run_conversations(frame, DataConfig(source="synthetic"))
+    assert shape == "labels" and len(chats) == 2 and dropped == {"duplicate": 1}
+
+
 # ---- labelled texts ---------------------------------------------------------------------------
 
 def test_labelled_rows_through_the_default_and_a_custom_template():

@@ -143,7 +143,7 @@ def test_preflight_refuses_pairs_with_a_null_completion_and_unknown_fields(tmp_p
     cfg = sft_config(tiny_llama, write_jsonl(tmp_path / "pairs.jsonl", pairs))
     with pytest.raises(DataError, match=r"pairs.jsonl, line 6, field 'completion'"):
         preflight(cfg)
-    cfg = sft_config(tiny_llama, write_jsonl(tmp_path / "other.jsonl", [{"q": "a", "z": "b"}] * 5))
+    cfg = sft_config(tiny_llama, write_jsonl(tmp_path / "other.jsonl", [{"q": f"a{i}", "z": f"b{i}"} for i in range(5)]))
     with pytest.raises(DataError, match="No prompt and answer fields were recognised") as err:
         preflight(cfg)
     assert err.value.field == "data.prompt_column"

@@ -23,6 +23,7 @@ import streamlit as st
 
 from core.config import field_help
 from core.errors import TuneboardError
+from core.present.numbers import format_duration  # noqa: F401 - pages take it from here; the CLI from core
 
 TOUCHED_KEY = "tb_form_touched"
 LOADED_KEY = "tb_form_loaded"
@@ -106,10 +107,10 @@ class Form:
         return result
 
     def optional_int(self, path: str, label: str, value: int | None, *, placeholder: str, step: int = 1,
-                     help: str | None = None) -> int | None:
+                     help: str | None = None, min_value: int = 1) -> int | None:
         """st.number_input that may be left empty (None): for settings whose empty value has a meaning."""
         result = st.number_input(
-            label, value=None if value is None else int(value), step=int(step), min_value=1, placeholder=placeholder,
+            label, value=None if value is None else int(value), step=int(step), min_value=min_value, placeholder=placeholder,
             help=help or field_help(path), key=self._key(path), on_change=touch, args=(self.key(path),),
         )
         self.slot(path)
@@ -201,20 +202,6 @@ def format_bytes(value: int | float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
-
-
-def format_duration(seconds: float | None) -> str:
-    """75 -> '1m 15s', 3700 -> '1h 01m'."""
-    if seconds is None:
-        return "—"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
 
 
 def summarise_weight_names(names: Sequence[str]) -> str:

@@ -77,3 +77,15 @@ def token_lengths(tokenizer: Any, texts: list[str], chunk: int = 4096) -> np.nda
         enc = tokenizer(texts[start : start + chunk], add_special_tokens=True, truncation=False, verbose=False)
         lengths += [len(ids) for ids in enc["input_ids"]]
     return np.asarray(lengths, dtype=np.int64)
+
+
+def repeats(texts: pd.Series, eligible: np.ndarray, *, normalise: bool = False) -> np.ndarray:
+    """True where an eligible text repeats an earlier eligible one (the first is kept); `texts` as arrow_text gives them.
+
+    normalise: texts that differ only in case or whitespace count as the same. The integrity check,
+    the preflight's counts and instruction data's repeated chats all ask here, so they agree.
+    """
+    key = texts.str.lower().str.replace(WHITESPACE, " ", regex=True).str.strip() if normalise else texts
+    out = np.zeros(len(texts), dtype=bool)
+    out[eligible] = key[eligible].duplicated(keep="first").to_numpy(dtype=bool)
+    return out

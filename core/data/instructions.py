@@ -216,7 +216,34 @@ def run_conversations(frame: pd.DataFrame, data_cfg: Any, *, source: str | None 
     frame (the synthetic reviews, or a file whose text and label columns are there and no instruction
     fields are): its rows without text or label are dropped (and counted) as a classification run
     drops them, then the prompt template asks and the label's name answers. `labelled` forces the choice.
+    Then, as curation drops a repeated text, a chat that repeats an earlier one turn for turn is dropped
+    (counted as "duplicate") unless data.curation keeps duplicates (drop_duplicates off, or flag mode).
     """
+    chats, shape, dropped = _run_chats(frame, data_cfg, source=source, labelled=labelled)
+    curation = getattr(data_cfg, "curation", None)
+    if curation is not None and curation.drop_duplicates and curation.check_action != "flag" and chats:
+        repeated = repeated_chats(chats, normalise=curation.normalise_duplicates)
+        if repeated.any():
+            chats = [chat for chat, again in zip(chats, repeated, strict=True) if not again]
+            dropped = {**dropped, "duplicate": int(repeated.sum())}
+    return chats, shape, dropped
+
+
+def repeated_chats(chats: Sequence[Chat], *, normalise: bool = False) -> np.ndarray:
+    """True for each chat that repeats an earlier one: the same roles and texts in the same order.
+
+    normalise: texts that differ only in case or whitespace are the same (data.curation.normalise_duplicates).
+    """
+    from core.data.cells import arrow_text, repeats
+
+    # Unit and record separators cannot occur in typed text, so two different chats never share a key.
+    keys = arrow_text(["\x1e".join(f"{m['role']}\x1f{m['content']}" for m in chat) for chat in chats])
+    return repeats(keys, np.ones(len(chats), dtype=bool), normalise=normalise)
+
+
+def _run_chats(frame: pd.DataFrame, data_cfg: Any, *, source: str | None,
+               labelled: bool | None) -> tuple[list[Chat], str, dict[str, int]]:
+    """run_conversations before repeated chats are dropped."""
     prompt, response = data_cfg.prompt_column or None, data_cfg.response_column or None
     if labelled is None:
         labelled = data_cfg.source == "synthetic"

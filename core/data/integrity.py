@@ -18,11 +18,11 @@ import pandas as pd
 
 from core.config import DataConfig, RunConfig
 from core.data.cells import (
-    WHITESPACE,
     arrow_text,
     canonical_labels,
     null_text_mask,
     parse_labels,
+    repeats,
     token_lengths,
 )
 from core.data.columns import check_columns
@@ -241,11 +241,8 @@ def _check_unexpected_labels(checks: _Checks, label_column: str, expected_labels
 
 def _check_duplicates(checks: _Checks, texts: pd.Series, null: np.ndarray, *, normalise: bool) -> None:
     """Texts that repeat an earlier row, exactly or after lower-casing and collapsing whitespace."""
-    key = texts.str.lower().str.replace(WHITESPACE, " ", regex=True).str.strip() if normalise else texts
     # Flagged null texts are still alive: without `~null` every empty text would be a duplicate too.
-    eligible = checks.alive & ~null
-    dup = np.zeros(len(checks.frame), dtype=bool)
-    dup[eligible] = key[eligible].duplicated(keep="first").to_numpy(dtype=bool)
+    dup = repeats(texts, checks.alive & ~null, normalise=normalise)
     how = "case- and whitespace-normalised" if normalise else "exact"
     checks.apply("duplicate", dup, f"the text repeats an earlier row ({how}); the first one is kept")
 

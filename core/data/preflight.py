@@ -2,20 +2,24 @@
 
 Pure pandas, no torch, no tokenizer: Setup runs these on every rerun (on cached facts) and shows
 each problem under its widget, so a one-class label column or a dataset smaller than one batch is
-refused before Start instead of failing a second after it. The counts mirror core.data.prepare
-(null texts and missing or unparseable labels cannot train; the split holds out at least one row)
-but are taken before curation, whose signals may need a model.
+refused before Start instead of failing a second after it. Given the run's curation settings the
+counts follow core.data.prepare step by step: null texts and missing or unparseable labels cannot
+train, repeated texts (or chats) are dropped, then the signal; the split holds out at least one row.
+What cannot be counted cheaply is said to be so: a signal that needs a model is left to the run,
+one over many rows is measured on a sample, and normalised repeats of a large table are a lower bound.
+The too-long check needs the tokenizer: Setup estimates its share from word counts (too_long_share).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.config import RunConfig
+from core.config import CurationConfig, DataConfig, RunConfig
 from core.errors import DataError
 
 if TYPE_CHECKING:  # pandas (and core.data.cells, which needs it) load on first use: Setup draws before them
@@ -29,6 +33,16 @@ TOKENS_PER_WORD = 1.3
 SPECIAL_TOKENS = 2
 # Generating more synthetic rows than this just to check them would slow every Start down.
 SYNTHETIC_CHECK_ROWS = 200_000
+# Repeats are found by hashing the texts: exact ones cost ~0.7 s per million rows on 2 cores, but the
+# normalised key (lower case, collapsed whitespace) ~5 s. Past this many rows only exact repeats are
+# counted, and the count is said to be a lower bound.
+NORMALISED_REPEATS_ROWS = 200_000
+# A signal that needs no model (words, regexes, the lexicon) runs at ~7 µs a row: counted on every row
+# up to SIGNAL_EXACT_ROWS, above on a seeded sample of SIGNAL_SAMPLE_ROWS (its share within ~1 point).
+SIGNAL_EXACT_ROWS = 50_000
+SIGNAL_SAMPLE_ROWS = 20_000
+#: How DataFacts knows what the curation signal removes.
+SIGNAL_NONE, SIGNAL_COUNTED, SIGNAL_SAMPLED, SIGNAL_AT_START = "none", "counted", "sampled", "at_start"
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,8 @@ class LabelSummary:
 
 @dataclass(frozen=True)
 class DataFacts:
-    """Rows read and rows that can train (text present; a valid label for classification)."""
+    """Rows read and rows that will train: text present, a valid label for classification, and (given the
+    curation settings) neither a repeat nor removed by the signal."""
 
     rows: int
     usable: int
@@ -69,6 +84,20 @@ class DataFacts:
     # Words per usable text, of a seeded sample of at most WORD_COUNT_SAMPLE: what a run's time
     # estimate (core.plan.estimate) needs to know about the text lengths without a tokenizer.
     word_counts: tuple[int, ...] = ()
+    # Rows that will not train, by reason, named and ordered as a run's data report counts them
+    # (core.data.integrity.REMOVAL_REASONS); zero counts left out.
+    dropped: dict[str, int] = field(default_factory=dict)
+    # Repeats found but kept because the integrity checks only flag (check_action "flag").
+    flagged_duplicates: int = 0
+    # Only exact repeats were counted (a large table with normalise_duplicates): more may go at Start.
+    duplicates_at_least: bool = False
+    signal: str = SIGNAL_NONE  # how dropped["signal"] is known: SIGNAL_NONE, _COUNTED, _SAMPLED or _AT_START
+    signal_sample: int = 0     # SIGNAL_SAMPLED: the rows the signal was measured on
+
+    @property
+    def estimated(self) -> bool:
+        """Whether `usable` is an estimate (a sampled signal) or an upper bound (repeats or a signal left to Start)."""
+        return self.signal in (SIGNAL_SAMPLED, SIGNAL_AT_START) or self.duplicates_at_least
 
 
 def label_summary(values: pd.Series, column: str, names: list[str] | None = None) -> LabelSummary:
@@ -91,30 +120,86 @@ def label_summary(values: pd.Series, column: str, names: list[str] | None = None
     )
 
 
-def data_facts(frame: pd.DataFrame, text_column: str, label_column: str | None = None) -> DataFacts:
-    """Rows, usable rows and (with a label column) the classes of a table; absent columns count as empty."""
+def data_facts(frame: pd.DataFrame, text_column: str, label_column: str | None = None, *,
+               curation: CurationConfig | None = None, signal_label_column: str | None = None) -> DataFacts:
+    """Rows, usable rows and (with a label column) the classes of a table; absent columns count as empty.
+
+    Without `curation`, usable rows are those that can train at all; with the run's, also those that
+    survive its de-duplication and signal, in the order curate() applies them. `signal_label_column`
+    is the column a label signal reads (a run's data.label_column, whatever its task).
+    """
     import pandas as pd
 
-    from core.data.cells import null_text_mask
+    from core.data.cells import arrow_text, null_text_mask, parse_labels, repeats
 
-    if text_column in frame.columns:
-        empty = null_text_mask(frame[text_column])
-    else:
-        empty = pd.Series(True, index=frame.index).to_numpy()
-    usable = ~empty
+    n = len(frame)
+    has_text = text_column in frame.columns
+    empty = null_text_mask(frame[text_column]) if has_text else np.ones(n, dtype=bool)
+    alive = ~empty
+    dropped = {"null_text": int(empty.sum())}
+    labelled = label_column is not None and label_column in frame.columns
+    if labelled:
+        # Parsed over every row, as curate's label check does: the majority kind decides what is unreadable.
+        _, _, missing, unparseable = parse_labels(frame[label_column])
+        dropped["missing_label"] = int((missing & alive).sum())
+        alive &= ~missing
+        dropped["unparseable_label"] = int((unparseable & alive).sum())
+        alive &= ~unparseable
+    texts = arrow_text(frame[text_column]) if has_text else pd.Series([""] * n, dtype="str")
+    flagged = 0
+    at_least = False
+    if curation is not None and curation.drop_duplicates and has_text:
+        normalise = curation.normalise_duplicates and n <= NORMALISED_REPEATS_ROWS
+        at_least = curation.normalise_duplicates and not normalise
+        if curation.check_action == "flag":
+            flagged = int(repeats(texts, ~empty, normalise=normalise).sum())  # kept, as curate keeps them
+        else:
+            dup = repeats(texts, alive, normalise=normalise)
+            dropped["duplicate"] = int(dup.sum())
+            alive &= ~dup
+    kept = np.flatnonzero(alive)
+    scale, how, measured = 1.0, SIGNAL_NONE, 0
+    if curation is not None and curation.signal and has_text:
+        kept, scale, how, measured = _signal_kept(frame, kept, curation.signal, text_column, signal_label_column)
+        dropped["signal"] = int(alive.sum()) - round(len(kept) * scale)
     labels = None
-    if label_column is not None and label_column in frame.columns:
-        values = frame[label_column][usable]
-        labels = label_summary(values, label_column, frame.attrs.get("label_names"))
-        usable_count = sum(labels.counts.values())
-    else:
-        usable_count = int(usable.sum())
-    texts = frame[text_column][usable] if text_column in frame.columns else pd.Series([], dtype=str)
-    if len(texts) > WORD_COUNT_SAMPLE:
-        texts = texts.sample(n=WORD_COUNT_SAMPLE, random_state=0)
-    word_counts = tuple(int(n) for n in texts.astype(str).str.split().str.len())
-    return DataFacts(rows=len(frame), usable=usable_count, empty_text=int(empty.sum()), labels=labels,
-                     word_counts=word_counts)
+    if labelled:
+        names = frame.attrs.get("label_names")
+        summary = label_summary(frame[label_column].iloc[kept], label_column, names)
+        labels = LabelSummary(column=label_column, counts={k: round(v * scale) for k, v in summary.counts.items()},
+                              missing=dropped["missing_label"], unparseable=dropped["unparseable_label"])
+    sample = kept if len(kept) <= WORD_COUNT_SAMPLE else np.sort(
+        np.random.default_rng(0).choice(kept, WORD_COUNT_SAMPLE, replace=False))
+    word_counts = tuple(int(w) for w in texts.iloc[sample].str.split().str.len())
+    return DataFacts(rows=n, usable=round(len(kept) * scale), empty_text=int(empty.sum()), labels=labels,
+                     word_counts=word_counts, dropped={k: v for k, v in dropped.items() if v},
+                     flagged_duplicates=flagged, duplicates_at_least=at_least, signal=how,
+                     signal_sample=measured if how == SIGNAL_SAMPLED else 0)
+
+
+def _signal_kept(frame: pd.DataFrame, rows: np.ndarray, tree: dict, text_column: str,
+                 label_column: str | None) -> tuple[np.ndarray, float, str, int]:
+    """(rows that pass the signal, rows each stands for, how it was known, rows measured) of the positions `rows`.
+
+    A signal that needs a model keeps every row here (SIGNAL_AT_START); past SIGNAL_EXACT_ROWS a seeded
+    sample is measured and each row that passes stands for len(rows) / sample of them.
+    """
+    from core.data.signal_eval import passing_rows
+    from core.data.signals import needs_model, signal_from_dict
+
+    signal = signal_from_dict(tree)
+    if needs_model(signal):
+        return rows, 1.0, SIGNAL_AT_START, 0
+    measured, how = rows, SIGNAL_COUNTED
+    if len(rows) > SIGNAL_EXACT_ROWS:
+        measured = np.sort(np.random.default_rng(0).choice(rows, SIGNAL_SAMPLE_ROWS, replace=False))
+        how = SIGNAL_SAMPLED
+    if len(measured) == 0:
+        return measured, 1.0, how, 0
+    if label_column is not None and label_column not in frame.columns:
+        label_column = None
+    passed = passing_rows(frame.iloc[measured], signal, text_column=text_column, label_column=label_column)
+    return measured[passed], len(rows) / len(measured), how, len(measured)
 
 
 def split_sizes(usable: int, cfg: RunConfig) -> tuple[int, int | None]:
@@ -187,17 +272,54 @@ def data_problems(facts: DataFacts, cfg: RunConfig) -> list[DataError]:
 def instruction_facts(frame: pd.DataFrame, cfg: RunConfig) -> DataFacts:
     """Rows and usable chats of instruction data; every row is checked first (DataError: file, line, field).
 
-    The evaluation file is checked the same way. Word counts are of the whole chat (prompt and answers).
+    Repeated chats are dropped and counted as a run drops them (core.data.instructions.run_conversations).
+    The evaluation file is checked the same way; its problems belong to data.eval_path. Word counts are
+    of the whole chat (prompt and answers).
     """
     from core.data.instructions import run_conversations
     from core.data.tables import read_table
 
     chats, shape, dropped = run_conversations(frame, cfg.data)
     if cfg.data.eval_path:
-        run_conversations(read_table(cfg.data.eval_path), cfg.data, labelled=shape == "labels")
+        try:
+            run_conversations(read_table(cfg.data.eval_path), cfg.data, labelled=shape == "labels")
+        except DataError as err:
+            raise DataError(str(err), field="data.eval_path") from None
     sample = chats if len(chats) <= WORD_COUNT_SAMPLE else [chats[i] for i in range(0, len(chats), len(chats) // WORD_COUNT_SAMPLE)]
     words = tuple(sum(len(m["content"].split()) for m in chat) for chat in sample[:WORD_COUNT_SAMPLE])
-    return DataFacts(rows=len(frame), usable=len(chats), empty_text=int(dropped.get("null_text", 0)), word_counts=words)
+    return DataFacts(rows=len(frame), usable=len(chats), empty_text=int(dropped.get("null_text", 0)), word_counts=words,
+                     dropped={k: v for k, v in dropped.items() if v})
+
+
+def run_facts(frame: pd.DataFrame, cfg: RunConfig) -> DataFacts:
+    """The facts of a run's rows under its task and curation settings (what check_data and Setup count)."""
+    if cfg.task == "sft":
+        return instruction_facts(frame, cfg)
+    d = cfg.data
+    return data_facts(frame, d.text_column, d.label_column if cfg.task == "classification" else None,
+                      curation=d.curation, signal_label_column=d.label_column)
+
+
+def check_eval_file(data: DataConfig, task: str, name: str | None = None) -> int:
+    """The evaluation file's rows, once it reads and has the columns the run reads (else DataError, field
+    data.eval_path); 0 without one.
+
+    `name`: the file as the user knows it (an upload's own name rather than its stored copy's). Instruction
+    data's evaluation file is only read here: instruction_facts checks it row by row.
+    """
+    from core.data.columns import check_columns
+    from core.data.tables import read_table
+
+    if not data.eval_path:
+        return 0
+    shown = name or data.eval_path
+    try:
+        frame = read_table(data.eval_path)
+        if task != "sft":
+            check_columns(frame, data, task, what=f"The evaluation file '{shown}'")
+    except DataError as err:
+        raise DataError(str(err), field="data.eval_path") from None
+    return len(frame)
 
 
 def approx_tokens(words: int) -> int:
@@ -232,24 +354,44 @@ def check_data(cfg: RunConfig) -> DataFacts | None:
     """Read the run's data and raise its first problem (DataError), as Setup shows them; None when not read.
 
     For the CLI and for submit: what Setup shows under its widgets is refused here before a run
-    folder exists. Hub datasets (network) and very large synthetic sets are left to the run.
+    folder exists. Hub datasets (network) and very large synthetic sets are left to the run. The
+    facts of the last config checked are kept while its files are unchanged, so the CLI can print
+    them after engine.preflight without reading a large file twice.
     """
+    global _last_check
     from core.data.columns import check_columns
     from core.data.rows import load_rows
 
     d = cfg.data
     if d.source == "hub" or (d.source == "synthetic" and d.synthetic.rows > SYNTHETIC_CHECK_ROWS):
         return None
+    # A curated set is re-saved under the same name: only files and synthetic rows are known unchanged.
+    key = None if d.source == "curated" else (
+        cfg.to_yaml(), _file_stamp(d.path if d.source == "file" else None), _file_stamp(d.eval_path))
+    if key is not None and _last_check is not None and _last_check[0] == key:
+        return _last_check[1]
     frame = load_rows(d)
-    if cfg.task == "sft":
-        facts = instruction_facts(frame, cfg)
-        problems = data_problems(facts, cfg)
-        if problems:
-            raise problems[0]
-        return facts
-    check_columns(frame, d, cfg.task)
-    facts = data_facts(frame, d.text_column, d.label_column if cfg.task == "classification" else None)
+    if cfg.task != "sft":
+        check_columns(frame, d, cfg.task)
+        check_eval_file(d, cfg.task)
+    facts = run_facts(frame, cfg)
     problems = data_problems(facts, cfg)
     if problems:
         raise problems[0]
+    if key is not None:
+        _last_check = (key, facts)
     return facts
+
+
+_last_check: tuple[tuple, DataFacts] | None = None
+
+
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    """(size, mtime) of a data file, so an edited file is read again; None without one."""
+    if not path:
+        return None
+    try:
+        info = Path(path).expanduser().stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns

@@ -13,8 +13,9 @@ as the Trainer fetches it, so a million rows start training as soon as a hundred
 
 Instruction tuning (task sft) takes its own path (_prepare_instructions): every row becomes a chat
 (core.data.instructions, which refuses a bad row by file, line and field), held in the "text" column
-as JSON, and `ConversationEncoder` renders and masks it batch by batch. The integrity checks and
-signals, which read one text column, do not apply to chats.
+as JSON, and `ConversationEncoder` renders and masks it batch by batch. A chat that repeats an earlier
+one is dropped as a repeated text is (run_conversations); the other integrity checks and the signals,
+which read one text column, do not apply to chats.
 """
 
 from __future__ import annotations

@@ -28,6 +28,35 @@ def _node_masks(signal: Signal, batch: Batch, path: str, out: dict[str, np.ndarr
     return mask
 
 
+def _columns_read(frame: pd.DataFrame, signal: Signal, text_column: str, label_column: str | None) -> set[str]:
+    """The columns besides the text that the tree reads (and the label column); DataError when one is missing."""
+    if text_column not in frame.columns:
+        raise DataError(f"The data has no text column '{text_column}'.", field="data.text_column")
+    needed = set().union(*(node.columns() for _, node in iter_nodes(signal)))
+    if label_column and label_column in frame.columns:
+        needed.add(label_column)
+    missing = sorted(c for c in needed if c not in frame.columns)
+    if missing:
+        raise DataError(
+            f"The signal reads column(s) {', '.join(missing)}, which the data does not have; its columns are: "
+            f"{', '.join(map(str, frame.columns))}.",
+            field="data.curation.signal",
+        )
+    return needed
+
+
+def passing_rows(frame: pd.DataFrame, signal: Signal | dict[str, Any], *, text_column: str = "text",
+                 label_column: str | None = "label") -> np.ndarray:
+    """Which rows pass the tree, evaluated as one batch in memory: for the few thousand rows Setup's preflight
+    measures, without importing `datasets` on the page's thread. Trees that need a model are not for here."""
+    signal = signal_from_dict(signal)
+    needed = _columns_read(frame, signal, text_column, label_column)
+    texts = arrow_text(frame[text_column].reset_index(drop=True))
+    columns = {name: arrow_text(frame[name].reset_index(drop=True)) for name in sorted(needed)}
+    batch = Batch(texts=texts, columns=columns, label_column=label_column)
+    return _node_masks(signal, batch, "0", {})
+
+
 def evaluate_signal(
     frame: pd.DataFrame,
     signal: Signal | dict[str, Any],
@@ -42,18 +71,7 @@ def evaluate_signal(
 
     signal = signal_from_dict(signal)
     nodes = iter_nodes(signal)
-    if text_column not in frame.columns:
-        raise DataError(f"The data has no text column '{text_column}'.", field="data.text_column")
-    needed = set().union(*(node.columns() for _, node in nodes))
-    if label_column and label_column in frame.columns:
-        needed.add(label_column)
-    missing = sorted(c for c in needed if c not in frame.columns)
-    if missing:
-        raise DataError(
-            f"The signal reads column(s) {', '.join(missing)}, which the data does not have; its columns are: "
-            f"{', '.join(map(str, frame.columns))}.",
-            field="data.curation.signal",
-        )
+    needed = _columns_read(frame, signal, text_column, label_column)
     if len(frame) == 0:
         return {path: np.zeros(0, dtype=bool) for path, _ in nodes}
     # Every column goes in as text: a label column mixing 1 and "pos" would not fit one Arrow type.

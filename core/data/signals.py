@@ -531,3 +531,13 @@ def iter_nodes(signal: Signal, path: str = "0") -> list[tuple[str, Signal]]:
     for i, child in enumerate(signal.children()):
         nodes += iter_nodes(child, f"{path}.{i}")
     return nodes
+
+
+def needs_model(signal: Signal) -> bool:
+    """Whether evaluating the tree loads a model or its tokenizer (sentiment by model, confidence, tokens)."""
+    return any(
+        isinstance(node, Confidence)
+        or (isinstance(node, Sentiment) and node.method == "model")
+        or (isinstance(node, Length) and node.unit == "tokens")
+        for _, node in iter_nodes(signal)
+    )
