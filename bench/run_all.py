@@ -17,18 +17,19 @@ from bench import (
     bench_scale,
     bench_snapshot_threads,
     bench_throughput,
+    bench_train_enough,
     bench_watching,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = ("throughput", "levers", "precision", "latency", "presets", "watching", "estimates", "snapshot_threads",
-         "memory", "curation", "scale", "first_page", "lr_defaults")
+         "memory", "curation", "scale", "first_page", "lr_defaults", "train_enough")
 
 
 def main() -> None:
     modules = (bench_throughput, bench_levers, bench_precision, bench_latency, bench_presets, bench_watching,
                bench_estimates, bench_snapshot_threads, bench_memory, bench_curation, bench_scale,
-               bench_first_page, bench_lr_defaults)
+               bench_first_page, bench_lr_defaults, bench_train_enough)
     for module in modules:
         module.main([])
     write_summary()

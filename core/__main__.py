@@ -41,19 +41,25 @@ def _add_config_flags(command: argparse.ArgumentParser) -> None:
                          help="sft on labelled texts: the user message, with {text} and {labels}.")
     command.add_argument("--train-on-prompt", action="store_true", default=None,
                          help="sft: train on the prompt's tokens too (default: the answers only).")
-    command.add_argument("--epochs", type=float)
-    command.add_argument("--max-steps", type=int)
+    command.add_argument("--epochs", type=float,
+                         help="Passes over the data. Neither this nor --max-steps (nor the config's): enough steps for the "
+                              "data by the default rule, evaluated ~8 times, the best kept, stopping early on a plateau.")
+    command.add_argument("--max-steps", type=int, help="Optimizer steps to train for; wins over --epochs.")
     command.add_argument("--batch-size", type=int)
     command.add_argument("--learning-rate", type=_learning_rate_flag,
                          help="A number, or 'auto': a learning-rate range test on this model, data and strategy picks it "
                               "when the run starts (a sweep: one test per run). Not given: the config's, else the "
                               "default for the task, strategy and model size.")
     command.add_argument("--save-steps", type=int)
-    command.add_argument("--eval-steps", type=int)
+    command.add_argument("--eval-steps", type=int, help="Evaluate every N steps (not given: about 8 evaluations).")
     command.add_argument("--rows", type=int, help="Synthetic data: how many rows to generate.")
     command.add_argument("--max-length", type=_max_length_flag, default=_MAX_LENGTH_UNSET,
                          help="Longest input in tokens, or 'auto' (what an empty config means): long enough for 99%% of the training "
                               "rows, capped by the model. The run log says how many rows are still cut.")
+    command.add_argument("--log-to", type=_log_to_flag, metavar="TRACKERS",
+                         help="Also log to experiment trackers, comma-separated: tensorboard (event files in the run "
+                              "folder's tensorboard/), mlflow (to $MLFLOW_TRACKING_URI, else the run folder's mlruns/); "
+                              "'none' logs to neither.")
 
 
 def _max_length_flag(value: str) -> int | None:
@@ -70,6 +76,12 @@ def _max_length_flag(value: str) -> int | None:
 
 
 _MAX_LENGTH_UNSET = object()
+
+
+def _log_to_flag(value: str) -> list[str]:
+    """--log-to: 'tensorboard,mlflow' -> ['tensorboard', 'mlflow']; 'none' -> []. The config checks the names."""
+    names = [name.strip().lower() for name in value.split(",") if name.strip()]
+    return [] if names == ["none"] else list(dict.fromkeys(names))
 
 
 def _learning_rate_flag(value: str) -> float | str:
@@ -234,6 +246,9 @@ def _config_from_args(args: argparse.Namespace):
         cfg.training.learning_rate = args.learning_rate  # 'auto' too: the engine runs the range test
     if args.max_length is not _MAX_LENGTH_UNSET:
         cfg.model.max_length = args.max_length  # None ('auto') follows the data
+    if args.log_to is not None:
+        # An unknown tracker, or one whose package is missing, fails validation with one line to act on.
+        cfg.training.log_to = args.log_to
     return cfg.validate()
 
 
@@ -283,6 +298,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             root = default_runs_root()
             run_id = _distributed_run_id(cfg) if distributed else new_run_id(cfg)
         if is_main:
+            from core.plan.data_plan import before_start_lines
+
+            # Rows after curation and why, steps and time: what Setup shows before Start.
+            for line in before_start_lines(cfg, root):
+                print(line, flush=True)
             folder = RunFolder.create(root, run_id, cfg)
         else:
             _wait_for(root / run_id / "status.json")

@@ -344,9 +344,18 @@ class StrategyConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: float = field(default=2.0, metadata=_help("Passes over the training data."))
+    # None is "not set": with max_steps 0 the run trains for enough steps for its data by the measured rule in
+    # core.training.run_length. Configs saved before the rule existed state 2.0 and keep it.
+    epochs: float | None = field(
+        default=None,
+        metadata=_help(
+            "Passes over the training data. Empty (with max steps 0): enough steps for the data by the measured "
+            "default rule (at least 100 optimizer steps, and for classifiers 400 rows of each class, at most 30 "
+            "passes), evaluated about 8 times, keeping the best and stopping early on a plateau."
+        ),
+    )
     max_steps: int = field(
-        default=0, metadata=_help("Stop after this many optimizer steps (0: use epochs).")
+        default=0, metadata=_help("Stop after this many optimizer steps (0: use epochs, or the default rule).")
     )
     batch_size: int = field(default=32, metadata=_help("Examples per step on each device."))
     gradient_accumulation_steps: int = field(
@@ -368,8 +377,9 @@ class TrainingConfig:
     )
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
     logging_steps: int = field(default=5, metadata=_help("Log the training loss every N steps."))
-    eval_steps: int = field(
-        default=50, metadata=_help("Evaluate and score the probes every N steps.")
+    eval_steps: int | None = field(
+        default=None,
+        metadata=_help("Evaluate and score the probes every N steps. Empty: about 8 evaluations across the run."),
     )
     save_steps: int = field(default=50, metadata=_help("Save a checkpoint every N steps."))
     save_total_limit: int = field(
@@ -398,8 +408,12 @@ class TrainingConfig:
             "evaluations, the only ones the Trainer can bring back) or 'last'."
         ),
     )
-    early_stopping_patience: int = field(
-        default=0, metadata=_help("Stop after this many evaluations without improvement (0: never).")
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata=_help(
+            "Stop after this many evaluations without improvement (0: never). Empty: 3 when the run's length "
+            "follows the default rule (no epochs or max steps set), else never."
+        ),
     )
     log_to: list[str] = field(
         default_factory=list,
@@ -504,7 +518,7 @@ class RunConfig:
         yield self._check_model_source
         if self.model.max_length is not None:
             yield lambda: _positive("model.max_length", self.model.max_length, upper=8192)
-        if t.max_steps == 0:
+        if t.max_steps == 0 and t.epochs is not None:
             yield lambda: _positive("training.epochs", t.epochs, upper=10_000)
         yield lambda: _at_least("training.max_steps", t.max_steps, 0)
         yield lambda: _positive("training.batch_size", t.batch_size, upper=65_536)
@@ -513,10 +527,12 @@ class RunConfig:
         yield lambda: _between("training.warmup_ratio", t.warmup_ratio, 0.0, 1.0)
         yield lambda: _between("training.weight_decay", t.weight_decay, 0.0, 1.0)
         yield lambda: _positive("training.logging_steps", t.logging_steps)
-        yield lambda: _positive("training.eval_steps", t.eval_steps)
+        if t.eval_steps is not None:
+            yield lambda: _positive("training.eval_steps", t.eval_steps)
         yield lambda: _positive("training.save_steps", t.save_steps)
         yield lambda: _positive("training.save_total_limit", t.save_total_limit, upper=1000)
-        yield lambda: _at_least("training.early_stopping_patience", t.early_stopping_patience, 0)
+        if t.early_stopping_patience is not None:
+            yield lambda: _at_least("training.early_stopping_patience", t.early_stopping_patience, 0)
         if t.early_stopping_patience:
             yield self._check_early_stopping
         yield lambda: _between("training.mlm_probability", t.mlm_probability, 0.01, 0.99)
@@ -574,8 +590,9 @@ class RunConfig:
                 raise ConfigError(f"Unknown tracker {tracker!r}: choose from {', '.join(TRACKERS)}.",
                                   field="training.log_to")
             if importlib.util.find_spec(TRACKERS[tracker]) is None:
-                raise ConfigError(f"{tracker} is not installed here: pip install {TRACKERS[tracker]}, or untick it.",
-                                  field="training.log_to")
+                # Said to the CLI (--log-to) and to a loaded config alike: Setup offers only installed trackers.
+                raise ConfigError(f"Logging to {tracker} needs the {TRACKERS[tracker]} package: pip install "
+                                  f"{TRACKERS[tracker]}, or leave {tracker} out.", field="training.log_to")
 
     def _check_learning_rate(self) -> None:
         rate = self.training.learning_rate

@@ -18,14 +18,11 @@ import streamlit as st
 
 from core.config import (
     BUNDLED_MODEL,
-    DEFAULT_BATCH_SIZES,
-    DEFAULT_STRATEGIES,
     PROMPT_STRATEGY,
     SCHEDULERS,
     TASKS,
     DataConfig,
     ModelConfig,
-    ProbeConfig,
     RunConfig,
     StrategyConfig,
     TrainingConfig,
@@ -34,12 +31,13 @@ from core.config import (
 from core.data.preflight import DataFacts, data_problems, planned_max_length, too_long_share
 from core.errors import ConfigError, DataError, ModelError, TuneboardError
 from core.present import charts, text
-from ui import layout, router, state
+from ui import layout, router, setup_data, state
 
 if TYPE_CHECKING:  # pandas loads on first use: the Task radio must not wait 0.7 s for its import
     import pandas as pd
 from ui.columns import pick_columns
 from ui.files import file_suffix, save_upload
+from ui.setup_probes import probes_section
 from ui.widgets import Form, format_bytes, format_count, format_duration, mark_loaded, touch
 
 PREVIEW_ROWS = 200
@@ -128,6 +126,7 @@ def estimate_lines(cfg: RunConfig, problems: list, params: tuple | None, facts: 
     else:
         st.caption(text.ESTIMATE_COMPUTED.format(rows=shape.train_rows, tokens=shape.padded_tokens_per_row,
                                                  device=state.device_label()))
+    setup_data.rows_summary(cfg, facts)
     if total:
         peak, kept = disk_bytes(cfg, int(trainable or total), int(total))
         st.caption(text.DISK_USE.format(peak=format_bytes(peak), kept=format_bytes(kept)))
@@ -164,34 +163,6 @@ def _curated_preview(name: str) -> pd.DataFrame:
     from core.data.rows import load_rows
 
     return load_rows(DataConfig(source="curated", path=name)).head(PREVIEW_ROWS)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _data_facts(data_yaml: str, mtime_ns: int, text_column: str, label_column: str | None) -> DataFacts:
-    """Rows, usable rows and classes of the whole dataset (mtime_ns: the file's, so an edited file reloads)."""
-    from core.data.preflight import data_facts
-    from core.data.rows import load_rows
-
-    return data_facts(load_rows(RunConfig.from_dict({"data": _yaml(data_yaml)}).data), text_column, label_column)
-
-
-def _facts(data: DataConfig, task: str) -> DataFacts | None:
-    """Facts of the configured data; None where they cannot be known cheaply (Hub: network) or read."""
-    if data.source == "hub" or (data.source != "synthetic" and not data.path):
-        return None
-    path = Path(data.path).expanduser() if data.source == "file" and data.path else None
-    if path is not None and not path.is_file():
-        return None
-    mtime = path.stat().st_mtime_ns if path is not None else 0
-    key = {"source": data.source, "path": data.path, "hub_split": data.hub_split}
-    if data.source == "synthetic":
-        key["synthetic"] = dataclasses.asdict(data.synthetic)
-    try:
-        return _data_facts(
-            _dump(key), mtime, data.text_column, data.label_column if task == "classification" else None
-        )
-    except TuneboardError:
-        return None  # the preview above already says why the data cannot be read
 
 
 def _yaml(text_: str) -> dict:
@@ -333,19 +304,13 @@ def _needs_conversion(source: str) -> bool:
 
 
 def follow_task(form: Form, cfg: RunConfig, previous_task: str) -> None:
-    """A new task picks its default bundled model, unless the user chose the current one for the old task."""
+    """A new task resets its task-specific settings the user did not choose, and says which it kept
+    (ui.setup_data); it picks its default bundled model, unless the user chose the current one for the old task."""
     from core.models.catalogue import bundled_model, default_model
     from ui.widgets import TOUCHED_KEY
 
-    strategy_key = form.key("strategy.name")
-    if (cfg.task != previous_task and cfg.task in DEFAULT_STRATEGIES
-            and strategy_key not in st.session_state.get(TOUCHED_KEY, set())):
-        # Instruction tuning starts with LoRA; the widget is drawn below, so its state may still be set.
-        cfg.strategy.name = st.session_state[strategy_key] = DEFAULT_STRATEGIES[cfg.task]
-    batch_key = form.key("training.batch_size")
-    if (cfg.task != previous_task and cfg.task in DEFAULT_BATCH_SIZES
-            and batch_key not in st.session_state.get(TOUCHED_KEY, set())):
-        cfg.training.batch_size = st.session_state[batch_key] = DEFAULT_BATCH_SIZES[cfg.task]
+    # Before the widgets below are drawn: the settings it resets are drawn again from the config.
+    setup_data.follow_task_fields(form, cfg, previous_task)
     model = bundled_model(cfg.model.source)
     if cfg.task == previous_task or model is None:
         return  # same task, or a Hub id / folder the user typed: theirs to keep
@@ -397,13 +362,9 @@ def data_section(
         problems += instruction_inputs(form, data, preview)
     elif data.source != "synthetic":
         problems += column_mapping(form, data, task, preview)
-    if task == "sft" and not problems:
-        facts, found = _sft_facts(data, _shown_name(form, data))
-        problems += found
-    else:
-        facts = None if problems else _facts(data, task)
-    if facts is not None and facts.labels is not None and facts.labels.classes:
-        label_balance(facts)
+    # Drawn above the split options but filled after them: an instruction set's evaluation file is checked
+    # with its facts, so the evaluation file chosen on this rerun must be known first.
+    facts_box = st.container()
     with st.expander(text.DATA_ADVANCED):
         cols = st.columns(2)
         with cols[0]:
@@ -414,8 +375,18 @@ def data_section(
             max_rows = form.number("data.max_rows", text.MAX_ROWS, data.max_rows or 0, step=100)
             data.max_rows = max_rows or None
         if data.source != "synthetic":
-            data.eval_path = form.text("data.eval_path", text.EVAL_PATH, data.eval_path) or None
-    return data, problems, facts
+            eval_problems = setup_data.eval_file_inputs(form, data, task)
+        else:
+            eval_problems = []
+    with facts_box:
+        if task == "sft" and not problems and not eval_problems:
+            facts, found = _sft_facts(data, _shown_name(form, data), setup_data.eval_shown_name(form))
+            problems += found
+        else:
+            facts = None if problems or eval_problems else setup_data.data_facts(data, task)
+        if facts is not None and facts.labels is not None and facts.labels.classes:
+            label_balance(facts)
+    return data, problems + eval_problems, facts
 
 
 def instruction_inputs(form: Form, data: DataConfig, preview: pd.DataFrame | None) -> list[TuneboardError]:
@@ -485,9 +456,10 @@ def _shown_name(form: Form, data: DataConfig) -> str | None:
     return Path(data.path).name if data.path else None
 
 
-def _sft_facts(data: DataConfig, shown_name: str | None = None) -> tuple[DataFacts | None, list[TuneboardError]]:
-    """Facts of instruction data, every row checked (a bad row is a problem under the data path, named by
-    `shown_name`, the file as the user knows it)."""
+def _sft_facts(data: DataConfig, shown_name: str | None = None,
+               eval_name: str | None = None) -> tuple[DataFacts | None, list[TuneboardError]]:
+    """Facts of instruction data, every row checked (a bad row is a problem under the data path, or under the
+    evaluation file's, named by `shown_name` / `eval_name`, the files as the user knows them)."""
     if data.source == "hub" or (data.source != "synthetic" and not data.path):
         return None, []
     path = Path(data.path).expanduser() if data.source == "file" and data.path else None
@@ -499,6 +471,8 @@ def _sft_facts(data: DataConfig, shown_name: str | None = None) -> tuple[DataFac
     except TuneboardError as err:
         if path is not None and shown_name and shown_name != path.name:
             err = type(err)(str(err).replace(path.name, shown_name), field=err.field)
+        if err.field == "data.eval_path" and eval_name and data.eval_path:
+            err = type(err)(str(err).replace(Path(data.eval_path).name, eval_name), field=err.field)
         return None, [_at(err, "data.path")]
     st.caption(text.SFT_ROWS.format(rows=facts.usable))
     return facts, []
@@ -710,16 +684,26 @@ def training_section(form: Form, training: TrainingConfig, task: str, strategy: 
         return training
     mode = form.select(
         "training.max_steps", text.TRAIN_FOR, list(text.TRAIN_FOR_OPTIONS),
-        "steps" if training.max_steps else "epochs", format_func=_label(text.TRAIN_FOR_OPTIONS), radio=True,
-        key_extra=("mode",),
+        "steps" if training.max_steps else ("auto" if training.epochs is None else "epochs"),
+        format_func=_label(text.TRAIN_FOR_OPTIONS), radio=True, key_extra=("mode",),
     )
     cols = st.columns(3)
     with cols[0]:
         if mode == "steps":
             training.max_steps = form.number("training.max_steps", text.MAX_STEPS, training.max_steps or 100, step=10)
-        else:
-            training.epochs = form.number("training.epochs", text.EPOCHS, float(training.epochs), step=0.5)
+        elif mode == "epochs":
+            from core.training.run_length import DEFAULT_EPOCHS
+
+            epochs = training.epochs if training.epochs is not None else DEFAULT_EPOCHS
+            training.epochs = form.number("training.epochs", text.EPOCHS, float(epochs), step=0.5)
             training.max_steps = 0
+        else:  # the default rule picks the steps for the data (core.training.run_length)
+            from core.training import run_length
+
+            training.epochs, training.max_steps = None, 0
+            st.caption(text.TRAIN_FOR_AUTO_NOTE.format(
+                steps=run_length.MIN_STEPS, per_class=run_length.SAMPLES_PER_CLASS, epochs=run_length.MAX_EPOCHS,
+                evaluations=run_length.EVALUATIONS, patience=run_length.PATIENCE))
     with cols[1]:
         training.batch_size = form.number("training.batch_size", text.BATCH_SIZE, training.batch_size)
     with cols[2]:
@@ -737,9 +721,12 @@ def training_section(form: Form, training: TrainingConfig, task: str, strategy: 
             "training.weight_decay", text.WEIGHT_DECAY, float(training.weight_decay), step=0.01
         )
     with st.expander(text.TRAINING_ADVANCED):
+        from core.training.run_length import EVALUATIONS, PATIENCE
+
         cols = st.columns(3)
         with cols[0]:
-            training.eval_steps = form.number("training.eval_steps", text.EVAL_STEPS, training.eval_steps, step=10)
+            training.eval_steps = form.optional_int("training.eval_steps", text.EVAL_STEPS, training.eval_steps, step=10,
+                                                    placeholder=text.EVAL_STEPS_AUTO.format(evaluations=EVALUATIONS))
             training.logging_steps = form.number("training.logging_steps", text.LOGGING_STEPS, training.logging_steps)
             training.seed = form.number("training.seed", text.SEED, training.seed)
         with cols[1]:
@@ -767,8 +754,9 @@ def training_section(form: Form, training: TrainingConfig, task: str, strategy: 
                 format_func=_label(text.KEEP_MODEL_OPTIONS), radio=True,
             )
         with cols[1]:
-            training.early_stopping_patience = form.number(
-                "training.early_stopping_patience", text.EARLY_STOPPING, training.early_stopping_patience
+            training.early_stopping_patience = form.optional_int(
+                "training.early_stopping_patience", text.EARLY_STOPPING, training.early_stopping_patience,
+                placeholder=text.EARLY_STOPPING_AUTO.format(patience=PATIENCE), min_value=0,
             )
         with cols[2]:
             training.keep_checkpoints = form.toggle(
@@ -787,27 +775,6 @@ def tracker_choice(form: Form, chosen: list[str]) -> list[str]:
     offered = [name for name, package in TRACKERS.items() if importlib.util.find_spec(package) is not None]
     return form.multiselect("training.log_to", text.LOG_TO, offered, chosen, format_func=text.TRACKER_NAMES.get,
                             help=field_help("training.log_to") + " " + text.LOG_TO_HELP)
-
-
-def probes_section(form: Form, cfg: RunConfig) -> ProbeConfig:
-    """Probe sentences (one per line; the task's defaults unless edited) and top-k."""
-    defaults = RunConfig(task=cfg.task).probe_texts()
-    current = cfg.probe_texts()
-    cols = st.columns([4, 1])
-    with cols[0]:
-        entered = form.text_area(
-            "probes.texts", text.PROBE_TEXTS, "\n".join(current), height=150, key_extra=(cfg.task,)
-        )
-        if cfg.task == "mlm":
-            st.caption(text.PROBE_TEXTS_MLM_HINT)
-        elif cfg.task == "causal":
-            st.caption(text.PROBE_TEXTS_CAUSAL_HINT)
-        elif cfg.task == "sft":
-            st.caption(text.PROBE_TEXTS_SFT_HINT)
-    with cols[1]:
-        top_k = form.number("probes.top_k", text.PROBE_TOP_K, cfg.probes.top_k)
-    lines = [line.strip() for line in entered.splitlines() if line.strip()]
-    return ProbeConfig(texts=None if lines == defaults or not lines else lines, top_k=top_k)
 
 
 def summary_section(

@@ -51,6 +51,36 @@ def start_new_run(jobs) -> None:
         st.rerun()
 
 
+def train_further(jobs, run_id: str) -> None:
+    """Start a new run with this run's settings whose base model is this run's fine-tuned one ('run:<id>')."""
+    try:
+        cfg = jobs.config(run_id)
+        cfg.model.source = f"run:{run_id}"
+        cfg.name = text.FINE_TUNE_FURTHER_NAME.format(name=cfg.name or run_id)
+        new_id = jobs.submit(cfg)
+    except TuneboardError as err:
+        show_error(err)
+    else:
+        state.select_run(new_id)
+        st.toast(text.STARTED.format(run_id=new_id))
+        st.rerun()
+
+
+def still_improving_hint(jobs, snap: RunSnapshot) -> None:
+    """A completed run whose last evaluation still beat all earlier ones: say so, and offer to train further."""
+    found = snap.info.get("still_improving")
+    if snap.status != "completed" or not isinstance(found, dict):
+        return
+    metric = str(found.get("metric", ""))
+    st.info(text.STILL_IMPROVING.format(
+        metric=text.METRIC_NAMES.get(metric, metric), before=f"{found.get('before', 0):.4g}",
+        value=f"{found.get('value', 0):.4g}", evaluations=found.get("evaluations", "?"),
+    ), icon=":material/trending_up:")
+    if st.button(text.TRAIN_FURTHER, type="primary", icon=":material/fork_right:", key="tb_train_further",
+                 help=text.TRAIN_FURTHER_HELP.format(run_id=snap.run_id)):
+        train_further(jobs, snap.run_id)
+
+
 def controls(jobs, snap: RunSnapshot) -> None:
     """Start / Stop / Resume buttons for the selected run."""
     cols = st.columns([1.3, 1, 1, 3])
@@ -185,8 +215,12 @@ def charts_grid(snap: RunSnapshot, task: str, log_y: bool, smoothing: float, log
         figure = eval_chart(eval_key, task, log_y, snap)
         if figure is not None:
             st.plotly_chart(figure, key="tb_train_chart_eval")
+        elif eval_steps is None:
+            st.caption(text.CHART_NO_EVAL)
         else:
-            st.caption(text.CHART_EMPTY.format(steps=eval_steps) if eval_steps else text.CHART_NO_EVAL)
+            # An empty interval follows the run's length, which the run decides once its data is prepared.
+            planned = eval_steps or (snap.info.get("run_length") or {}).get("eval_steps")
+            st.caption(text.CHART_EMPTY.format(steps=planned) if planned else text.CHART_EMPTY_PLANNED)
     st.markdown(f"**{text.RUN_LOG}**")
     lines = snap.log_tail[-LOG_LINES:]
     st.code("\n".join(lines) if lines else text.RUN_LOG_EMPTY, language=None, wrap_lines=True, height=220)
@@ -242,11 +276,14 @@ run_id, snap, cfg = picked_run(jobs, when_none=offer_first_start)
 state.watch(jobs, snap)
 
 controls(jobs, snap)
+still_improving_hint(jobs, snap)
 options = st.columns([1, 2, 4])
 log_y = options[0].toggle(text.LOG_SCALE, key="tb_train_log")
 smoothing = options[1].slider(text.SMOOTHING, 0.0, 0.99, 0.6, 0.01, help=text.SMOOTHING_HELP, key="tb_train_smooth")
 
-eval_steps = cfg.training.eval_steps if cfg.data.validation_fraction > 0 else None
+# None: not evaluated; 0: evaluated at intervals the run chooses (core.training.run_length).
+evaluated = cfg.data.validation_fraction > 0 or bool(cfg.data.eval_path)
+eval_steps = (cfg.training.eval_steps or 0) if evaluated else None
 active = snap.is_active
 st.fragment(live_progress, run_every=REFRESH_S if active else None, key="tb_train_progress")(run_id, active)
 st.fragment(live_charts, run_every=CHART_REFRESH_S if active else None, key="tb_train_charts")(

@@ -214,3 +214,56 @@ def test_the_loss_chart_waits_for_data_and_marks_its_first_point(jobs, runs_root
     figure = json.loads(chart.proto.spec)
     assert "markers" in figure["data"][0]["mode"] and figure["data"][0]["x"] == [5]
     assert "yaxis2" not in figure["layout"]  # one learning rate: no axis of its own yet
+
+
+# ---- a run that ended still improving (issue 27: defaults that train enough) ---------------------
+
+def _still_improving_run(root, **status) -> str:
+    from core.run.folder import RunFolder
+    from core.run.sink import RunSink
+
+    run_id = make_run(root, task="classification", status="completed", final_model=True)
+    sink = RunSink(RunFolder.open(root, run_id), load_existing=True)
+    sink.set_status(**status)
+    return run_id
+
+
+def test_a_run_still_improving_offers_to_train_further_from_its_model(jobs, trainer, runs_root):
+    run_id = _still_improving_run(runs_root, still_improving={
+        "metric": "eval_f1", "step": 40, "value": 0.83, "before": 0.79, "evaluations": 8})
+    at = open_page(PAGE, {"run": run_id})
+    assert not at.exception
+    hint = text.STILL_IMPROVING.format(metric="F1", before="0.79", value="0.83", evaluations=8)
+    assert hint in texts(at.info)
+    at.button(key="tb_train_further").click().run()
+    assert not at.exception
+    further = at.query_params.get("run")
+    assert further and further != run_id  # the page follows the new run
+    assert wait_for(lambda: jobs.snapshot(further).status == "completed")
+    cfg = jobs.config(further)
+    assert cfg.model.source == f"run:{run_id}" and cfg.task == "classification"
+    assert cfg.name == text.FINE_TUNE_FURTHER_NAME.format(name="demo")
+
+
+def test_a_run_that_levelled_off_offers_no_hint(jobs, runs_root):
+    at = open_page(PAGE, {"run": _still_improving_run(runs_root, still_improving=None)})
+    assert not at.exception
+    assert not any("Still improving" in i for i in texts(at.info))
+    assert not [b for b in at.button if b.key == "tb_train_further"]
+
+
+def test_an_automatic_eval_interval_is_read_from_the_runs_plan(jobs, runs_root):
+    from core.config import RunConfig
+    from core.run.folder import RunFolder, new_run_id
+    from core.run.sink import RunSink
+
+    cfg = RunConfig(name="auto")  # eval_steps empty: the run picks it once its data is prepared
+    folder = RunFolder.create(runs_root, new_run_id(cfg), cfg)
+    sink = RunSink(folder, load_existing=False)
+    sink.set_status(status="running", max_steps=100)
+    at = open_page(PAGE, {"run": folder.run_id})
+    assert not at.exception
+    assert text.CHART_EMPTY_PLANNED in texts(at.caption)
+    sink.set_status(run_length={"steps": 100, "eval_steps": 13, "evaluations": 8})
+    at = open_page(PAGE, {"run": folder.run_id})
+    assert text.CHART_EMPTY.format(steps=13) in texts(at.caption)

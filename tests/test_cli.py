@@ -94,6 +94,26 @@ def test_too_few_rows_for_the_batch_is_refused_before_training(capsys, tmp_path,
     assert_one_line_error(err, "batch size")
 
 
+def test_the_rows_after_curation_and_the_plan_are_printed_before_training(capsys, tmp_path, tiny_bert, monkeypatch):
+    """The issue's headlines: 800 rows, 518 repeats. The CLI says what Setup says before anything trains."""
+    from core.training import engine
+
+    data = tmp_path / "news.csv"
+    data.write_text("text,label\n" + "".join(f"Headline {i % 282} about topic {i % 282 % 8},t{i % 282 % 8}\n"
+                                             for i in range(800)))
+    trained = []
+    monkeypatch.setattr(engine, "train", lambda cfg, *_, **__: trained.append(cfg) or "completed")
+    code, out, err = run_cli(capsys, "--task", "classification", "--model", tiny_bert, "--dataset", str(data),
+                             "--output-dir", str(tmp_path / "runs" / "news"))
+    assert code == 0 and trained, err
+    lines = out.splitlines()
+    assert lines[0] == ("Data: 800 rows → 282 rows after curation (dropped: 518 duplicates) → 254 to train on, "
+                        "28 held out for evaluation.")
+    assert lines[1].startswith("Plan: ") and "over 254 training rows" in lines[1], lines[1]
+    assert lines[2].startswith("Time: about "), lines[2]
+    assert lines[3].startswith("Run folder: ")
+
+
 def test_resume_of_missing_or_completed_run(capsys, tmp_path, tiny_bert):
     code, _, err = run_cli(capsys, "--resume", str(tmp_path / "runs" / "ghost"))
     assert code == EXIT_USER_ERROR

@@ -335,10 +335,3 @@ def test_early_stopping_ends_a_run_that_stops_improving(tiny_bert, tmp_path, mon
     assert folder.status()["step"] == 4
     assert any(m.get("event") == "early_stop" for m in folder.metrics())
     assert folder.status()["best"]["step"] == 2
-
-
-def test_a_run_can_also_log_to_tensorboard_in_its_folder(tiny_bert, tmp_path):
-    cfg = tiny_config(tiny_bert, "mlm", log_to=["tensorboard"])
-    status, folder = run(cfg, tmp_path)
-    assert status == "completed"
-    assert list((folder.path / "tensorboard").glob("events.out.tfevents.*"))

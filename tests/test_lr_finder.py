@@ -61,8 +61,10 @@ def test_planned_steps_cost_a_third_of_the_run():
     cfg = RunConfig()
     cfg.training.max_steps = 90
     assert planned_steps(cfg, 1000) == 30
-    cfg.training.max_steps = 0  # 2 epochs of 1800 rows at batch 32: 114 steps
+    cfg.training.max_steps, cfg.training.epochs = 0, 2.0  # 2 epochs of 1800 rows at batch 32: 114 steps
     assert planned_steps(cfg, 1800) == 38
+    cfg.training.epochs = None  # the default rule: 282 rows get its 100-step floor (core.training.run_length)
+    assert planned_steps(cfg, 282) == 33
     cfg.training.max_steps = 6
     assert planned_steps(cfg, 1000) == MIN_STEPS
     cfg.training.max_steps = 10_000

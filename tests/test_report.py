@@ -122,10 +122,17 @@ def test_summary_names_only_the_setting_that_decided_the_length(runs_root):
     cfg.save(folder.config_path)
     hyper = re.search(r"Hyperparameters</th><td>(.*?)</td>", report.build_report(folder.path)).group(1)
     assert hyper.startswith(text.TRAINING_LENGTH_STEPS.format(steps=12) + ",") and "epoch" not in hyper
-    cfg.training.max_steps = 0
+    cfg.training.max_steps, cfg.training.epochs = 0, 2.0
     cfg.save(folder.config_path)
     hyper = re.search(r"Hyperparameters</th><td>(.*?)</td>", report.build_report(folder.path)).group(1)
     assert hyper.startswith(text.TRAINING_LENGTH_EPOCHS.format(epochs=2.0) + ",") and "max steps" not in hyper
+    cfg.training.epochs = None  # neither set: the default rule chose the steps, as status.json says
+    cfg.save(folder.config_path)
+    hyper = re.search(r"Hyperparameters</th><td>(.*?)</td>", report.build_report(folder.path)).group(1)
+    assert hyper.startswith(text.TRAINING_LENGTH_RULE + ",")
+    folder.update_status(run_length={"steps": 100, "automatic": True})
+    hyper = re.search(r"Hyperparameters</th><td>(.*?)</td>", report.build_report(folder.path)).group(1)
+    assert hyper.startswith(text.TRAINING_LENGTH_RULE_STEPS.format(steps=100) + ",")
 
 
 def test_report_names_both_models_alike_and_words_the_loss_by_task(runs_root):

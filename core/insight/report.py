@@ -121,7 +121,7 @@ def _summary_table(cfg: Any, status: Mapping[str, Any], predictions: insight.Run
     from core.present import text
 
     t = cfg.training
-    hyper = (f"{training_length(t)}, batch {t.batch_size} × {t.gradient_accumulation_steps}, "
+    hyper = (f"{training_length(t, status.get('run_length'))}, batch {t.batch_size} × {t.gradient_accumulation_steps}, "
              f"learning rate {describe_learning_rate(status.get('learning_rate') or t.learning_rate)} ({t.lr_scheduler}), weight decay {t.weight_decay:g}, seed {t.seed}")
     data = cfg.data.source if cfg.data.source == "synthetic" else f"{cfg.data.source}: {cfg.data.path}"
     final = status.get("final_metrics") or {}
@@ -150,13 +150,20 @@ def _summary_table(cfg: Any, status: Mapping[str, Any], predictions: insight.Run
     return f"<table>{cells}</table>"
 
 
-def training_length(training: Any) -> str:
-    """What decided the run's length: its max steps when set (they override the epochs), else its epochs."""
+def training_length(training: Any, planned: Mapping[str, Any] | None = None) -> str:
+    """What decided the run's length: its max steps when set (they override the epochs), its epochs, else the default rule.
+
+    planned: status.json's run_length, the steps the rule chose for the run's data (core.training.run_length).
+    """
     from core.present import text
 
     if training.max_steps:
         return text.TRAINING_LENGTH_STEPS.format(steps=int(training.max_steps))
-    return text.TRAINING_LENGTH_EPOCHS.format(epochs=float(training.epochs))
+    if training.epochs is not None:
+        return text.TRAINING_LENGTH_EPOCHS.format(epochs=float(training.epochs))
+    if planned and planned.get("steps"):
+        return text.TRAINING_LENGTH_RULE_STEPS.format(steps=int(planned["steps"]))
+    return text.TRAINING_LENGTH_RULE
 
 
 def _probes(records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list], dict[str, list]]:

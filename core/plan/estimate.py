@@ -19,6 +19,7 @@ from core.config import LEARNING_RATE_AUTO, MAX_EVAL_ROWS, PROMPT_STRATEGY, RunC
 from core.data.preflight import DataFacts, approx_tokens, split_sizes
 from core.run.history import RunSummary
 from core.training.lr_finder import planned_steps
+from core.training.run_length import length_for
 from core.training.trainer import padded_tokens_per_row
 
 # Calibrated by bench/bench_estimates.py (2-core CPU, bundled MiniLM, batch 32): by this module's
@@ -49,6 +50,7 @@ class DataShape:
     train_rows: int
     eval_rows: int
     padded_tokens_per_row: float
+    classes: int = 0  # classification: the labels' count, which the default length rule needs (0: unknown)
 
 
 @dataclass(frozen=True)
@@ -94,16 +96,14 @@ def data_shape(cfg: RunConfig, facts: DataFacts) -> DataShape:
     if cfg.data.max_rows:
         train_rows = min(train_rows, cfg.data.max_rows)
     lengths = token_lengths(facts.word_counts, cfg.model.max_length)
-    return DataShape(train_rows, eval_rows, padded_tokens_per_row(lengths, cfg.training.batch_size, rows=train_rows))
+    classes = facts.labels.classes if facts.labels is not None else 0
+    return DataShape(train_rows, eval_rows, padded_tokens_per_row(lengths, cfg.training.batch_size, rows=train_rows),
+                     classes)
 
 
-def expected_steps(cfg: RunConfig, train_rows: int) -> int:
-    """Optimizer steps the run will take over train_rows."""
-    t = cfg.training
-    if t.max_steps:
-        return t.max_steps
-    per_epoch = max(1, -(-train_rows // (t.batch_size * t.gradient_accumulation_steps)))
-    return max(1, int(per_epoch * t.epochs))
+def expected_steps(cfg: RunConfig, train_rows: int, classes: int = 0) -> int:
+    """Optimizer steps the run will take over train_rows (at most: an automatic run may stop early)."""
+    return length_for(cfg, train_rows, classes=classes).steps
 
 
 def measured_speed(cfg: RunConfig, runs: Iterable[RunSummary]) -> MeasuredSpeed | None:
@@ -135,12 +135,13 @@ def estimate_run(cfg: RunConfig, shape: DataShape, trainable: int, total: int,
                  speed: MeasuredSpeed | None = None) -> Estimate:
     """How long the run will take: its padded tokens (training and evaluations) over a speed, plus start-up."""
     prompting = cfg.strategy.name == PROMPT_STRATEGY  # no training: only its answers
-    steps = 0 if prompting else expected_steps(cfg, shape.train_rows)
+    length = length_for(cfg, shape.train_rows, classes=shape.classes)
+    steps = 0 if prompting else length.steps
     samples_per_step = cfg.training.batch_size * cfg.training.gradient_accumulation_steps
     train_tokens = steps * samples_per_step * shape.padded_tokens_per_row
     evals = 0
     if shape.eval_rows:
-        evals = steps // max(1, cfg.training.eval_steps) + (1 if steps % max(1, cfg.training.eval_steps) else 0)
+        evals = length.evaluations
     eval_tokens = (evals * shape.eval_rows * shape.padded_tokens_per_row + answer_tokens(cfg, shape)) * EVAL_COST_SHARE
     # learning_rate 'auto': the range test trains its own steps first, after preparing the data
     # and loading the model once more.

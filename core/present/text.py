@@ -313,7 +313,7 @@ ESTIMATE_WHY_DATA = "No estimate yet: the data's size is known once it is read (
 ESTIMATE_WHY_MODEL = "No estimate yet: the model's size is not known (see the model section)."
 DISK_USE = "Disk: up to {peak} while training, {kept} kept once it completes."
 # Before Start, on Setup and from `python -m core train`: the rows that will train and why the others will not
-# (core.present.data_plan). The reasons follow core.data.integrity.REMOVAL_REASONS.
+# (core.plan.data_plan). The reasons follow core.data.integrity.REMOVAL_REASONS.
 ROWS_PLAN = "Data: {rows:,} rows → {usable} {unit} after curation{why} → {train} to train on{held}."
 ROWS_PLAN_UNITS = {"rows": "rows", "chats": "conversations"}
 ROWS_PLAN_WHY = " (dropped: {reasons})"
@@ -351,7 +351,9 @@ EARLY_STOPPING = "Early stopping patience (evaluations)"
 EARLY_STOPPING_AUTO = "{patience} when the length is automatic"
 KEEP_CHECKPOINTS = "Keep checkpoints after completion"
 LOG_TO = "Also log to"
-LOG_TO_HELP = "Open TensorBoard with `tensorboard --logdir runs/<run id>/tensorboard` (pip install tensorboard)."
+LOG_TO_HELP = ("Open TensorBoard with `tensorboard --logdir runs/<run id>/tensorboard` (pip install tensorboard); "
+               "MLflow's file store with `MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri runs/<run id>/mlruns` "
+               "(pip install mlflow).")
 TRACKER_NAMES = {"tensorboard": "TensorBoard", "mlflow": "MLflow"}
 TOO_LONG_NOTE = (
     "About {share:.0%} of the texts are longer than the model's max length of {max_length} tokens: {action} "

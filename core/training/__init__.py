@@ -6,5 +6,6 @@
     callbacks    the Trainer's events turned into the sink's plain data; stopping and unfreezing
     metrics      evaluation metrics per task
     lr_finder    the learning-rate range test
+    run_length   the default length: enough steps for the data, evaluations, early stopping, 'still improving'
     peak_memory  a run's peak memory, per device
 """

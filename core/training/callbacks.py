@@ -116,6 +116,10 @@ class SinkCallback(TrainerCallback):
         if self.after_evaluate is not None and model is not None:
             self.after_evaluate(state.global_step, model)
 
+    def eval_curve(self, key: str) -> list[tuple[int, float]]:
+        """(step, value) of one evaluation figure at every evaluation heard so far, oldest first."""
+        return [(step, figures[key]) for step, figures in sorted(self.evals.items()) if key in figures]
+
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             self.sink.event("checkpoint", state.global_step, f"Checkpoint saved at step {state.global_step}.")

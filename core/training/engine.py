@@ -6,9 +6,11 @@ unexpected exception through) and the caller, at the thread or process boundary,
 
 A run is one `Attempt` (two when the accelerator runs out of memory: `train_with_oom_retry`), and an
 attempt is three phases around the Trainer that core.training.trainer builds:
-    before_training   the default learning rate, the base model's probes and per-example predictions
+    before_training   the default learning rate, the run's length (core.training.run_length), the base model's
+                      probes and per-example predictions
     run_trainer       callbacks, the Trainer, training
-    after_training    the best checkpoint kept, the final probes and predictions, the save, cleanup
+    after_training    whether it ended still improving, the best checkpoint kept, the final probes and
+                      predictions, the save, cleanup
 An attempt of the prompt strategy has no Trainer: `answer_without_training` lets the base model answer the
 evaluation prompts instead (core.training.prompting). Instruction tuning's per-example passes also score the
 models' generated answers, before and after training, into the log, the curves and the metrics.
@@ -34,6 +36,8 @@ from core.errors import DataError, TrainingError, out_of_memory_kind
 from core.run.folder import RunFolder, now_iso
 from core.training.callbacks import GradualUnfreezeCallback, SinkCallback
 from core.training.prompting import answer_settings, report_answers, run_prompting
+from core.training.run_length import length_for, with_length
+from core.training.trackers import open_trackers
 from core.training.trainer import (
     PreparedRun,
     build_trainer,
@@ -178,6 +182,7 @@ def train(
             max_steps=summary.get("max_steps", 0),
             epoch=summary.get("epoch", 0.0),
             best=summary.get("best"),
+            still_improving=summary.get("still_improving"),
             speed=_measured_speed(summary, elapsed) if outcome.status == "completed" and not resume else None,
             peak_memory_bytes=peak_memory.peak_bytes(device),
         )
@@ -232,10 +237,12 @@ def run_attempt(attempt: Attempt) -> Outcome:
     setup = before_training(attempt, prepared)
     if setup is None:
         return Outcome("stopped", {}, {})
-    trained = run_trainer(setup)
-    if trained.reporter.stopped_by_user:
-        return Outcome("stopped", trained.reporter.last_eval, trained.reporter.summary)
-    return after_training(setup, trained)
+    # The trackers stay open through the evaluation after training; one that raised ends its MLflow run FAILED.
+    with open_trackers(attempt.cfg, attempt.folder, enabled=attempt.is_main) as trackers:
+        trained = run_trainer(setup, trackers)
+        if trained.reporter.stopped_by_user:
+            return Outcome("stopped", trained.reporter.last_eval, trained.reporter.summary)
+        return after_training(setup, trained)
 
 
 def answer_without_training(attempt: Attempt, prepared: PreparedRun) -> Outcome:
@@ -253,6 +260,7 @@ def before_training(attempt: Attempt, prepared: PreparedRun) -> TrainingSetup | 
     None when Stop was pressed while the run prepared.
     """
     cfg, sink = _with_default_learning_rate(attempt, prepared), attempt.sink
+    cfg = _with_run_length(replace(attempt, cfg=cfg), prepared)
     if attempt.is_main:
         sink.set_status(learning_rate=cfg.training.learning_rate)
     if attempt.stop_event.is_set():
@@ -273,8 +281,8 @@ def before_training(attempt: Attempt, prepared: PreparedRun) -> TrainingSetup | 
     return setup
 
 
-def run_trainer(setup: TrainingSetup) -> Trained:
-    """The callbacks and the Trainer, then training (from the checkpoint, when resuming)."""
+def run_trainer(setup: TrainingSetup, trackers: list[Any] | None = None) -> Trained:
+    """The callbacks (the open trackers among them), the Trainer, then training (from the checkpoint, when resuming)."""
     attempt, prepared, recorder = setup.attempt, setup.prepared, setup.recorder
     cfg, sink = attempt.cfg, attempt.sink
     samples_per_step = cfg.training.batch_size * cfg.training.gradient_accumulation_steps * devices.rank_and_world_size()[1]
@@ -286,8 +294,7 @@ def run_trainer(setup: TrainingSetup) -> Trained:
     callbacks: list[Any] = [reporter]
     if prepared.unfreezer is not None:
         callbacks.append(GradualUnfreezeCallback(prepared.unfreezer, sink, cfg.strategy.unfreeze_every_steps))
-    if attempt.is_main:
-        callbacks += _tracker_callbacks(cfg, attempt.folder)
+    callbacks += trackers or []
     if cfg.training.early_stopping_patience and prepared.eval_dataset is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
 
@@ -311,6 +318,9 @@ def after_training(setup: TrainingSetup, trained: Trained) -> Outcome:
     cfg, sink, folder = attempt.cfg, attempt.sink, attempt.folder
     trainer, reporter = trained.trainer, trained.reporter
     step = trainer.state.global_step
+    # Judged on the evaluations made while training, before an evaluation of the kept best model below.
+    if step >= trainer.state.max_steps:
+        reporter.summary["still_improving"] = _still_improving(cfg, reporter, sink if attempt.is_main else None)
     if reporter.last_eval_step != step and prepared.eval_dataset is not None:
         trainer.evaluate()  # the callback records it, with perplexity, like every evaluation
     final = reporter.last_eval
@@ -357,9 +367,79 @@ def _with_default_learning_rate(attempt: Attempt, prepared: PreparedRun) -> RunC
     return replace(cfg, training=replace(cfg.training, learning_rate=rate))
 
 
+def _with_run_length(attempt: Attempt, prepared: PreparedRun) -> RunConfig:
+    """The attempt's config with its length made numbers for this data (core.training.run_length), said in the log.
+
+    An automatic run gets its steps, evaluations and early stopping from the rule; a run whose epochs or max
+    steps are set keeps them, and gets its evaluation interval when none is set. The config saved in the run
+    folder keeps its empty fields, so a resumed run (same data) finds the same numbers.
+    """
+    cfg, sink = attempt.cfg, attempt.sink
+    has_eval = prepared.eval_dataset is not None
+    rows, classes = len(prepared.train_dataset), len(prepared.label_names or ())
+    length = length_for(cfg, rows, classes=classes, world_size=devices.rank_and_world_size()[1])
+    resolved = with_length(cfg, length, has_eval=has_eval)
+    patience = resolved.training.early_stopping_patience
+    if attempt.is_main:
+        sink.set_status(run_length={
+            "steps": length.steps, "epochs": length.epochs, "eval_steps": length.eval_steps if has_eval else None,
+            "evaluations": length.evaluations if has_eval else 0, "patience": patience, "automatic": length.automatic,
+            "bound": length.bound, "train_rows": rows,
+        })
+        sink.log(_length_line(length, rows, classes, has_eval, patience))
+    return resolved
+
+
+def _length_line(length: Any, rows: int, classes: int, has_eval: bool, patience: int) -> str:
+    """The run log's line on how long the run trains, why, and how it is judged on the way."""
+    from core.training import run_length
+
+    why = {
+        "max_steps": "as set (max steps)",
+        "epochs": "as set (epochs)",
+        "two passes": "two passes over the data",
+        "step floor": f"the default rule's floor of {run_length.MIN_STEPS} steps, as two passes over {rows} rows are too few",
+        "class floor": f"the default rule's floor of {run_length.SAMPLES_PER_CLASS} rows seen per class, for {classes} classes",
+        "epoch cap": f"the default rule's floor, capped at {run_length.MAX_EPOCHS} passes over this small data",
+    }[length.bound]
+    line = f"Training for {length.steps:,} steps ({length.epochs:g} passes over {rows:,} rows): {why}."
+    if not has_eval:
+        return line + " No evaluation set, so no evaluations, best checkpoint or early stopping."
+    line += f" Evaluating every {length.eval_steps:,} steps ({length.evaluations} evaluations)"
+    if patience:
+        line += f"; stopping early after {patience} evaluations in a row without a better one"
+    if length.automatic:
+        line += " (set epochs or max steps to choose the length)"
+    return line + "."
+
+
+def _still_improving(cfg: RunConfig, reporter: SinkCallback, sink: Any) -> dict[str, Any] | None:
+    """The run's main metric when its last evaluation still beat every earlier one (core.training.run_length), else None.
+
+    The run log says so, and what to do about it: the Train page offers to train further from this model.
+    """
+    from core.training.run_length import improving_metric, still_improving
+
+    key, higher = improving_metric(cfg.task)
+    curve = reporter.eval_curve(key)
+    if not still_improving([value for _, value in curve], higher):
+        return None
+    previous = max if higher else min
+    found = {"metric": key, "step": curve[-1][0], "value": curve[-1][1],
+             "before": previous(value for _, value in curve[:-1]), "evaluations": len(curve)}
+    if sink is not None:
+        name = key.removeprefix("eval_").replace("_", " ")
+        sink.log(f"Still improving at the end: eval {name} {found['before']:.4g} -> {found['value']:.4g} at the last "
+                 "evaluation. Training further would likely help: 'Train further' on the Train page starts a new run "
+                 "from this model.")
+    return found
+
+
 def probe_scorer(cfg: RunConfig, prepared: PreparedRun) -> Callable[[Any], list[dict[str, Any]]]:
     """A function that scores this run's probes on a model (its tokenizer, task, texts and labels)."""
-    probe_texts = cfg.probe_texts()
+    from core.data.probe_texts import run_probe_texts
+
+    probe_texts = run_probe_texts(cfg)  # left at the default: chosen from the data, as Setup showed them
 
     def score(model: Any) -> list[dict[str, Any]]:
         from core.insight.probes import score_probes
@@ -389,23 +469,6 @@ def _measured_speed(summary: dict[str, Any], elapsed_s: float) -> dict[str, floa
     if not samples_per_s or not runtime or not padded:
         return None
     return {"tokens_per_s": round(samples_per_s * padded, 2), "overhead_s": round(max(0.0, elapsed_s - runtime), 2)}
-
-
-def _tracker_callbacks(cfg: RunConfig, folder: RunFolder) -> list[Any]:
-    """The Trainer's own TensorBoard and MLflow reporters, writing into the run folder."""
-    found: list[Any] = []
-    if "tensorboard" in cfg.training.log_to:
-        from tensorboardX import SummaryWriter
-        from transformers.integrations import TensorBoardCallback
-
-        found.append(TensorBoardCallback(SummaryWriter(log_dir=str(folder.path / "tensorboard"))))
-    if "mlflow" in cfg.training.log_to:
-        from transformers.integrations import MLflowCallback
-
-        os.environ.setdefault("MLFLOW_TRACKING_URI", (folder.path / "mlruns").as_uri())
-        os.environ.setdefault("MLFLOW_RUN_NAME", folder.run_id)
-        found.append(MLflowCallback())
-    return found
 
 
 def _kept_checkpoint(cfg: RunConfig, state: Any, evals: dict[int, dict[str, float]]) -> tuple[int, dict] | None:

@@ -97,8 +97,9 @@ def pick_learning_rate(learning_rates: Sequence[float], losses: Sequence[float])
 
 def planned_steps(cfg: RunConfig, train_rows: int) -> int:
     """A third of the run's optimizer steps, kept between MIN_STEPS and MAX_STEPS."""
-    t = cfg.training
-    run_steps = t.max_steps or math.ceil(t.epochs * math.ceil(train_rows / t.batch_size) / t.gradient_accumulation_steps)
+    from core.training.run_length import length_for
+
+    run_steps = length_for(cfg, train_rows).steps
     return max(MIN_STEPS, min(MAX_STEPS, run_steps // 3))
 
 

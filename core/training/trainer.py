@@ -95,7 +95,11 @@ def prepare_run(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> 
         atomic_write_json(folder.path / "data_report.json", data.report)
         dropped = sum((data.report.get("dropped") or {}).values()) if isinstance(data.report.get("dropped"), dict) else 0
         eval_rows = len(data.eval) if data.eval is not None else 0
-        sink.log(f"Data: {len(data.train)} training rows, {eval_rows} evaluation rows, {dropped} rows dropped.")
+        from core.present.numbers import dropped_reasons
+
+        why = dropped_reasons(data.report["dropped"]) if dropped else ""
+        sink.log(f"Data: {len(data.train)} training rows, {eval_rows} evaluation rows, {dropped} rows dropped"
+                 + (f" ({why})." if why else "."))
 
     sink.log(f"Loading model '{cfg.model.source}' for {cfg.task}.")
     loaded = load_for_task(cfg.model, cfg.task, label_names=data.label_names)
@@ -242,7 +246,10 @@ def metrics_for(task: str, recorder: Any = None) -> Callable[[Any], dict[str, fl
 
 
 def training_arguments(cfg: RunConfig, folder: RunFolder, device: str, *, has_eval: bool = True) -> Any:
-    """The run's transformers.TrainingArguments: schedule, evaluation, checkpoints, precision, length grouping."""
+    """The run's transformers.TrainingArguments: schedule, evaluation, checkpoints, precision, length grouping.
+
+    cfg's length must be numbers (core.training.run_length.with_length: build_trainer applies it).
+    """
     from transformers import TrainingArguments
 
     t = cfg.training
@@ -285,7 +292,8 @@ def training_arguments(cfg: RunConfig, folder: RunFolder, device: str, *, has_ev
         # eager evaluation set has none, so the sampler measures its (capped) rows' token ids.
         train_sampling_strategy="group_by_length",
         length_column_name="length",
-        report_to="none",
+        report_to="none",  # the trackers in training.log_to are added as callbacks (core.training.trackers)
+        run_name=folder.run_id,  # the name they show the run under
         disable_tqdm=True,
         dataloader_num_workers=0,
         # The lazy training set's transform needs its raw text column; every column the datasets
@@ -319,7 +327,13 @@ def build_trainer(
     """
     from transformers import PrinterCallback
 
+    from core.training.run_length import length_for, with_length
+
     evaluates = prepared.eval_dataset is not None if has_eval is None else has_eval
+    # An empty epochs, eval interval or patience becomes the default rule's number for this data (the
+    # engine has done so already, and said so in the run log; doing it again changes nothing).
+    cfg = with_length(cfg, length_for(cfg, len(prepared.train_dataset), classes=len(prepared.label_names or ()),
+                                      world_size=devices.rank_and_world_size()[1]), has_eval=evaluates)
     trainer = (trainer_class or _trainer_class())(
         model=prepared.model,
         args=args if args is not None else training_arguments(cfg, folder, device, has_eval=evaluates),
