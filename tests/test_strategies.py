@@ -328,3 +328,17 @@ def test_strategies_find_the_parts_of_other_architectures(model_type, task):
             assert is_peft_model(model) and any("lora_A" in n for n in _trainable_names(model))
     assert 0 < trainable["feature-extraction"] < trainable["freeze-layers"] < trainable["full"]
     assert trainable["lora"] < trainable["full"]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_sft_lora_adapts_every_linear_layer_of_the_blocks_but_never_the_head(tmp_path, tied):
+    from transformers import AutoModelForCausalLM
+
+    from core.training.strategies import default_lora_targets
+    from tests.tiny_models import tiny_chat_llama_dir
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_llama_dir(tmp_path, tied=tied))
+    assert default_lora_targets(model, "sft") == [
+        "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+    # Plain next-token fine-tuning keeps the architecture's query/value default.
+    assert default_lora_targets(model, "causal") == ["q_proj", "v_proj"]
