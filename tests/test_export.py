@@ -259,3 +259,15 @@ def test_the_runs_page_export_is_kept_in_the_run_and_reused_until_the_model_chan
     assert sorted(p.name for p in gguf_download.iterdir()) == ["Modelfile", "README.md", "config.yaml",
                                                                f"{lora_sft.run_id}.F16.gguf"]
     assert not leftovers(lora_sft.path)
+
+
+def test_the_cards_example_is_a_probe_the_run_scored_not_a_fixed_sentence(tmp_path):
+    from core.models.export import card_example
+
+    cfg = RunConfig(task="classification")
+    folder = RunFolder.create(tmp_path, "news-classifier", cfg)
+    assert card_example(folder) == cfg.probe_texts()[0]  # nothing scored yet: the task's default
+    with folder.probes_path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps({"step": 0, "phase": "base", "text": "Parliament votes down the housing bill",
+                              "predictions": []}) + "\n")
+    assert card_example(folder) == "Parliament votes down the housing bill"

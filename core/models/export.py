@@ -269,7 +269,7 @@ def model_card(folder: RunFolder, *, adapter: bool = False, gguf_name: str | Non
     lines += ["", "## Intended use", "", INTENDED_USE[cfg.task], "",
               "It was measured only on the run's own evaluation split: check it on your own data before relying on "
               "it, and keep to the base model's licence and limits."]
-    lines += ["", "## Use it", ""] + usage(cfg, adapter=adapter, gguf_name=gguf_name)
+    lines += ["", "## Use it", ""] + usage(cfg, adapter=adapter, gguf_name=gguf_name, example=card_example(folder))
     lines += ["", "`config.yaml` in this folder is the run's full Tuneboard config: "
               "`python -m core train --config config.yaml` trains it again.", ""]
     return "\n".join(lines)
@@ -294,9 +294,15 @@ INTENDED_USE = {
 }
 
 
-def usage(cfg: Any, *, adapter: bool, gguf_name: str | None) -> list[str]:
+def card_example(folder: RunFolder) -> str:
+    """A text to show the model with: the first probe the run scored (chosen from its data), else the task's default."""
+    scored = next((record.get("text") for record in folder.probes() if record.get("text")), None)
+    return str(scored) if scored else folder.config().probe_texts()[0]
+
+
+def usage(cfg: Any, *, adapter: bool, gguf_name: str | None, example: str | None = None) -> list[str]:
     """The card's "Use it" lines: transformers' pipeline, peft for an adapter, llama.cpp and Ollama for a GGUF."""
-    example = cfg.probe_texts()[0]
+    example = example or cfg.probe_texts()[0]
     if gguf_name is not None:
         return [
             "```bash",
