@@ -412,12 +412,16 @@ def _choose(page, group: str, option: str) -> None:
     _wait_idle(page)
 
 
+HUMAN_FLIP_EVERY = 6  # the second annotator disagrees with the gold label on one row in six
+
+
 def _review_csv(path: Path, rows: int = 120) -> Path:
-    """A table whose columns are named review and sentiment (not text and label)."""
-    lines = ["id,review,sentiment"]
+    """A table with text and label columns and a second annotator's `human` column (agrees on most rows)."""
+    lines = ["id,text,label,human"]
     for i in range(rows):
-        adjective, label = (("comfortable", "positive"), ("flimsy", "negative"))[i % 2]
-        lines.append(f"{i},Nike shoes model {i} are very {adjective},{label}")
+        adjective, label, other = (("comfortable", "positive", "negative"), ("flimsy", "negative", "positive"))[i % 2]
+        human = other if i % HUMAN_FLIP_EVERY == HUMAN_FLIP_EVERY - 1 else label
+        lines.append(f"{i},Nike shoes model {i} are very {adjective},{label},{human}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -434,7 +438,8 @@ def _setup_for_classification(page, app_url):
 
 
 def test_upload_a_labelled_table_train_and_browse_its_examples(app_url, page, tmp_path):
-    """Upload review/sentiment columns without touching the pickers, train, then the error browser."""
+    """Upload text/label/human columns without touching the pickers, train, then the error browser and the
+    agreement with the `human` column of the run's own data file (#27: `human`, never the gold `label`)."""
     expect = _expect()
     runs = tmp_path / "runs"
     main, start = _setup_for_classification(page, app_url)
@@ -455,7 +460,7 @@ def test_upload_a_labelled_table_train_and_browse_its_examples(app_url, page, tm
     page.wait_for_url(re.compile(r"/train\?run=[\w.-]+"))
     run_id = page.url.rsplit("run=", 1)[1].split("&")[0]
     config = (runs / run_id / "config.yaml").read_text()
-    assert "text_column: review" in config and "label_column: sentiment" in config
+    assert "text_column: text" in config and "label_column: label" in config
     status = _poll("the classification run to finish", lambda: _finished(runs / run_id), TRAIN_TIMEOUT_S, 2)
     assert status == "completed", f"the run ended {status}:\n{browser.log_tail(runs / run_id / 'run.log')}"
 
@@ -470,6 +475,22 @@ def test_upload_a_labelled_table_train_and_browse_its_examples(app_url, page, tm
     expect(main.get_by_role("button", name=text.DOWNLOAD_REPORT)).to_be_visible()
     _screenshot(page, "8-evaluate")
     _assert_clean(page, "Evaluate")
+
+    # Agreement with human labels: the run's data file holds them in its `human` column.
+    _choose(page, text.HUMAN_SOURCE, text.HUMAN_SOURCE_RUN_DATA)
+    expect(main.get_by_role("combobox", name=text.HUMAN_TEXT_COLUMN, exact=True)).to_have_value("text")
+    expect(main.get_by_role("combobox", name=text.HUMAN_LABEL_COLUMN, exact=True)).to_have_value("human")
+    for title in text.HUMAN_PAIRS.values():  # base vs human, fine-tuned vs human, human vs gold
+        expect(main.get_by_text(title, exact=True)).to_be_visible()
+    tuned = main.get_by_test_id("stColumn").filter(has_text=text.HUMAN_PAIRS["tuned"]).last
+    expect(tuned.get_by_test_id("stMetricDelta").first).to_contain_text(re.compile(r"[+-]\d+\.\d pts"))
+    kind = re.escape(text.HUMAN_KINDS["human_gold"])
+    kinds = main.get_by_role("radiogroup", name=text.HUMAN_DISAGREEMENTS)  # the disagreements, by kind
+    expect(kinds.get_by_role("radio", name=re.compile(rf"^{kind} \(\d+\)$"))).to_be_visible()
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.get_by_text("This app has encountered an error")).to_have_count(0)
+    _screenshot(page, "8b-evaluate-human")
+    _assert_clean(page, "Evaluate with human labels")
 
 
 # ---- the Nike demo in one click ------------------------------------------------------------
