@@ -325,7 +325,9 @@ def test_fine_tune_in_the_browser(app_url, page, tmp_path):
     # The history table is a canvas-drawn st.dataframe: its cells exist in the DOM (for screen
     # readers) but are never "visible" to Playwright, so the listing is checked by presence.
     expect(main.locator("[role=gridcell]").filter(has_text=re.compile(r"^completed$")).first).to_be_attached()
-    expect(main.get_by_role("button", name=text.DOWNLOAD_MODEL)).to_be_visible()
+    # The download is prepared on request (the shared export writes the model with its card), then offered.
+    main.get_by_role("button", name=text.PREPARE_EXPORT).click()
+    expect(main.get_by_role("button", name=text.DOWNLOAD_MODEL)).to_be_visible(timeout=120_000)
     expect(main.get_by_text(text.COMMANDS, exact=True)).to_be_visible()
     expect(main.locator("code").filter(has_text="python -m core train --config")).to_contain_text(run_id)
     _wait_idle(page)

@@ -311,7 +311,11 @@ def test_the_trainer_picks_the_attention_for_its_precision(tiny_bert, tmp_path):
     from transformers import AutoModelForMaskedLM
 
     model = AutoModelForMaskedLM.from_pretrained(tiny_bert, attn_implementation="sdpa")
+    from core.training.run_length import length_for, with_length
+
     cfg = tiny_config(tiny_bert, "mlm", precision="bf16")
+    # build_trainer gives TrainingArguments a config whose length is numbers; so does this direct call.
+    cfg = with_length(cfg, length_for(cfg, train_rows=64), has_eval=False)
     args = trainer.training_arguments(cfg, RunFolder(tmp_path), "cpu", has_eval=False)
     assert args.bf16
     trainer.TuneboardTrainer(model=model, args=args)
