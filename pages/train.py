@@ -39,10 +39,10 @@ FIGURE_CACHE_ENTRIES = 64
 
 # ---- actions -------------------------------------------------------------------------------
 
-def start_new_run(jobs) -> None:
-    """Submit this tab's Setup config as a new run and select it."""
+def submit_and_select(jobs, make_config) -> None:
+    """Submit the config make_config() returns as a new run and select it; a typed error is shown, not raised."""
     try:
-        run_id = jobs.submit(state.get_config())
+        run_id = jobs.submit(make_config())
     except TuneboardError as err:
         show_error(err)
     else:
@@ -51,19 +51,20 @@ def start_new_run(jobs) -> None:
         st.rerun()
 
 
+def start_new_run(jobs) -> None:
+    """Submit this tab's Setup config as a new run and select it."""
+    submit_and_select(jobs, state.get_config)
+
+
 def train_further(jobs, run_id: str) -> None:
     """Start a new run with this run's settings whose base model is this run's fine-tuned one ('run:<id>')."""
-    try:
+    def further():
         cfg = jobs.config(run_id)
         cfg.model.source = f"run:{run_id}"
         cfg.name = text.FINE_TUNE_FURTHER_NAME.format(name=cfg.name or run_id)
-        new_id = jobs.submit(cfg)
-    except TuneboardError as err:
-        show_error(err)
-    else:
-        state.select_run(new_id)
-        st.toast(text.STARTED.format(run_id=new_id))
-        st.rerun()
+        return cfg
+
+    submit_and_select(jobs, further)
 
 
 def still_improving_hint(jobs, snap: RunSnapshot) -> None:
