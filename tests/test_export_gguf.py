@@ -99,6 +99,24 @@ def test_a_q8_0_gguf_loads_and_is_smaller(sft_exports):
     assert size["q8_0"] < size["f16"]
 
 
+# The pre-tokenizer names llama.cpp's llama-vocab.cpp accepts for a byte-level BPE vocabulary like SmolLM2's: any
+# other name makes llama.cpp refuse the file ("unknown pre-tokenizer type"), as "gpt2" once did.
+LLAMA_CPP_PRE_TOKENIZERS = {"default", "gpt-2", "smollm", "llama-bpe"}
+
+
+def test_the_vocabulary_is_written_with_names_llama_cpp_loads(sft_exports):
+    import gguf
+
+    reader = gguf.GGUFReader(next(sft_exports["f16"].glob("*.gguf")))
+
+    def text_field(key: str) -> str:
+        found = reader.fields[key]
+        return bytes(found.parts[found.data[0]]).decode("utf-8")
+
+    assert text_field("tokenizer.ggml.model") == "gpt2"
+    assert text_field("tokenizer.ggml.pre") in LLAMA_CPP_PRE_TOKENIZERS
+
+
 def test_the_gguf_export_has_a_modelfile_and_a_card(sft_exports):
     folder = sft_exports["f16"]
     name = next(folder.glob("*.gguf")).name

@@ -36,11 +36,13 @@ QUANTIZATIONS = ("f16", "q8_0")
 # How the tokenizer splits text before BPE (its pre-tokenizer), as llama.cpp names the split. Only these
 # two shapes are known here; llama.cpp recognises others by hashing its own tokenization, which needs
 # its converter's table. The bundled SmolLM2's converted tokenizer has lost its digit split (transformers
-# rebuilds it from the GGUF as plain byte-level), so it is written as "gpt2" where the original file says
-# "smollm": the ids are the same, since its vocabulary holds no token of two or more digits.
+# rebuilds it from the GGUF as plain byte-level), so it is written as "gpt-2" where the original file says
+# "smollm": the ids are the same, since its vocabulary holds no token of two or more digits. The names are
+# llama.cpp's own spelling (llama-vocab.cpp): it refuses to load a file whose name it does not know, and
+# the vocabulary kind is "gpt2" but the GPT-2 split is "gpt-2".
 GPT2_SPLIT = {"type": "ByteLevel", "use_regex": True}
 PRE_TOKENIZERS = {
-    "gpt2": [GPT2_SPLIT],
+    "gpt-2": [GPT2_SPLIT],
     "smollm": [{"type": "Digits", "individual_digits": True}, GPT2_SPLIT],
 }
 SAFETENSORS_INSTEAD = "export safetensors instead (llama.cpp's convert_hf_to_gguf.py converts that folder)"
@@ -166,7 +168,7 @@ def backend_json(tokenizer: Any) -> dict[str, Any]:
 
 
 def pre_tokenizer_name(tokenizer: Any) -> str:
-    """llama.cpp's name for how the tokenizer splits text ('gpt2', 'smollm'); ModelError for one it cannot name."""
+    """llama.cpp's name for how the tokenizer splits text ('gpt-2', 'smollm'); ModelError for one it cannot name."""
     spec = backend_json(tokenizer)
     model, decoder = spec.get("model") or {}, spec.get("decoder") or {}
     if model.get("type") != "BPE" or model.get("byte_fallback") or decoder.get("type") != "ByteLevel":
