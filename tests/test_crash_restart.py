@@ -309,3 +309,14 @@ def test_two_sessions_keep_their_unsaved_setup_choices_apart(jobs, trainer):
     reopened = open_page("pages/train.py", {"run": run_id})
     assert not reopened.exception
     assert run_id in texts(reopened.sidebar.caption)
+
+
+def test_atomic_writes_get_the_mode_other_files_get(tmp_path):
+    """mkstemp makes owner-only files; a config, card or Modelfile someone else must read gets the umask's mode."""
+    import os
+
+    from core.files import FILE_MODE, atomic_write_text
+
+    atomic_write_text(tmp_path / "Modelfile", "FROM ./model.gguf\n")
+    assert (tmp_path / "Modelfile").stat().st_mode & 0o777 == FILE_MODE
+    assert FILE_MODE & 0o044 or os.umask(os.umask(0)) & 0o044  # readable by others unless the umask forbids it

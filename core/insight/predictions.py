@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.instructions import conversation_preview
-from core.files import atomic_write_json
+from core.files import FILE_MODE, atomic_write_json
 from core.insight.answer_pass import (
     AnswerScores,
     AnswerSettings,
@@ -66,6 +66,7 @@ def write_frame_atomically(path: Path, frame: pd.DataFrame) -> None:
     """Write a parquet file via a temp file and a rename, so a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False)
