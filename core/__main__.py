@@ -141,8 +141,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="The file's column with a second annotator's labels: each model's agreement with it, "
                                "and its own with the gold labels (the ceiling).")
     evaluate.add_argument("--batch-size", type=int, default=16, help="sft: prompts answered at once (1-256; default 16).")
-    evaluate.add_argument("--max-new-tokens", type=int, default=32,
-                          help="sft: the longest answer, in tokens (1-512; default 32).")
+    evaluate.add_argument("--max-new-tokens", type=int, default=None,
+                          help="sft: the longest answer, in tokens (1-512; default: the longest reference answer "
+                               "+ 8, at most 64, as the run's own answer passes).")
     export = commands.add_parser(
         "export", help="Write a run's model where other tools load it: a transformers folder, or a GGUF for llama.cpp "
                        "and Ollama; each with a model card."

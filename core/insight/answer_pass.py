@@ -151,6 +151,13 @@ class AnswerResult:
     shots: int  # few-shot examples each prompt carried
 
 
+def answer_token_budget(tokenizer: Any, references: Sequence[str]) -> int:
+    """How many tokens an answer may grow: the longest reference's length plus ANSWER_MARGIN_TOKENS, at most
+    MAX_ANSWER_TOKENS."""
+    longest = max((len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in references), default=0)
+    return max(1, min(MAX_ANSWER_TOKENS, longest + ANSWER_MARGIN_TOKENS))
+
+
 def answer_pass(model: Any, tokenizer: Any, plan: AnswerPlan, *, with_examples: bool,
                 should_stop: Callable[[], bool] | None = None, on_batch: Callable[[int, int], None] | None = None,
                 batch_size: int = ANSWER_BATCH_SIZE) -> AnswerResult | None:
@@ -158,8 +165,7 @@ def answer_pass(model: Any, tokenizer: Any, plan: AnswerPlan, *, with_examples: 
     from core.models import position_limit
 
     chats = plan.chats(with_examples=with_examples)
-    longest = max((len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in plan.references), default=0)
-    new_tokens = max(1, min(MAX_ANSWER_TOKENS, longest + ANSWER_MARGIN_TOKENS))
+    new_tokens = answer_token_budget(tokenizer, plan.references)
     limit = position_limit(getattr(model, "config", None), tokenizer) or 1024
     answers: list[str] = [""] * len(chats)
     probabilities = [float("nan")] * len(chats)

@@ -9,6 +9,7 @@ labels, maps every answer to one of them (or to none) so that the label metrics 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,48 +117,107 @@ class AnsweredBatch:
 
 def answer_batches(model: Any, tokenizer: Any, chats: Sequence[Chat], *, max_new_tokens: int = ANSWER_NEW_TOKENS,
                    batch_size: int = ANSWER_BATCH_SIZE, max_length: int = 1024,
-                   with_probabilities: bool = True) -> Iterator[AnsweredBatch]:
+                   with_probabilities: bool = True, share_prefix: bool = True) -> Iterator[AnsweredBatch]:
     """The replies reply_to_chats gives, one batch at a time (shortest prompts first), each with its probability.
 
     A generator, so that a caller can stop or report progress between batches (the prompt strategy's pass,
     the per-example predictions). A prompt longer than max_length loses its oldest tokens: few-shot
-    examples go before the question does.
+    examples go before the question does. The tokens every prompt starts with (the system turn, an
+    instruction and its list of labels) are run through the model once, and each batch continues from
+    a copy of their KV cache: see SharedPrefix (share_prefix=False runs every row from its first token,
+    the baseline bench_generation measures against).
     """
     import torch
 
-    rendered = render_prompts(tokenizer, chats)
+    rows_ids = _left_truncated_ids(tokenizer, render_prompts(tokenizer, chats), max_length)
     # As example_pass finds it; probes.device_of is not imported, because probes imports this module.
     device = next(model.parameters()).device
     was_training = model.training
-    order = sorted(range(len(rendered)), key=lambda i: len(rendered[i]))
+    order = sorted(range(len(rows_ids)), key=lambda i: len(rows_ids[i]))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            encoded = _left_encoded(tokenizer, [rendered[i] for i in rows], max_length)
-            with torch.no_grad():
-                out = model.generate(**{k: v.to(device) for k, v in encoded.items()}, max_new_tokens=max_new_tokens,
-                                     do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id, output_logits=with_probabilities,
-                                     return_dict_in_generate=True)
-            new = out.sequences[:, encoded["input_ids"].shape[1]:]
-            replies = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
-            probabilities = (_reply_probabilities(out.logits, new, tokenizer.eos_token_id) if with_probabilities
-                             else [float("nan")] * len(rows))
-            yield AnsweredBatch(rows, replies, probabilities)
+        with torch.no_grad():
+            prefix = SharedPrefix.of(model, rows_ids if share_prefix else [], device)
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                input_ids, attention_mask = prefix.batch_inputs([rows_ids[i] for i in rows], pad_id)
+                out = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                     past_key_values=prefix.cache_for(len(rows)), max_new_tokens=max_new_tokens,
+                                     do_sample=False, pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id,
+                                     output_logits=with_probabilities, return_dict_in_generate=True)
+                new = out.sequences[:, input_ids.shape[1]:]
+                replies = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+                probabilities = (_reply_probabilities(out.logits, new, tokenizer.eos_token_id) if with_probabilities
+                                 else [float("nan")] * len(rows))
+                yield AnsweredBatch(rows, replies, probabilities)
     finally:
         model.train(was_training)
 
 
-def _left_encoded(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, Any]:
-    """Token ids padded and cut on the left, so that every row ends in its generation prompt."""
-    sides = tokenizer.padding_side, tokenizer.truncation_side
-    tokenizer.padding_side = tokenizer.truncation_side = "left"
+MIN_SHARED_PREFIX = 8  # tokens: below this, prefilling them once saves less than copying their cache costs
+
+
+@dataclass(frozen=True)
+class SharedPrefix:
+    """The tokens all prompts start with, and the model's KV cache after them (None when too few are shared).
+
+    Evaluation prompts built from one template share their opening: the chat template's system turn,
+    the instruction and the list of labels, often most of each prompt. Prefilling that once instead of
+    once per row cuts the prompt work of a batch to its rows' own endings. Rows are then laid out as
+    [prefix][left padding][own tokens]: the attention mask hides the padding and generate() numbers the
+    positions from the mask, so every row sees exactly what it would see unpadded.
+    """
+
+    ids: list[int]
+    cache: Any
+
+    @classmethod
+    def of(cls, model: Any, rows_ids: Sequence[Sequence[int]], device: Any) -> SharedPrefix:
+        import torch
+
+        if len(rows_ids) < 2:
+            return cls([], None)
+        shortest = min(len(ids) for ids in rows_ids)
+        length = 0
+        # Every row keeps at least one token of its own, which the first generation step runs.
+        while length < shortest - 1 and all(ids[length] == rows_ids[0][length] for ids in rows_ids):
+            length += 1
+        if length < MIN_SHARED_PREFIX:
+            return cls([], None)
+        ids = list(rows_ids[0][:length])
+        out = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
+        return cls(ids, out.past_key_values)
+
+    def batch_inputs(self, rows_ids: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+        """(input_ids, attention_mask) of a batch: the prefix, then each row's own tokens padded on the left."""
+        import torch
+
+        own = [list(ids[len(self.ids):]) for ids in rows_ids]
+        width = max(len(ids) for ids in own)
+        input_ids = torch.tensor([self.ids + [pad_id] * (width - len(ids)) + ids for ids in own], dtype=torch.long)
+        attention_mask = torch.tensor([[1] * len(self.ids) + [0] * (width - len(ids)) + [1] * len(ids) for ids in own],
+                                      dtype=torch.long)
+        return input_ids, attention_mask
+
+    def cache_for(self, rows: int) -> Any:
+        """A copy of the prefix's cache with one row per prompt (generate() extends the cache it is given)."""
+        if self.cache is None:
+            return None
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
+
+
+def _left_truncated_ids(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
+    """Each text's token ids, cut on the left to max_length, so that every row ends in its generation prompt."""
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left"
     try:
-        return dict(tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=True,
-                              max_length=max_length))
+        return [list(ids) for ids in tokenizer(texts, add_special_tokens=False, truncation=True,
+                                               max_length=max_length)["input_ids"]]
     finally:
-        tokenizer.padding_side, tokenizer.truncation_side = sides
+        tokenizer.truncation_side = side
 
 
 def _reply_probabilities(logits: Sequence[Any], new: Any, eos_token_id: Any) -> list[float]:

@@ -56,7 +56,6 @@ from core.files import atomic_write_text, clean_number
 from core.insight.analysis import agreement, human_label, normalise_label
 from core.insight.answers import (
     ANSWER_BATCH_SIZE,
-    ANSWER_NEW_TOKENS,
     reply_to_chats,
     score_answers,
     small_label_set,
@@ -83,16 +82,19 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class EvaluationSettings:
     """How to evaluate: the file's human column (None: there is none), and for sft how many prompts are answered
-    at once and how long an answer may grow."""
+    at once and how long an answer may grow (None: as long as the run's own answer passes let it, see
+    answer_token_budget)."""
 
     human_column: str | None = None
     batch_size: int = ANSWER_BATCH_SIZE
-    max_new_tokens: int = ANSWER_NEW_TOKENS
+    max_new_tokens: int | None = None
 
     def validate(self) -> EvaluationSettings:
         """Return self, or raise ConfigError naming the setting that is out of range."""
         for value, name, most in ((self.batch_size, "batch size", MAX_BATCH_SIZE),
                                   (self.max_new_tokens, "maximum of new tokens", MAX_NEW_TOKENS_LIMIT)):
+            if value is None and name != "batch size":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
                 raise ConfigError(f"The {name} must be a whole number from 1 to {most} (got {value!r}).",
                                   field=name.replace(" ", "_"))
@@ -348,7 +350,7 @@ def _answer_all(examples: _Examples, cfg: RunConfig, base: tuple[Any, Any], tune
     references, names = examples.references or [], examples.label_names
     answers, scores = {}, {}
     for which, (model, tokenizer) in ((BASE, base), (TUNED, tuned)):
-        answers[which] = _answers(model, tokenizer, examples.inputs, cfg, settings, which, say)
+        answers[which] = _answers(model, tokenizer, examples.inputs, cfg, settings, which, say, references)
         scored = score_answers(answers[which], references, names)
         scores[which] = {k: scored[k] for k in ("exact_match", "accuracy", "f1", "unmapped") if k in scored}
     lines = [{"row": row, "prompt": prompt, "reference": reference, BASE: b, TUNED: t}
@@ -366,21 +368,23 @@ def _answer_all(examples: _Examples, cfg: RunConfig, base: tuple[Any, Any], tune
 
 
 def _answers(model: Any, tokenizer: Any, prompts: list[Any], cfg: RunConfig, settings: EvaluationSettings,
-             which: str, say: Progress) -> list[str]:
+             which: str, say: Progress, references: Sequence[str]) -> list[str]:
+    from core.insight.answer_pass import answer_token_budget
     from core.models import position_limit
 
+    new_tokens = settings.max_new_tokens or answer_token_budget(tokenizer, references)
     limit = position_limit(getattr(model, "config", None), tokenizer)
-    room = min(input_length(cfg, model, tokenizer), (limit or UNKNOWN_LENGTH) - settings.max_new_tokens)
+    room = min(input_length(cfg, model, tokenizer), (limit or UNKNOWN_LENGTH) - new_tokens)
     if room < 1:
-        raise ConfigError(f"The model sees at most {limit} tokens, so {settings.max_new_tokens} new tokens leave no "
+        raise ConfigError(f"The model sees at most {limit} tokens, so {new_tokens} new tokens leave no "
                           "room for the prompt: ask for fewer new tokens.", field="max_new_tokens")
-    say(f"Answering {len(prompts)} prompts with the {SHOWN[which]} model…")
+    say(f"Answering {len(prompts)} prompts with the {SHOWN[which]} model (at most {new_tokens} tokens each)…")
 
     def progress(done: int, total: int) -> None:
         if total > settings.batch_size:
             say(f"  {done}/{total}")
 
-    return reply_to_chats(model, tokenizer, prompts, max_new_tokens=settings.max_new_tokens,
+    return reply_to_chats(model, tokenizer, prompts, max_new_tokens=new_tokens,
                           batch_size=settings.batch_size, max_length=room, on_batch=progress)
 
 
