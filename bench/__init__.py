@@ -26,3 +26,17 @@ def write_results(out: Path, name: str, document: dict[str, Any], markdown: str)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     (out / f"{name}.md").write_text(markdown, encoding="utf-8")
+
+
+def core_command(*args: str) -> float:
+    """Run `python -m core ARGS` as a user does, from the repository root; its wall seconds. Exits on failure."""
+    import subprocess
+    import sys
+    import time
+
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "core", *args], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"core {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - started
