@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: run test test-fast lint bench browser-deps clean
+.PHONY: run test test-fast lint bench browser-deps client-deps clean
 
 $(STAMP): requirements.txt requirements-dev.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,17 @@ browser-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	  || echo "chromium could not be installed: the browser test will be skipped"; fi
 
-test: $(STAMP) browser-deps
+# llama.cpp (node-llama-cpp's prebuilt CPU binary, no compiler) and Go (Ollama's template engine) for the export
+# checks in tests/test_llama_cpp.py and bench/bench_clients.py; without them those tests are skipped.
+client-deps:
+	@if command -v npm >/dev/null && [ ! -d bench/clients/node_modules/node-llama-cpp ]; then \
+	  npm ci --prefix bench/clients --ignore-scripts --no-audit --no-fund --silent \
+	  || echo "node-llama-cpp could not be installed: the llama.cpp test will be skipped"; fi
+	@if ! command -v go >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null) \
+	  || echo "Go could not be installed: the Ollama template test will be skipped"; fi
+
+test: $(STAMP) browser-deps client-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -ra
 
