@@ -15,6 +15,7 @@ from core.errors import TuneboardError
 from core.plan import comparison, sweep
 from core.present import charts, legend, text
 from ui import router, state
+from ui.tables import fitted_columns
 from ui.widgets import format_bytes, format_count, format_duration, show_error
 
 REFRESH_S = 3.0
@@ -94,7 +95,9 @@ def results(group_id: str) -> None:
     (st.success if result.recommendation else st.info)(sentence, icon=":material/recommend:")
 
     st.subheader(text.SWEEP_TABLE)
-    st.dataframe(table_frame(result, shown), hide_index=True, width="stretch", key="tb_sweep_table")
+    frame = table_frame(result, shown)
+    st.dataframe(frame, hide_index=True, width="stretch", key="tb_sweep_table",
+                 column_config=fitted_columns(frame, config=table_columns()))
 
     metric_title = text.SWEEP_METRIC_NAMES.get(result.metric, result.metric)
     st.subheader(text.SWEEP_TRADEOFF)
@@ -127,6 +130,18 @@ def results(group_id: str) -> None:
                 st.caption(text.OVERLAY_EMPTY.format(metric=text.METRIC_NAMES.get(metric, metric)))
 
 
+def table_columns() -> dict:
+    """Short headers (the long ones in their tooltips) and no run id column, so that the table fits a 1400 px
+    window: the CLI's headers ('Wall time (s)', 'Trainable params', ...) made it two screens wide. The run id
+    is a click away in the table's eye button, and in the curves' hover."""
+    names, short = text.SWEEP_COLUMNS, text.SWEEP_SHORT_COLUMNS
+    config = {names[key]: st.column_config.Column(label, help=text.SWEEP_COLUMN_HELP.get(key))
+              for key, label in short.items()}
+    config[names["share"]] = None  # shown in the trainable column, "76.8k (0.3%)"
+    config[names["run_id"]] = None
+    return config
+
+
 def table_frame(result: comparison.Comparison, shown: dict[str, str] | None = None) -> pd.DataFrame:
     """The comparison table with readable units (time, counts, bytes, shares) and display names."""
     names = text.SWEEP_COLUMNS
@@ -136,7 +151,10 @@ def table_frame(result: comparison.Comparison, shown: dict[str, str] | None = No
     if shown:
         frame[names["label"]] = [shown.get(label, label) for label in frame[names["label"]]]
     frame[names["wall_s"]] = [format_duration(v) if pd.notna(v) else "" for v in frame[names["wall_s"]]]
-    frame[names["trainable"]] = [format_count(v) if pd.notna(v) else "" for v in frame[names["trainable"]]]
+    frame[names["trainable"]] = [
+        (f"{format_count(count)} ({share:.1%})" if pd.notna(share) else format_count(count)) if pd.notna(count) else ""
+        for count, share in zip(frame[names["trainable"]], frame[names["share"]], strict=True)
+    ]
     frame[names["share"]] = [f"{v:.1%}" if pd.notna(v) else "" for v in frame[names["share"]]]
     for key in ("peak_memory", "disk"):
         frame[names[key]] = [format_bytes(v) if pd.notna(v) else "" for v in frame[names[key]]]

@@ -19,6 +19,7 @@ from core.errors import TuneboardError
 from core.present import text
 from ui import router, signals, state
 from ui.columns import pick_columns
+from ui.tables import BOXED_WIDTH_PX, fitted_columns
 from ui.widgets import show_error
 
 TREE_KEY = "tb_signal_tree"
@@ -292,7 +293,9 @@ def overview(frame: pd.DataFrame, cfg: RunConfig) -> None:
     cols[1].metric(text.DATA_COLUMNS, len(frame.columns))
     cols[2].metric(text.DATA_EMPTY_TEXT, f"{int(null_text_mask(frame[cfg.data.text_column]).sum()):,}")
     with st.expander(text.DATA_PREVIEW, expanded=True):
-        st.dataframe(frame.head(50), hide_index=True, height=260)
+        shown = frame.head(50)
+        st.dataframe(shown, hide_index=True, height=260,
+                     column_config=fitted_columns(shown, flexible=[str(c) for c in shown.columns]))
 
 
 def column_mapping(frame: pd.DataFrame, cfg: RunConfig) -> None:
@@ -317,19 +320,21 @@ def integrity_options(cfg: RunConfig) -> None:
 
     cur = cfg.data.curation
     st.caption(text.INTEGRITY_CAPTION)
-    cols = st.columns(4)
+    # The two toggles stack in a wider first column: a toggle's label never wraps, and a quarter of the page
+    # cut "Ignore case and whitespace when comparing" short.
+    cols = st.columns([2, 1.3, 1])
     cur.drop_duplicates = cols[0].toggle(text.DUPLICATES, value=cur.drop_duplicates,
                                          help=field_help("data.curation.drop_duplicates"), key="tb_data_dups")
-    cur.normalise_duplicates = cols[1].toggle(text.NORMALISE, value=cur.normalise_duplicates,
+    cur.normalise_duplicates = cols[0].toggle(text.NORMALISE, value=cur.normalise_duplicates,
                                               disabled=not cur.drop_duplicates,
                                               help=field_help("data.curation.normalise_duplicates"),
                                               key="tb_data_norm")
     long_options = list(text.TOO_LONG_OPTIONS)
-    cur.too_long = cols[2].selectbox(text.TOO_LONG, long_options, index=long_options.index(cur.too_long)
+    cur.too_long = cols[1].selectbox(text.TOO_LONG, long_options, index=long_options.index(cur.too_long)
                                      if cur.too_long in long_options else 0, format_func=text.TOO_LONG_OPTIONS.get,
                                      help=field_help("data.curation.too_long"), key="tb_data_long")
     actions = list(text.CHECK_ACTION_OPTIONS)
-    cur.check_action = cols[3].radio(text.CHECK_ACTION, actions, index=actions.index(cur.check_action)
+    cur.check_action = cols[2].radio(text.CHECK_ACTION, actions, index=actions.index(cur.check_action)
                                      if cur.check_action in actions else 0,
                                      format_func=text.CHECK_ACTION_OPTIONS.get,
                                      help=field_help("data.curation.check_action"), key="tb_data_action")
@@ -361,16 +366,18 @@ def result_section(result: Any) -> None:
     cols[2].metric(text.ROWS_REMOVED, f"{len(result.removed):,}")
     cols[3].metric(text.ROWS_FLAGGED, f"{report.get('flagged', 0):,}")
     st.markdown(f"**{text.REPORT_TABLE}**")
-    st.dataframe(report_table(report), hide_index=True, width="stretch")
+    checks = report_table(report)
+    st.dataframe(checks, hide_index=True, width="stretch", column_config=fitted_columns(
+        checks, BOXED_WIDTH_PX, flexible=[text.REPORT_DETAIL, text.REPORT_EXAMPLES]))
     kept_tab, removed_tab = st.tabs([text.SAMPLE_KEPT, text.SAMPLE_REMOVED])
     with kept_tab:
         if len(result.kept):
-            st.dataframe(_sample(result.kept), hide_index=True)
+            sample_table(result.kept)
         else:
             st.warning(text.NOTHING_KEPT, icon=":material/warning:")
     with removed_tab:
         if len(result.removed):
-            st.dataframe(_sample(result.removed), hide_index=True)
+            sample_table(result.removed)
         else:
             st.caption(text.NOTHING_REMOVED)
 
@@ -405,6 +412,13 @@ def keep_section(result: Any, cfg: RunConfig) -> None:
 
 def _example(value: Any) -> str:
     return text.MISSING_TEXT if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def sample_table(frame: pd.DataFrame) -> None:
+    """A sample of the rows, every column given room for its short values (labels, flags, reasons)."""
+    sample = _sample(frame)
+    st.dataframe(sample, hide_index=True,
+                 column_config=fitted_columns(sample, BOXED_WIDTH_PX, flexible=[str(c) for c in sample.columns]))
 
 
 def _sample(frame: pd.DataFrame) -> pd.DataFrame:

@@ -21,9 +21,11 @@ from core.insight.answer_pass import shots_words
 from core.present import charts, text
 from core.run.folder import RunFolder
 from ui import router, state
+from ui.tables import fitted_columns
 from ui.widgets import picked_run, report_button
 
 EXAMPLE_LIMIT = 500  # rows the browser shows; the CSV download has them all
+CONFIDENCE_WIDTH_PX = 150  # the bar and '100.0%' beside it
 TOP_CHANGES = 10
 
 
@@ -125,7 +127,8 @@ def per_class_panel(predictions: insight.RunPredictions) -> None:
         names[f"{metric}_change"] = text.COLUMN_CHANGE.format(metric=names[metric])
     shown = table.rename(columns=names)
     number = {name: st.column_config.NumberColumn(format="%.3f") for key, name in names.items() if key not in ("label", "support")}
-    st.dataframe(shown, hide_index=True, column_config=number, key="tb_eval_per_class")
+    st.dataframe(shown, hide_index=True, column_config=fitted_columns(shown, flexible=[text.COLUMN_LABEL], config=number),
+                 key="tb_eval_per_class")
     if predictions.base is not None:
         st.caption(text.PER_CLASS_CAPTION)
 
@@ -158,13 +161,15 @@ def examples_panel(predictions: insight.RunPredictions, run_id: str) -> None:
     if predictions.prompted:  # one model, not fine-tuned
         shown = shown.rename(columns={text.COLUMN_TUNED_ANSWER: text.COLUMN_ANSWER,
                                       text.COLUMN_TUNED_PREDICTION: text.COLUMN_ANSWER_LABEL})
-    st.dataframe(shown.head(EXAMPLE_LIMIT), hide_index=True, key="tb_eval_examples", column_config={
-        text.COLUMN_CONFIDENCE: st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
-        text.COLUMN_TEXT: st.column_config.TextColumn(width="large"),
-        text.COLUMN_BASE_ANSWER: st.column_config.TextColumn(width="medium"),
-        text.COLUMN_TUNED_ANSWER: st.column_config.TextColumn(width="medium"),
-        text.COLUMN_ANSWER: st.column_config.TextColumn(width="medium"),
-    })
+    texts = [c for c in (text.COLUMN_TEXT, text.COLUMN_BASE_ANSWER, text.COLUMN_TUNED_ANSWER, text.COLUMN_ANSWER)
+             if c in shown.columns]
+    # The labels, predictions and confidence keep their whole width; the texts and answers share the rest (cut at
+    # its edge, whole in the cell's overlay, the table's search and the CSV).
+    shown = shown.head(EXAMPLE_LIMIT)
+    st.dataframe(shown, hide_index=True, key="tb_eval_examples", column_config=fitted_columns(
+        shown, flexible=texts, fixed={text.COLUMN_CONFIDENCE: CONFIDENCE_WIDTH_PX}, config={
+            text.COLUMN_CONFIDENCE: st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
+        }))
     st.download_button(text.EXAMPLES_DOWNLOAD, shown.to_csv(index=False).encode("utf-8"),
                        file_name=f"{run_id}-{which}.csv", mime="text/csv", key="tb_eval_examples_csv",
                        icon=":material/download:")
@@ -254,11 +259,12 @@ def disagreements_table(result: analysis.HumanAgreement, predictions: insight.Ru
         return
     if predictions.base is None:
         chosen = chosen.drop(columns=["base_prediction"])
-    st.dataframe(chosen.rename(columns={
+    shown = chosen.rename(columns={
         "text": text.COLUMN_TEXT, "human": text.COLUMN_HUMAN, "gold": text.COLUMN_GOLD,
         "base_prediction": text.COLUMN_BASE_PREDICTION, "tuned_prediction": text.COLUMN_TUNED_PREDICTION,
-    }), hide_index=True, key="tb_eval_human_disagreements",
-        column_config={text.COLUMN_TEXT: st.column_config.TextColumn(width="large")})
+    })
+    st.dataframe(shown, hide_index=True, key="tb_eval_human_disagreements",
+                 column_config=fitted_columns(shown, flexible=[text.COLUMN_TEXT], shown_rows=len(shown)))
 
 
 # ---- language models ------------------------------------------------------------------------
@@ -278,8 +284,10 @@ def loss_panel(predictions: insight.RunPredictions) -> None:
         if rows.empty:
             st.caption(empty)
         else:
-            st.dataframe(rows.rename(columns=names), hide_index=True, key=f"tb_eval_{title}",
-                         column_config={name: st.column_config.NumberColumn(format="%.3f") for name in list(names.values())[1:]})
+            shown = rows.rename(columns=names)
+            number = {name: st.column_config.NumberColumn(format="%.3f") for name in list(names.values())[1:]}
+            st.dataframe(shown, hide_index=True, key=f"tb_eval_{title}",
+                         column_config=fitted_columns(shown, flexible=[text.COLUMN_TEXT], config=number))
 
 
 # ---- the page ------------------------------------------------------------------------------

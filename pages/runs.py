@@ -21,6 +21,7 @@ from core.present import charts, legend, text
 from core.run.folder import RunFolder
 from ui import router, state
 from ui.files import zip_folder
+from ui.tables import fitted_table
 from ui.widgets import (
     format_bytes,
     format_duration,
@@ -34,7 +35,10 @@ from ui.widgets import (
 EXPORT_KEY = "tb_runs_export"
 GGUF_KEY = "tb_runs_gguf"
 DELETE_KEY = "tb_runs_delete_pending"
-METRIC_ORDER = ("eval_loss", "eval_perplexity", "eval_accuracy", "eval_f1", "eval_exact_match", "train_loss", "loss")
+# The scores a run is judged by first (a classifier's accuracy and F1 before its eval loss); the table shows
+# two, so that the result fits beside the run's id and name.
+METRIC_ORDER = ("eval_accuracy", "eval_f1", "eval_exact_match", "eval_loss", "eval_perplexity", "train_loss", "loss")
+METRICS_SHOWN = 2
 SHORT_NAMES = {
     "eval_loss": "eval loss", "eval_perplexity": "ppl", "eval_accuracy": "acc", "eval_f1": "F1",
     "eval_exact_match": "exact match", "train_loss": "train loss", "loss": "loss",
@@ -45,13 +49,13 @@ OVERLAY_METRICS = ("loss", "eval_loss", "eval_perplexity", "eval_accuracy", "eva
 # ---- formatting ----------------------------------------------------------------------------
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """'eval loss 2.31 · ppl 10.1' from a final_metrics dict."""
+    """'eval loss 2.31 · ppl 10.1' (or 'acc 0.91 · F1 0.9') from a final_metrics dict."""
     parts = []
     for key in METRIC_ORDER:
         value = metrics.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             parts.append(f"{SHORT_NAMES[key]} {value:.3g}")
-    return " · ".join(parts[:3]) or text.NOT_AVAILABLE
+    return " · ".join(parts[:METRICS_SHOWN]) or text.NOT_AVAILABLE
 
 
 def format_created(created_at: str | None) -> str:
@@ -84,14 +88,18 @@ def headline(run) -> str:
 
 
 def history_table(runs: list) -> None:
-    """One row per run folder: what identifies it and how it went first, then how it was made."""
+    """One row per run folder: what identifies it and how it went, each column as wide as its longest value.
+
+    Ten columns do not fit a 1400 px window, so how each run was made (task, strategy, model, when, disk) starts
+    hidden: the table's eye button shows those columns, and the selected run's line below says them.
+    """
     rows = [
         {
             text.COL_RUN: r.run_id,
             text.COL_STATUS: r.status,
             text.COL_METRICS: headline(r),
-            text.COL_NAME: r.name or text.NOT_AVAILABLE,
             text.COL_DURATION: format_duration(r.duration_s),
+            text.COL_NAME: r.name or text.NOT_AVAILABLE,
             text.COL_TASK: r.task,
             text.COL_STRATEGY: r.strategy,
             text.COL_MODEL: r.model,
@@ -100,29 +108,41 @@ def history_table(runs: list) -> None:
         }
         for r in runs
     ]
-    st.dataframe(
-        pd.DataFrame(rows), hide_index=True, width="stretch",
-        column_config={  # the run id is what every command and folder uses: never cut it off
-            text.COL_RUN: st.column_config.TextColumn(text.COL_RUN, width="medium", pinned=True),
-            text.COL_METRICS: st.column_config.TextColumn(text.COL_METRICS, width="medium"),
-            text.COL_STATUS: st.column_config.TextColumn(text.COL_STATUS, width="small"),
-            text.COL_DURATION: st.column_config.TextColumn(text.COL_DURATION, width="small"),
-        },
-    )
+    frame = pd.DataFrame(rows)
+    hidden = dict.fromkeys((text.COL_TASK, text.COL_STRATEGY, text.COL_MODEL, text.COL_CREATED, text.COL_DISK))
+    # A long name ends in '…' at its column's edge; the picker below shows it whole. (A run's name is a label: the
+    # tables of examples on Evaluate and Data keep their texts whole, for the table's search and download.)
+    frame, columns = fitted_table(frame, flexible=[text.COL_NAME], shown_rows=len(frame), config={
+        # The run id is what every command and folder uses: pinned, and never cut off.
+        text.COL_RUN: st.column_config.TextColumn(text.COL_RUN, pinned=True),
+        **hidden,
+    })
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=columns, key="tb_runs_history")
+    st.caption(text.RUNS_HIDDEN_COLUMNS)
+
+
+def run_details(summary) -> str:
+    """'classification · Full fine-tune · bundled · created 2026-12-07 17:42 · 87.4 MB': the hidden columns' facts."""
+    return text.RUN_DETAILS.format(task=text.TASK_NAMES.get(summary.task, summary.task).split(" (")[0],
+                                   strategy=legend.strategy_name(summary.strategy), model=summary.model,
+                                   created=format_created(summary.created_at), disk=format_bytes(summary.disk_bytes))
 
 
 def overlay_section(jobs, runs: list) -> None:
     """Several runs' curves of one metric on one chart."""
     st.subheader(text.OVERLAY)
     labels = {r.run_id: run_label(r) for r in runs}
-    cols = st.columns([3, 1, 1], vertical_alignment="bottom")
-    chosen = cols[0].multiselect(
-        text.OVERLAY_RUNS, list(labels), default=list(labels)[:3], format_func=labels.get, key="tb_runs_overlay"
+    # The chips carry the legend's short names (strategy and the id's random end), which fit several to a row;
+    # names of ~100 characters pushed all but the first chip out of sight.
+    short = {r.run_id: legend.run_legend_name(r.run_id, r.strategy) for r in runs}
+    chosen = st.multiselect(
+        text.OVERLAY_RUNS, list(labels), default=list(labels)[:3], format_func=short.get, key="tb_runs_overlay"
     )
-    metric = cols[1].selectbox(
+    cols = st.columns([2, 1, 2], vertical_alignment="bottom")
+    metric = cols[0].selectbox(
         text.OVERLAY_METRIC, OVERLAY_METRICS, format_func=lambda m: text.METRIC_NAMES.get(m, m), key="tb_runs_metric"
     )
-    log_y = cols[2].toggle(text.LOG_SCALE, key="tb_runs_log")
+    log_y = cols[1].toggle(text.LOG_SCALE, key="tb_runs_log")
     curves = {}
     for run_id in chosen:
         try:
@@ -321,6 +341,7 @@ with st.container(border=True):
     summary = next((r for r in runs if r.run_id == run_id), None)
     if summary is not None:
         status_badge(summary.status)
+        st.caption(run_details(summary))
         if summary.error and summary.status in ("failed", "interrupted"):
             (st.error if summary.status == "failed" else st.warning)(summary.error)
         run_actions(jobs, summary)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pandas loads on first use: the Task radio must not wait 0.7
 from ui.columns import pick_columns
 from ui.files import file_suffix, save_upload
 from ui.setup_probes import probes_section
+from ui.tables import SETUP_FORM_WIDTH_PX, fitted_columns
 from ui.widgets import Form, format_bytes, format_count, format_duration, mark_loaded, touch
 
 PREVIEW_ROWS = 200
@@ -258,21 +259,24 @@ def bundled_inputs(form: Form, source: str, task: str) -> str:
 
     rows = catalogue_rows(task)
     columns = text.BUNDLED_COLUMNS
-    table = pd.DataFrame([
+    # One column per model, one row per fact: eight facts side by side did not fit the form's width (the
+    # disk size read "98 MB G"), and a static table wraps a long fact instead of cutting it.
+    table = pd.DataFrame(
         {
-            columns["name"]: (text.BUNDLED_DEFAULT_MARK if row["default"] else "") + row["name"],
-            columns["architecture"]: row["architecture"],
-            columns["params"]: row["params"],
-            columns["disk"]: row["disk"],
-            columns["tasks"]: ", ".join(text.TASK_NAMES.get(t, t).split(" (")[0] for t in row["tasks"]),
-            columns["head"]: text.BUNDLED_HEAD[row["head_pretrained"]],
-            columns["licence"]: row["licence"],
-            columns["offline"]: text.BUNDLED_YES if row["offline"] else text.BUNDLED_NO,
+            (text.BUNDLED_DEFAULT_MARK if row["default"] else "") + row["name"]: {
+                columns["architecture"]: row["architecture"],
+                columns["params"]: row["params"],
+                columns["disk"]: row["disk"],
+                columns["tasks"]: ", ".join(text.TASK_NAMES.get(t, t).split(" (")[0] for t in row["tasks"]),
+                columns["head"]: text.BUNDLED_HEAD[row["head_pretrained"]],
+                columns["licence"]: row["licence"],
+                columns["offline"]: text.BUNDLED_YES if row["offline"] else text.BUNDLED_NO,
+            }
+            for row in rows
         }
-        for row in rows
-    ])
+    )
     st.caption(text.BUNDLED_TABLE_CAPTION)
-    st.dataframe(table, hide_index=True, key="tb_setup_bundled_table")
+    st.table(table)
     chosen = bundled_model(source)
     current = chosen.source if chosen is not None else default_model(task)
     by_source = {m.source: m for m in BUNDLED_MODELS}
@@ -357,7 +361,10 @@ def data_section(
         problems.append(_at(err, "data.path"))
     if preview is not None:
         st.caption(text.FILE_PREVIEW.format(rows=min(len(preview), 20)))
-        st.dataframe(preview.head(20), hide_index=True, height=240)
+        # Every column gets room for its labels and its name; only long texts are cut, at their column's edge.
+        shown = preview.head(20)
+        st.dataframe(shown, hide_index=True, height=240, column_config=fitted_columns(
+            shown, SETUP_FORM_WIDTH_PX, flexible=[str(c) for c in shown.columns]))
     if task == "sft":
         problems += instruction_inputs(form, data, preview)
     elif data.source != "synthetic":
@@ -526,8 +533,8 @@ def synthetic_inputs(form: Form, data: DataConfig) -> None:
                                        float(data.synthetic.null_fraction))
         except TuneboardError as err:
             st.error(str(err))
-        else:
-            st.dataframe(sample, hide_index=True)
+        else:  # a static table: a few rows, whose sentences wrap instead of pushing the labels out of view
+            st.table(sample.astype(object).where(sample.notna(), text.NOT_AVAILABLE), hide_index=True)  # not "None"
 
 
 def file_inputs(form: Form, data: DataConfig) -> pd.DataFrame | None:
@@ -744,10 +751,14 @@ def training_section(form: Form, training: TrainingConfig, task: str, strategy: 
                 training.mlm_probability = form.number(
                     "training.mlm_probability", text.MLM_PROBABILITY, float(training.mlm_probability), step=0.05
                 )
+        # Full-width rows: a toggle's label never wraps, and a third of the form cut this one to "Keep check…".
         training.auto_find_batch_size = form.toggle(
             "training.auto_find_batch_size", text.AUTO_BATCH, training.auto_find_batch_size
         )
-        cols = st.columns(3)
+        training.keep_checkpoints = form.toggle(
+            "training.keep_checkpoints", text.KEEP_CHECKPOINTS, training.keep_checkpoints
+        )
+        cols = st.columns(2)
         with cols[0]:
             training.keep_model = form.select(
                 "training.keep_model", text.KEEP_MODEL, list(text.KEEP_MODEL_OPTIONS), training.keep_model,
@@ -757,10 +768,6 @@ def training_section(form: Form, training: TrainingConfig, task: str, strategy: 
             training.early_stopping_patience = form.optional_int(
                 "training.early_stopping_patience", text.EARLY_STOPPING, training.early_stopping_patience,
                 placeholder=text.EARLY_STOPPING_AUTO.format(patience=PATIENCE), min_value=0,
-            )
-        with cols[2]:
-            training.keep_checkpoints = form.toggle(
-                "training.keep_checkpoints", text.KEEP_CHECKPOINTS, training.keep_checkpoints
             )
         training.log_to = tracker_choice(form, training.log_to)
     return training

@@ -229,3 +229,23 @@ def test_overlay_legend_uses_short_names_and_one_colour_per_strategy(jobs, runs_
     assert lora_trace["line"]["color"] == legend.strategy_color("lora")  # what Compare strategies draws for LoRA
     assert traces[legend.run_legend_name(full, "full")]["line"]["color"] == legend.strategy_color("full")
     assert long_name in lora_trace["hovertemplate"] and lora in lora_trace["hovertemplate"]  # the full name on hover
+
+
+def test_history_fits_a_1400px_window(jobs, runs_root):
+    """Issue 27: ids, metrics and "Duration" were cut off. The id and the result show whole, a long name ends in
+    '…', and how the run was made starts hidden (the table's eye button; the selected run's line says it)."""
+    import json
+
+    long_name = "news headlines classifier with the second annotator's labels, trained on four hundred rows"
+    run_id = make_run(runs_root, name=long_name, task="classification")
+    at = open_page(PAGE, {"run": run_id})
+    assert not at.exception, [e.value for e in at.exception]
+    row = at.dataframe[0].value.iloc[0]
+    assert row[text.COL_RUN] == run_id
+    assert row[text.COL_METRICS] == "acc 0.84 · F1 0.83"  # a classifier's own scores, two of them
+    assert row[text.COL_NAME].endswith("…") and long_name.startswith(row[text.COL_NAME][:-1])
+    config = json.loads(at.dataframe[0].proto.columns)
+    hidden = {name for name, entry in config.items() if entry.get("hidden") and name != "_index"}
+    assert hidden == {text.COL_TASK, text.COL_STRATEGY, text.COL_MODEL, text.COL_CREATED, text.COL_DISK}
+    assert all(isinstance(entry.get("width"), int) for name, entry in config.items() if not entry.get("hidden"))
+    assert any(c.startswith("Classification · Full fine-tune · ") for c in texts(at.caption))

@@ -127,13 +127,13 @@ def _wait_idle(page) -> None:
     browser.wait_idle(page, UI_TIMEOUT_MS)
 
 
-def _screenshot(page, name: str, *, full: bool = True, height: int | None = None) -> Path:
-    """Save the page as test-artifacts/e2e/<name>.png.
+def _screenshot(page, name: str, *, full: bool = True, height: int | None = None, folder: Path = ARTIFACTS) -> Path:
+    """Save the page as <folder>/<name>.png (test-artifacts/e2e/ by default).
 
     Streamlit scrolls inside its main container, so a full-page shot is taken by growing the
     viewport to the content's height (`full`), or to `height`; the viewport is restored after.
     """
-    path = ARTIFACTS / f"{name}.png"
+    path = folder / f"{name}.png"
     page.mouse.move(0, VIEWPORT["height"] - 1)  # no hover tooltips in the pictures
     if full and height is None:
         height = page.evaluate(

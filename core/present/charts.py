@@ -490,14 +490,17 @@ def tradeoff_figure(points: Sequence[Mapping[str, Any]], metric_title: str, *, h
             line={"color": NEUTRAL, "width": 2, "dash": "dot", "shape": "hv" if higher_is_better else "linear"},
             hoverinfo="skip",
         ))
+    sides, y_range = legend.point_label_layout([p["wall_s"] for p in shown], [p["metric"] for p in shown])
     for i, point in enumerate(shown):
         fig.add_trace(go.Scatter(
             x=[point["wall_s"]], y=[point["metric"]], mode="markers+text", name=str(point["label"]),
-            text=[str(point["label"])], textposition="top center",
+            text=[str(point["label"])], textposition=sides[i], cliponaxis=False,
             marker={"size": 14 if point.get("front") else 10, "color": point.get("color") or PALETTE[i % len(PALETTE)],
                     "symbol": "star" if point.get("front") else "circle"},
             hovertemplate=f"{point['label']}<br>%{{x:.0f}} s<br>{metric_title} %{{y:.4g}}<extra></extra>",
         ))
+    if y_range:
+        fig.update_yaxes(range=y_range)
     return fig
 
 

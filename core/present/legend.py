@@ -1,8 +1,11 @@
 """How runs are told apart on charts: one colour per strategy everywhere (Runs' overlay, Compare strategies),
-and short legend names (the strategy's display name and the run id's random end; the full name goes in the hover).
+short legend names (the strategy's display name and the run id's random end; the full name goes in the hover),
+and where a point's name goes on a scatter chart.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from core.present import text
 
@@ -38,3 +41,18 @@ def short_run_id(run_id: str) -> str:
 def run_legend_name(run_id: str, strategy: str) -> str:
     """A run's short name in a legend: its strategy's display name and its short id."""
     return " · ".join(part for part in (strategy_name(strategy) if strategy else "", short_run_id(run_id)) if part)
+
+
+def point_label_layout(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[str], list[float] | None]:
+    """Where each point's name goes (a plotly textposition) and a y range with room above the top one.
+
+    A name leans towards the middle of the chart: centred over a point at either edge, it was cut off there
+    ("ure extraction (head only)"). None: autorange (a single value).
+    """
+    low, high = (min(xs), max(xs)) if xs else (0.0, 0.0)
+    where = [(x - low) / (high - low) if high > low else 0.5 for x in xs]
+    sides = ["top right" if w < 0.25 else "top left" if w > 0.75 else "top center" for w in where]
+    if len(set(ys)) < 2:
+        return sides, None
+    span = max(ys) - min(ys)
+    return sides, [min(ys) - 0.08 * span, max(ys) + 0.2 * span]

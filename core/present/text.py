@@ -264,7 +264,7 @@ WARMUP = "Warmup share"
 WEIGHT_DECAY = "Weight decay"
 LOGGING_STEPS = "Log every N steps"
 EVAL_STEPS = "Evaluate every N steps"
-EVAL_STEPS_AUTO = "about {evaluations} evaluations"
+EVAL_STEPS_AUTO = "~{evaluations} times"  # a placeholder in a third of the form: ~9 characters fit; the help says more
 SAVE_STEPS = "Checkpoint every N steps"
 SAVE_LIMIT = "Checkpoints kept"
 SEED = "Seed"
@@ -348,7 +348,7 @@ HEADLINE_BEST = "{metrics} (best, step {step})"
 KEEP_MODEL = "Model to keep"
 KEEP_MODEL_OPTIONS = {"best": "Best evaluation", "last": "Last step"}
 EARLY_STOPPING = "Early stopping patience (evaluations)"
-EARLY_STOPPING_AUTO = "{patience} when the length is automatic"
+EARLY_STOPPING_AUTO = "auto: {patience}"  # as short as EVAL_STEPS_AUTO, for the same reason
 KEEP_CHECKPOINTS = "Keep checkpoints after completion"
 LOG_TO = "Also log to"
 LOG_TO_HELP = ("Open TensorBoard with `tensorboard --logdir runs/<run id>/tensorboard` (pip install tensorboard); "
@@ -625,6 +625,8 @@ COL_CREATED = "Created"
 COL_DURATION = "Duration"
 COL_METRICS = "Final metrics"
 COL_DISK = "Disk"
+RUNS_HIDDEN_COLUMNS = "Task, strategy, model, creation time and disk use: show them with the table's eye button."
+RUN_DETAILS = "{task} · {strategy} · {model} · created {created} · {disk} on disk"
 OVERLAY = "Overlay curves"
 OVERLAY_RUNS = "Runs to overlay"
 OVERLAY_METRIC = "Metric"
@@ -900,6 +902,19 @@ SWEEP_COLUMNS = {
     "label": "Run", "status": "Status", "eval_loss": "Eval loss", "wall_s": "Wall time (s)",
     "samples_per_s": "Samples/s", "trainable": "Trainable params", "share": "Trainable share",
     "peak_memory": "Peak memory", "disk": "Size on disk", "front": "Pareto front", "run_id": "Run id",
+}
+# The page's headers for SWEEP_COLUMNS (whose longer names the CLI prints), each with its tooltip.
+SWEEP_SHORT_COLUMNS = {
+    "wall_s": "Time", "samples_per_s": "Samples/s", "trainable": "Trainable",
+    "peak_memory": "Memory", "disk": "Disk", "front": "Front",
+}
+SWEEP_COLUMN_HELP = {
+    "wall_s": "Wall-clock time of the run.",
+    "samples_per_s": "Training samples per second.",
+    "trainable": "Trainable parameters, and their share of all the model's parameters.",
+    "peak_memory": "Peak memory of the training process (GPU memory on a GPU).",
+    "disk": "Size of the run's folder on disk.",
+    "front": "★: on the Pareto front, where no other run is both faster and better.",
 }
 SWEEP_NO_RECOMMENDATION = "A recommendation appears once at least two runs have completed with an evaluation."
 SWEEP_BEST_IS_FASTEST = (
