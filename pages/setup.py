@@ -137,7 +137,8 @@ def estimate_lines(cfg: RunConfig, problems: list, params: tuple | None, facts: 
     share = too_long_share(facts, cfg.model.max_length) if facts is not None else 0.0
     if share:
         action = text.TOO_LONG_DROPPED if cfg.data.curation.too_long == "drop" else text.TOO_LONG_TRUNCATED
-        st.info(text.TOO_LONG_NOTE.format(share=share, max_length=planned, action=action),
+        shown = text.TOO_LONG_FEW if share < 0.005 else text.TOO_LONG_SHARE.format(share=share)
+        st.info(text.TOO_LONG_NOTE.format(share=shown, max_length=planned, action=action),
                 icon=":material/content_cut:")
 
 

@@ -355,8 +355,10 @@ LOG_TO_HELP = ("Open TensorBoard with `tensorboard --logdir runs/<run id>/tensor
                "MLflow's file store with `MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri runs/<run id>/mlruns` "
                "(pip install mlflow).")
 TRACKER_NAMES = {"tensorboard": "TensorBoard", "mlflow": "MLflow"}
+TOO_LONG_SHARE = "About {share:.0%}"
+TOO_LONG_FEW = "Fewer than 1%"  # "About 0%" read as a contradiction of the note it opens
 TOO_LONG_NOTE = (
-    "About {share:.0%} of the texts are longer than the model's max length of {max_length} tokens: {action} "
+    "{share} of the texts are longer than the model's max length of {max_length} tokens: {action} "
     "Raise the max length in the model section, or choose on the Data page what happens to them."
 )
 TOO_LONG_TRUNCATED = "they will be cut to fit."
@@ -918,7 +920,7 @@ SWEEP_COLUMN_HELP = {
 }
 SWEEP_NO_RECOMMENDATION = "A recommendation appears once at least two runs have completed with an evaluation."
 SWEEP_BEST_IS_FASTEST = (
-    "{pick} gives the best {metric} ({value:.4g}), and no other run came within {tolerance:.0%} of it in less time"
+    "{pick} gives the best {metric} ({value:.4g}), and no other run came within {tolerance:.0%} of it in less time."
 )
 SWEEP_REACHES = "{pick} reaches {share:.0%} of {reference}'s {metric}"
 SWEEP_WITHIN = "{pick} gets within {share:.1%} of {reference}'s {metric} ({value:.4g} against {reference_value:.4g})"
