@@ -23,7 +23,7 @@ def news_eval_chats(run: Path, rows: int) -> tuple[list[Chat], list[str]]:
     from core.data.instructions import conversations_from_labels
     from core.run.folder import RunFolder
 
-    folder = RunFolder(run)
+    folder = RunFolder(Path(run))
     report = folder.status().get("data_report") or {}
     chats = conversations_from_labels(fresh_headlines(rows), label_names=report.get("answer_labels") or None,
                                       template=folder.config().data.prompt_template)

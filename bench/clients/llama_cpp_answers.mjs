@@ -45,7 +45,9 @@ if (template) {
 const renderedAnswers = [];
 const completion = new LlamaCompletion({contextSequence: sequence, autoDisposeSequence: false});
 for (const item of chats) {
-  const text = await completion.generateCompletion(item.rendered, {maxTokens, temperature: 0,
+  // Tokenized with special tokens read as such ("<|im_start|>" is one token), as a server given a rendered
+  // prompt does; a plain string would spell them out as text.
+  const text = await completion.generateCompletion(model.tokenize(item.rendered, true), {maxTokens, temperature: 0,
     customStopTriggers: endOfTurn ? [endOfTurn] : undefined});
   renderedAnswers.push((endOfTurn ? text.split(endOfTurn)[0] : text).trim());
   await sequence.clearHistory();
