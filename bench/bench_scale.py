@@ -1,14 +1,20 @@
 """Scale: the first chart point after process start, and peak memory, for 10k, 100k and 1M rows.
 
-    python -m bench.bench_scale [--sizes 10000 100000 1000000] [--steps 30]
+    python -m bench.bench_scale [--sizes 10000 100000 1000000] [--steps 30] [--baseline-ref REF] [--pairs 3]
 
 Startup: for each size a CSV of distinct short texts (mlm, bundled MiniLM, max length 64) is trained
 through the real CLI, `python -m core train --config ... --output-dir ...`, in a fresh process for 5
 steps with logging_steps 1. First point = the `time` stamp of the first loss entry in the run's
 metrics.jsonl minus the moment the subprocess was started; peak RSS = the child's resident memory,
 polled every 50 ms with psutil. A flat curve means the work before step 1 does not grow with the rows.
-The engine tokenises lazily, batch by batch; the eager path is gone from the engine, so the startup
-baseline is the issue's measurement before the change (34 s at 300k rows, 194 s at 1M, 1.5 GB).
+
+Against the old path, same run (issue #28): at the largest size the CLI of BASELINE_REF (the tree before
+the fixed work before step 1 was deferred: the base model's per-example pass and probes, and the data file
+read three times) is exported with `git archive` into a temporary folder and run with the same Python, CSV
+and config, alternating with the current tree (old, new / new, old), --pairs times. Each pair's ratio is
+old / new first point; the figure is their median. The per-run load average shows what else shared the
+cores. (Lazy tokenisation's own baseline, the issue #18 measurement of the eager engine: 34 s at 300k rows,
+194 s at 1M, 1.5 GB.)
 
 Throughput, same run: at 100k rows, the engine's lazily tokenised training set against an eager one
 built here with `Dataset.map` (the same BatchEncoder, tokenizer and length column, so the sampler
@@ -45,6 +51,17 @@ WORDS = ("the a this my our good bad great terrible product service delivery arr
 # The issue's figures before the change: the eager engine through the CLI, --max-steps 5, 2 cores.
 BASELINE = {"300k": {"first_point_s": 40, "tokenising_s": 34, "peak_rss_gb": 1.4},
             "1M": {"first_point_s": 194, "tokenising_s": 180, "peak_rss_gb": 1.5}}
+# The tree before issue #28 moved the base model's scoring past the first loss point and read the data once.
+BASELINE_REF = "8dd94d7"
+WHAT_CHANGED = (
+    "What the old path did before step 1 that the new one does not: it scored the base model's probes and its "
+    "per-example losses on the 500-row evaluation sample (now scored on a copy kept aside, right after the first "
+    "loss point: core.training.base_scoring; the run's speed leaves that time out), and it read the CSV three times "
+    "(the check before the run folder exists now hands its table to the run, and the probes are chosen from the rows "
+    "the run read). Smaller: null words are looked for among short texts only, and the length-grouped order is "
+    "sorted by numpy. What is left before step 1 is importing torch and transformers (~7 s here), reading and "
+    "checking the CSV once (~4-5 s at 1M rows), loading the model and the first step."
+)
 
 
 def write_texts(path: Path, rows: int) -> Path:
@@ -73,16 +90,17 @@ def run_config(csv: Path, steps: int):
     return cfg.validate()
 
 
-def first_point(csv: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Start the CLI on csv; seconds from process start to the first loss entry, peak RSS, total wall time."""
+def first_point(csv: Path, work: Path, env: dict[str, str], tree: Path = REPO) -> dict[str, Any]:
+    """Start the CLI of `tree` on csv; seconds from process start to the first loss entry, peak RSS, total wall time."""
     import psutil
 
     config_path = work / f"{csv.stem}.yaml"
     run_config(csv, 5).save(config_path)
-    out = work / f"run-{csv.stem}"
+    out = work / f"run-{csv.stem}-{time.monotonic_ns()}"
+    load = os.getloadavg()[0]
     started = time.time()
     child = subprocess.Popen([sys.executable, "-m", "core", "train", "--config", str(config_path), "--output-dir",
-                              str(out)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              str(out)], cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     watched, peak = psutil.Process(child.pid), 0
     while child.poll() is None:
         try:
@@ -95,7 +113,41 @@ def first_point(csv: Path, work: Path, env: dict[str, str]) -> dict[str, Any]:
         raise RuntimeError(f"the CLI run on {csv.name} failed: {child.stderr.read().decode()[-2000:]}")
     entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     first = min(e["time"] for e in entries if "loss" in e)
-    return {"first_point_s": round(first - started, 2), "peak_rss_gb": round(peak / 1e9, 2), "wall_s": round(wall, 1)}
+    complete = all((out / name).exists() for name in ("config.yaml", "metrics.jsonl", "status.json"))
+    return {"first_point_s": round(first - started, 2), "peak_rss_gb": round(peak / 1e9, 2), "wall_s": round(wall, 1),
+            "load_avg": round(load, 2), "folder_complete": complete}
+
+
+def baseline_tree(ref: str, work: Path) -> Path | None:
+    """The repository at `ref`, exported with `git archive` under work; None when git or the ref is not there."""
+    import io
+    import tarfile
+
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref], capture_output=True,
+                                 check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    tree = work / f"tree-{ref}"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def against_baseline(csv: Path, work: Path, env: dict[str, str], tree: Path, pairs: int) -> dict[str, Any]:
+    """First point of the current CLI and of the baseline tree's on csv, alternating; each pair's old / new ratio."""
+    runs: dict[str, list[dict[str, Any]]] = {"new": [], "old": []}
+    ratios = []
+    for pair in range(pairs):
+        order = ("old", "new") if pair % 2 == 0 else ("new", "old")
+        for which in order:
+            runs[which].append(first_point(csv, work, env, tree if which == "old" else REPO))
+            print(which, runs[which][-1], flush=True)
+        ratios.append(round(runs["old"][-1]["first_point_s"] / runs["new"][-1]["first_point_s"], 2))
+    median = {which: round(statistics.median(r["first_point_s"] for r in found), 2) for which, found in runs.items()}
+    return {"rows": int(csv.stem.rsplit("-", 1)[1]), "pairs": pairs, "runs": runs, "ratios": ratios,
+            "new_first_point_s": median["new"], "old_first_point_s": median["old"],
+            "old_over_new": round(statistics.median(ratios), 2)}
 
 
 def throughput(csv: Path, work: Path, steps: int, repeats: int) -> dict[str, Any]:
@@ -166,6 +218,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--throughput-rows", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--baseline-ref", default=BASELINE_REF,
+                        help="The git commit whose CLI is the old path ('' to skip the comparison).")
+    parser.add_argument("--pairs", type=int, default=3, help="Old / new pairs at the largest size.")
+    parser.add_argument("--skip-throughput", action="store_true", help="Only the first points.")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="tuneboard-scale-"))
@@ -177,11 +233,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         point = first_point(csv, work, env)
         startup.append({"rows": rows, "csv_mb": round(csv.stat().st_size / 1e6, 1), **point})
         print(startup[-1], flush=True)
-    csv = work / f"texts-{args.throughput_rows}.csv"
-    if not csv.exists():
-        write_texts(csv, args.throughput_rows)
-    speed = throughput(csv, work, args.steps, args.repeats)
-    print(speed, flush=True)
+    largest_csv = work / f"texts-{args.sizes[-1]}.csv"
+    tree = baseline_tree(args.baseline_ref, work) if args.baseline_ref else None
+    compared = against_baseline(largest_csv, work, env, tree, args.pairs) if tree is not None else None
+    speed = None
+    if not args.skip_throughput:
+        csv = work / f"texts-{args.throughput_rows}.csv"
+        if not csv.exists():
+            write_texts(csv, args.throughput_rows)
+        speed = throughput(csv, work, args.steps, args.repeats)
+        print(speed, flush=True)
 
     largest = startup[-1]
     document = {
@@ -192,8 +253,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "startup": startup,
         "first_point_growth": round(largest["first_point_s"] / startup[0]["first_point_s"], 2),
         "baseline_before_change": BASELINE,
+        "against_old_path": {"ref": args.baseline_ref, **compared} if compared is not None else None,
         "throughput": speed,
     }
+    write_results(args.out, "scale", document, markdown(document))
+    return document
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The results table and its sentences, from the JSON document."""
+    startup, speed = document["startup"], document["throughput"]
+    compared = document["against_old_path"]
     lines = [
         "## Scale: first chart point and memory vs rows (bench_scale)",
         "",
@@ -201,26 +271,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "logging every step) on a CSV of distinct short texts; first point = the first loss entry's time stamp "
         "minus the process start, peak RSS polled every 50 ms.",
         "",
-        "| rows | CSV | first loss point | peak RSS | whole run |",
-        "|---:|---:|---:|---:|---:|",
+        "| rows | CSV | first loss point | peak RSS | whole run | load avg |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for case in startup:
         lines.append(f"| {case['rows']:,} | {case['csv_mb']} MB | {case['first_point_s']} s | "
-                     f"{case['peak_rss_gb']} GB | {case['wall_s']} s |")
+                     f"{case['peak_rss_gb']} GB | {case['wall_s']} s | {case['load_avg']} |")
     lines += [
         "",
-        f"From the smallest to the largest size the first point moved x{document['first_point_growth']}. Before the "
-        "change (the issue's figures, same CLI, same machine class): 40 s at 300k rows and 194 s at 1M, of which "
+        f"From the smallest to the largest size the first point moved x{document['first_point_growth']}. Before lazy "
+        "tokenisation (issue #18's figures, same CLI, same machine class): 40 s at 300k rows and 194 s at 1M, of which "
         "34 s and ~3 min tokenising before step 1, peak RSS 1.4-1.5 GB.",
         "",
-        f"Throughput at {speed['rows']:,} rows, same run, same batches (first batch identical: "
-        f"{speed['same_first_batch']}): lazily tokenised {speed['lazy_samples_per_s']} samples/s vs eager "
-        f"`Dataset.map` {speed['eager_samples_per_s']} samples/s (x{speed['lazy_vs_eager']}; steps 2..{speed['steps']}, "
-        f"median of {speed['repeats']}). The eager map itself took {speed['eager_map_s']} s before its first step.",
-        "",
     ]
-    write_results(args.out, "scale", document, "\n".join(lines))
-    return document
+    if compared is not None:
+        each = "; ".join(f"{old['first_point_s']} / {new['first_point_s']} s (load {old['load_avg']} / {new['load_avg']})"
+                         for old, new in zip(compared["runs"]["old"], compared["runs"]["new"], strict=True))
+        complete = all(r["folder_complete"] for found in compared["runs"].values() for r in found)
+        lines += [
+            f"Against the old path in the same run (`{compared['ref']}`, the tree before issue #28, exported with "
+            f"`git archive`; same Python, CSV and config; {compared['pairs']} pairs, alternating), {compared['rows']:,} rows: "
+            f"first loss point **{compared['new_first_point_s']} s** (old path {compared['old_first_point_s']} s), "
+            f"**x{compared['old_over_new']}** sooner (median of the pairs' ratios {', '.join(map(str, compared['ratios']))}). "
+            f"Each pair, old / new: {each}. Every run folder held its config, metrics and status: {complete}.",
+            "",
+            WHAT_CHANGED,
+            "",
+        ]
+    if speed is not None:
+        lines += [
+            f"Throughput at {speed['rows']:,} rows, same run, same batches (first batch identical: "
+            f"{speed['same_first_batch']}): lazily tokenised {speed['lazy_samples_per_s']} samples/s vs eager "
+            f"`Dataset.map` {speed['eager_samples_per_s']} samples/s (x{speed['lazy_vs_eager']}; steps 2..{speed['steps']}, "
+            f"median of {speed['repeats']}). The eager map itself took {speed['eager_map_s']} s before its first step.",
+            "",
+        ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

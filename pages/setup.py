@@ -97,13 +97,17 @@ def _estimate_params(task: str, model_yaml: str, strategy_yaml: str) -> tuple[in
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _estimate(cfg_yaml: str, trainable: int, total: int, facts: DataFacts, _runs: list, runs_key: tuple):
-    """(Estimate, DataShape) of a config on its data, with the speed past runs measured (runs_key: their ids)."""
+def _estimate(cfg_yaml: str, trainable: int, total: int, facts: DataFacts, _runs: list, runs_key: tuple,
+              process_ready: bool):
+    """(Estimate, DataShape) of a config on its data, with the speed past runs measured (runs_key: their ids).
+
+    process_ready: a training process waits with its imports done (the standby), so no cold start is counted.
+    """
     from core.plan.estimate import data_shape, estimate_run, measured_speed
 
     cfg = RunConfig.from_yaml(cfg_yaml)
     shape = data_shape(cfg, facts)
-    return estimate_run(cfg, shape, trainable, total, measured_speed(cfg, _runs)), shape
+    return estimate_run(cfg, shape, trainable, total, measured_speed(cfg, _runs), process_ready=process_ready), shape
 
 
 def estimate_lines(cfg: RunConfig, problems: list, params: tuple | None, facts: DataFacts | None) -> None:
@@ -117,7 +121,7 @@ def estimate_lines(cfg: RunConfig, problems: list, params: tuple | None, facts: 
     if why is None:
         runs = [r for r in state.get_jobs().list_runs() if r.speed]
         estimate, shape = _estimate(cfg.to_yaml(), int(trainable or 0), int(total), facts, runs,
-                                    tuple((r.run_id, r.finished_at) for r in runs))
+                                    tuple((r.run_id, r.finished_at) for r in runs), state.training_process_waits())
     st.metric(text.ESTIMATE, text.ESTIMATE_VALUE.format(duration=format_duration(estimate.seconds))
               if estimate else text.ESTIMATE_UNKNOWN)
     if estimate is None:

@@ -228,3 +228,41 @@ def test_an_evaluation_file_without_the_label_column_is_refused_under_its_widget
         check_eval_file(cfg.data, "classification", name="eval.csv")
     assert err.value.field == "data.eval_path"
     assert check_eval_file(cfg.data, "mlm") == 1
+
+
+def test_a_checked_file_is_handed_to_the_run_once_and_never_when_changed(tmp_path, monkeypatch):
+    """The CLI checks a file and trains it a moment later in the same process: one read, not two."""
+    import os
+
+    from core.data import rows
+    from core.data.preflight import check_data
+
+    path = tmp_path / "texts.csv"
+    pd.DataFrame({"text": [f"row {i} is here" for i in range(40)]}).to_csv(path, index=False)
+    cfg = RunConfig(task="mlm")
+    cfg.data.source, cfg.data.path = "file", str(path)
+    reads = []
+    real_read = rows.read_table
+    monkeypatch.setattr(rows, "read_table", lambda p, **kw: reads.append(p) or real_read(p, **kw))
+    check_data(cfg)
+    assert len(reads) == 1
+    handed = rows.load_rows(cfg.data)
+    assert len(reads) == 1 and len(handed) == 40 and handed.attrs["source"]["path"] == str(path)
+    rows.load_rows(cfg.data)  # one taker only
+    assert len(reads) == 2
+
+    cfg.training.batch_size = 16  # another config, so check_data reads again
+    check_data(cfg)
+    assert len(reads) == 3
+    pd.DataFrame({"text": [f"row {i} changed" for i in range(40)]}).to_csv(path, index=False)
+    os.utime(path, ns=(0, 10**18))  # a new modification time, whatever the clock's resolution
+    assert "changed" in rows.load_rows(cfg.data).text[0] and len(reads) == 4
+
+    monkeypatch.setattr(rows, "HANDOFF_S", 0.05)  # a process that checks but trains nothing lets it go
+    cfg.training.batch_size = 8
+    check_data(cfg)
+    import time
+
+    time.sleep(0.3)
+    rows.load_rows(cfg.data)
+    assert len(reads) == 6

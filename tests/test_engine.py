@@ -339,3 +339,11 @@ def test_early_stopping_ends_a_run_that_stops_improving(tiny_bert, tmp_path, mon
     assert folder.status()["step"] == 4
     assert any(m.get("event") == "early_stop" for m in folder.metrics())
     assert folder.status()["best"]["step"] == 2
+
+
+def test_the_measured_speed_is_the_steps_own_and_leaves_the_evaluations_out():
+    """The estimate counts evaluations apart, so the speed it reuses must not hold them too."""
+    summary = {"train_samples_per_second": 10.0, "train_runtime": 100.0, "padded_tokens_per_row": 12.0,
+               "evaluation_s": 15.0, "checkpoint_s": 5.0, "checkpoints": 4}
+    assert engine._measured_speed(summary, 130.0) == {"tokens_per_s": 150.0, "overhead_s": 30.0, "checkpoint_s": 1.25}
+    assert engine._measured_speed({**summary, "evaluation_s": 0.0, "checkpoint_s": 0.0}, 130.0)["tokens_per_s"] == 120.0

@@ -15,12 +15,12 @@ from core.models import load_tokenizer
 from core.run.folder import RunFolder
 from core.run.sink import RunSink
 from core.training import engine
+from core.training.batching import length_grouped_indices, sampled_lengths
 from core.training.trainer import (
     LogOnlySink,
     build_trainer,
     collator,
     prepare_run,
-    sampled_lengths,
     tokenize,
     train_sampler,
 )
@@ -113,6 +113,19 @@ def test_length_grouped_sampler_uses_text_lengths_and_groups(tiny_bert, tmp_path
     assert spread(order) < 0.5 * spread(shuffled)
     first = next(iter(trainer.get_train_dataloader()))
     assert first["input_ids"].shape[0] == batch and "labels" in first
+
+
+@pytest.mark.parametrize("rows, batch", [(1, 32), (7, 4), (400, 8), (20_000, 32)])
+def test_length_grouped_order_is_transformers_order(rows, batch):
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    lengths = np.random.default_rng(rows).integers(0, 40, size=rows).tolist()  # many ties: their order counts
+    torch.manual_seed(5)
+    expected = get_length_grouped_indices(lengths, batch)
+    torch.manual_seed(5)
+    assert length_grouped_indices(lengths, batch) == expected
+    assert length_grouped_indices(lengths, batch, torch.Generator().manual_seed(2)) == \
+        get_length_grouped_indices(lengths, batch, generator=torch.Generator().manual_seed(2))
 
 
 @pytest.mark.parametrize("task", ["mlm", "classification", "causal"])

@@ -129,5 +129,20 @@ def test_the_engine_scores_the_probes_setup_shows(tmp_path, monkeypatch):
     monkeypatch.setattr(probes, "score_probes", lambda model, tokenizer, task, texts, top_k, **_: scored.append(texts) or [])
     cfg = file_config("classification", str(tmp_path / "news.csv"))
     NEWS.to_csv(cfg.data.path, index=False)
-    engine.probe_scorer(cfg, SimpleNamespace(tokenizer=None, label_names=None))(None)
+    engine.probe_scorer(cfg, SimpleNamespace(tokenizer=None, label_names=None, probe_texts=None))(None)
     assert scored == [run_probe_texts(cfg)] and scored[0][0] == NEWS.text[0]
+
+
+def test_prepared_data_carries_the_probes_setup_shows_without_reading_the_file_again(tmp_path, monkeypatch):
+    import core.data.rows as rows
+    from core.data.prepare import prepare_data
+
+    cfg = file_config("classification", str(tmp_path / "news.csv"))
+    cfg.data.curation.drop_duplicates = False
+    NEWS.to_csv(cfg.data.path, index=False)
+    shown = run_probe_texts(cfg)
+    reads = []
+    real_read = rows.read_table
+    monkeypatch.setattr(rows, "read_table", lambda path, **kw: reads.append(path) or real_read(path, **kw))
+    prepared = prepare_data(cfg)
+    assert prepared.probe_texts == shown and len(reads) == 1

@@ -35,3 +35,10 @@ def test_start_waits_for_the_warm_up_before_the_engine_checks(monkeypatch):
     monkeypatch.setattr(engine, "preflight", lambda cfg: order.append("preflight"))
     ui.state.preflight_after_warm_up(RunConfig())
     assert order == ["wait", "preflight"]
+
+
+def test_a_training_process_waits_unless_warm_up_or_standby_is_switched_off(monkeypatch):
+    for warm_up, standby, waits in [("1", "1", True), ("1", "0", False), ("0", "1", False)]:
+        monkeypatch.setenv("TUNEBOARD_WARM_UP", warm_up)
+        monkeypatch.setenv("TUNEBOARD_STANDBY", standby)
+        assert ui.state.training_process_waits() is waits

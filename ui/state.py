@@ -82,7 +82,7 @@ def warm_up() -> threading.Thread | None:
     """
     if os.environ.get("TUNEBOARD_WARM_UP", "1") == "0":
         return None
-    jobs = get_jobs() if os.environ.get("TUNEBOARD_STANDBY", "1") != "0" else None
+    jobs = get_jobs() if training_process_waits() else None
     with _warm_up_lock:
         if not _warm_up:
             thread = threading.Thread(target=_import_ml_libraries, args=(jobs,), name=WARM_UP_THREAD, daemon=True)
@@ -93,6 +93,11 @@ def warm_up() -> threading.Thread | None:
     if jobs is not None and not thread.is_alive():
         jobs.keep_training_process_ready()  # cheap while one waits; a new one if it went
     return thread
+
+
+def training_process_waits() -> bool:
+    """Whether the dashboard keeps a training process waiting, so that a Start skips a cold process start."""
+    return os.environ.get("TUNEBOARD_WARM_UP", "1") != "0" and os.environ.get("TUNEBOARD_STANDBY", "1") != "0"
 
 
 def wait_for_warm_up(timeout: float | None = 120.0) -> None:

@@ -360,7 +360,7 @@ def check_data(cfg: RunConfig) -> DataFacts | None:
     """
     global _last_check
     from core.data.columns import check_columns
-    from core.data.rows import load_rows
+    from core.data.rows import hand_on, load_rows
 
     d = cfg.data
     if d.source == "hub" or (d.source == "synthetic" and d.synthetic.rows > SYNTHETIC_CHECK_ROWS):
@@ -380,6 +380,7 @@ def check_data(cfg: RunConfig) -> DataFacts | None:
         raise problems[0]
     if key is not None:
         _last_check = (key, facts)
+    hand_on(d, frame)  # the CLI trains it next, in this process: not read twice
     return facts
 
 

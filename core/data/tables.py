@@ -176,7 +176,7 @@ def _decode(raw: bytes, name: str, report: dict[str, Any]) -> str:
 def _pick_separator(text: str, fmt: str, report: dict[str, Any]) -> str:
     """The expected separator, unless the first lines clearly use another one."""
     expected = _SEPARATORS[fmt]
-    lines = [line for line in text.splitlines()[:20] if line.strip()]
+    lines = [line for line in _first_lines(text, 20) if line.strip()]
     if not lines or expected in lines[0]:
         return expected
     for candidate, label in (("\t", "tabs"), (",", "commas"), (";", "semicolons"), ("|", "pipes")):
@@ -184,6 +184,17 @@ def _pick_separator(text: str, fmt: str, report: dict[str, Any]) -> str:
             report["repairs"].append(f"the file is separated by {label}, not by '{expected}': read it that way")
             return candidate
     return expected
+
+
+def _first_lines(text: str, count: int) -> list[str]:
+    """text.splitlines()[:count], without splitting a whole file of a million lines to look at its first few."""
+    size = 1 << 16
+    while True:
+        lines = text[:size].splitlines()
+        # One line more than asked for proves the first `count` are whole (the last one may be cut).
+        if size >= len(text) or len(lines) > count:
+            return lines[:count]
+        size *= 4
 
 
 def _read_csv(text: str, sep: str, name: str, header: int | None, max_rows: int | None) -> pd.DataFrame:

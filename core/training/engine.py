@@ -7,7 +7,8 @@ unexpected exception through) and the caller, at the thread or process boundary,
 A run is one `Attempt` (two when the accelerator runs out of memory: `train_with_oom_retry`), and an
 attempt is three phases around the Trainer that core.training.trainer builds:
     before_training   the default learning rate, the run's length (core.training.run_length), the base model's
-                      probes and per-example predictions
+                      probes and per-example predictions (on a CPU kept aside and scored after the first
+                      loss point: core.training.base_scoring)
     run_trainer       callbacks, the Trainer, training
     after_training    whether it ended still improving, the best checkpoint kept, the final probes and
                       predictions, the save, cleanup
@@ -34,17 +35,17 @@ from core import devices
 from core.config import LANGUAGE_MODEL_TASKS, MAIN_METRIC, PROMPT_STRATEGY, RunConfig, resolved_learning_rate
 from core.errors import DataError, TrainingError, out_of_memory_kind
 from core.run.folder import RunFolder, now_iso
+from core.training.base_scoring import BaseScoring, ScoreBaseAfterFirstLog, kept_aside, without_base_scoring
+from core.training.batching import padded_tokens_per_row, sampled_lengths
 from core.training.callbacks import GradualUnfreezeCallback, SinkCallback
 from core.training.prompting import answer_settings, report_answers, run_prompting
-from core.training.run_length import length_for, with_length
+from core.training.run_length import length_for, length_line, with_length
 from core.training.trackers import open_trackers
 from core.training.trainer import (
     PreparedRun,
     build_trainer,
     metrics_for,
-    padded_tokens_per_row,
     prepare_run,
-    sampled_lengths,
     set_threads,
     trainer_eval_order,
 )
@@ -111,6 +112,7 @@ class TrainingSetup:
     prepared: PreparedRun
     score_probes: Callable[[Any], list[dict[str, Any]]]  # a model -> its probe results
     recorder: Any  # the PredictionRecorder (main process, with an eval set), else None
+    base_scoring: BaseScoring | None = None  # the base model kept aside, scored once training is under way
 
 
 @dataclass(frozen=True)
@@ -255,9 +257,10 @@ def answer_without_training(attempt: Attempt, prepared: PreparedRun) -> Outcome:
 
 
 def before_training(attempt: Attempt, prepared: PreparedRun) -> TrainingSetup | None:
-    """The learning rate made a number, and the base model's probes and per-example predictions stored.
+    """The learning rate made a number, and the base model's probes and per-example predictions stored or kept aside.
 
-    None when Stop was pressed while the run prepared.
+    On a CPU the base model is kept aside and scored after the first loss point (core.training.base_scoring):
+    its passes took seconds that held up step 1. None when Stop was pressed while the run prepared.
     """
     cfg, sink = _with_default_learning_rate(attempt, prepared), attempt.sink
     cfg = _with_run_length(replace(attempt, cfg=cfg), prepared)
@@ -271,13 +274,14 @@ def before_training(attempt: Attempt, prepared: PreparedRun) -> TrainingSetup | 
     )
     if attempt.is_main and not attempt.resume and not attempt.base_scored.is_set():
         attempt.base_scored.set()  # an OOM retry must not score the base model twice
-        sink.log("Scoring the probes with the base model.")
         prepared.model.to(attempt.device)
-        for result in setup.score_probes(prepared.model):
-            sink.probe(0, "base", result["text"], result["predictions"])
-        if setup.recorder is not None:
-            sink.log("Storing the base model's per-example predictions on the evaluation set.")
-            report_answers(sink, 0, "base", setup.recorder.base(prepared.model))
+        if attempt.device != "cpu":  # quick on an accelerator, whose memory a copy would take from training
+            BaseScoring(prepared.model, setup.score_probes, setup.recorder, sink).run()
+            return setup
+        # Gradual unfreezing thaws frozen weights as it trains: its copy shares none.
+        aside = kept_aside(prepared.model, share_frozen=prepared.unfreezer is None)
+        sink.log("The base model's probes and per-example predictions are scored once the first loss point is in.")
+        setup = replace(setup, base_scoring=BaseScoring(aside, setup.score_probes, setup.recorder, sink))
     return setup
 
 
@@ -297,6 +301,10 @@ def run_trainer(setup: TrainingSetup, trackers: list[Any] | None = None) -> Trai
     callbacks += trackers or []
     if cfg.training.early_stopping_patience and prepared.eval_dataset is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
+    # Last: every logger has published the first loss before the base model is scored.
+    deferred = ScoreBaseAfterFirstLog(setup.base_scoring) if setup.base_scoring is not None else None
+    if deferred is not None:
+        callbacks.append(deferred)
 
     t = cfg.training
     if attempt.is_main and prepared.eval_dataset is not None and t.keep_model == "best" and t.save_steps % t.eval_steps:
@@ -308,7 +316,15 @@ def run_trainer(setup: TrainingSetup, trackers: list[Any] | None = None) -> Trai
         recorder.eval_order = trainer_eval_order(trainer)
     trainer.train(resume_from_checkpoint=str(attempt.checkpoint) if attempt.checkpoint else None)
     state = trainer.state
-    reporter.summary.update(step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4))
+    # What train_runtime holds besides the steps: the evaluations and the checkpoints written while training
+    # (read now: the evaluation after training is outside it).
+    reporter.summary.update(step=state.global_step, max_steps=state.max_steps, epoch=round(state.epoch or 0.0, 4),
+                            evaluation_s=round(getattr(trainer, "evaluation_seconds", 0.0), 2),
+                            checkpoint_s=round(getattr(trainer, "checkpoint_seconds", 0.0), 2),
+                            checkpoints=getattr(trainer, "checkpoints_written", 0))
+    if deferred is not None:
+        setup.base_scoring.run()  # training ended before its first log (stopped at once): scored all the same
+        without_base_scoring(reporter.summary, deferred.seconds)
     return Trained(trainer, reporter)
 
 
@@ -386,31 +402,8 @@ def _with_run_length(attempt: Attempt, prepared: PreparedRun) -> RunConfig:
             "evaluations": length.evaluations if has_eval else 0, "patience": patience, "automatic": length.automatic,
             "bound": length.bound, "train_rows": rows,
         })
-        sink.log(_length_line(length, rows, classes, has_eval, patience))
+        sink.log(length_line(length, rows, classes, has_eval, patience))
     return resolved
-
-
-def _length_line(length: Any, rows: int, classes: int, has_eval: bool, patience: int) -> str:
-    """The run log's line on how long the run trains, why, and how it is judged on the way."""
-    from core.training import run_length
-
-    why = {
-        "max_steps": "as set (max steps)",
-        "epochs": "as set (epochs)",
-        "two passes": "two passes over the data",
-        "step floor": f"the default rule's floor of {run_length.MIN_STEPS} steps, as two passes over {rows} rows are too few",
-        "class floor": f"the default rule's floor of {run_length.SAMPLES_PER_CLASS} rows seen per class, for {classes} classes",
-        "epoch cap": f"the default rule's floor, capped at {run_length.MAX_EPOCHS} passes over this small data",
-    }[length.bound]
-    line = f"Training for {length.steps:,} steps ({length.epochs:g} passes over {rows:,} rows): {why}."
-    if not has_eval:
-        return line + " No evaluation set, so no evaluations, best checkpoint or early stopping."
-    line += f" Evaluating every {length.eval_steps:,} steps ({length.evaluations} evaluations)"
-    if patience:
-        line += f"; stopping early after {patience} evaluations in a row without a better one"
-    if length.automatic:
-        line += " (set epochs or max steps to choose the length)"
-    return line + "."
 
 
 def _still_improving(cfg: RunConfig, reporter: SinkCallback, sink: Any) -> dict[str, Any] | None:
@@ -439,7 +432,9 @@ def probe_scorer(cfg: RunConfig, prepared: PreparedRun) -> Callable[[Any], list[
     """A function that scores this run's probes on a model (its tokenizer, task, texts and labels)."""
     from core.data.probe_texts import run_probe_texts
 
-    probe_texts = run_probe_texts(cfg)  # left at the default: chosen from the data, as Setup showed them
+    # Left at the default they are chosen from the data, as Setup showed them: from the rows prepare_data
+    # read, else (a prepared run that did not choose them) read here.
+    probe_texts = prepared.probe_texts if prepared.probe_texts is not None else run_probe_texts(cfg)
 
     def score(model: Any) -> list[dict[str, Any]]:
         from core.insight.probes import score_probes
@@ -463,12 +458,25 @@ def prediction_recorder(cfg: RunConfig, folder: RunFolder, sink: Any, prepared: 
 
 
 def _measured_speed(summary: dict[str, Any], elapsed_s: float) -> dict[str, float] | None:
-    """What core.plan.estimate needs to predict the next run of this kind: padded tokens/s, time outside training."""
+    """What core.plan.estimate needs to predict the next run of this kind: padded tokens/s, time outside training.
+
+    The tokens per second are the training steps' own: the Trainer's train_runtime also holds the evaluations
+    made while training and the checkpoints written at them (about eight of each in a run of the default
+    length), which the estimate counts apart.
+    """
     samples_per_s, runtime = summary.get("train_samples_per_second"), summary.get("train_runtime")
     padded = summary.get("padded_tokens_per_row")
     if not samples_per_s or not runtime or not padded:
         return None
-    return {"tokens_per_s": round(samples_per_s * padded, 2), "overhead_s": round(max(0.0, elapsed_s - runtime), 2)}
+    writing, checkpoints = float(summary.get("checkpoint_s") or 0.0), int(summary.get("checkpoints") or 0)
+    stepping = runtime - float(summary.get("evaluation_s") or 0.0) - writing
+    if stepping <= 0.1 * runtime:  # times that cannot be right: the Trainer's figure as it is
+        stepping = runtime
+    speed = {"tokens_per_s": round(samples_per_s * runtime / stepping * padded, 2),
+             "overhead_s": round(max(0.0, elapsed_s - runtime), 2)}
+    if checkpoints:
+        speed["checkpoint_s"] = round(writing / checkpoints, 3)  # one checkpoint of this model and strategy
+    return speed
 
 
 def _kept_checkpoint(cfg: RunConfig, state: Any, evals: dict[int, dict[str, float]]) -> tuple[int, dict] | None:

@@ -137,6 +137,27 @@ def with_length(cfg: RunConfig, length: RunLength, *, has_eval: bool) -> RunConf
     return replace(cfg, training=training)
 
 
+def length_line(length: RunLength, rows: int, classes: int, has_eval: bool, patience: int) -> str:
+    """The run log's line on how long the run trains, why, and how it is judged on the way."""
+    why = {
+        "max_steps": "as set (max steps)",
+        "epochs": "as set (epochs)",
+        "two passes": "two passes over the data",
+        "step floor": f"the default rule's floor of {MIN_STEPS} steps, as two passes over {rows} rows are too few",
+        "class floor": f"the default rule's floor of {SAMPLES_PER_CLASS} rows seen per class, for {classes} classes",
+        "epoch cap": f"the default rule's floor, capped at {MAX_EPOCHS} passes over this small data",
+    }[length.bound]
+    line = f"Training for {length.steps:,} steps ({length.epochs:g} passes over {rows:,} rows): {why}."
+    if not has_eval:
+        return line + " No evaluation set, so no evaluations, best checkpoint or early stopping."
+    line += f" Evaluating every {length.eval_steps:,} steps ({length.evaluations} evaluations)"
+    if patience:
+        line += f"; stopping early after {patience} evaluations in a row without a better one"
+    if length.automatic:
+        line += " (set epochs or max steps to choose the length)"
+    return line + "."
+
+
 def still_improving(values: Sequence[float], higher_is_better: bool, margin: float = IMPROVING_MARGIN) -> bool:
     """Whether a run's evaluations (oldest first) end on a rising curve: the last beats all before it by margin.
 

@@ -5,18 +5,18 @@
 
 The engine, the learning-rate range test (core.training.lr_finder) and the benchmarks all build their
 Trainer here, so each trains exactly the model, data, collator, arguments and masked-only loss of a
-real run. The Trainer's private hooks (its samplers) are touched in this file only.
+real run. The Trainer's private hooks (its samplers, its checkpoint write) are touched in this file only;
+the order its training batches come in is core.training.batching's.
 
-No torch or transformers at import: core.plan.estimate, which Setup calls on every rerun, imports
-`padded_tokens_per_row` from here. `TuneboardTrainer` subclasses transformers.Trainer, so it is
+No torch or transformers at import. `TuneboardTrainer` subclasses transformers.Trainer, so it is
 built on first use (reading `trainer.TuneboardTrainer` builds it; the class is built once).
 """
 
 from __future__ import annotations
 
 import functools
-import random
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +24,6 @@ from core import devices
 from core.config import MAIN_METRIC, MAX_EVAL_ROWS, RunConfig
 from core.errors import DataError
 from core.run.folder import RunFolder, atomic_write_json
-
-# The metric that picks the best checkpoint and stops early: (metric name, higher is better).
-MEGABATCH_BATCHES = 50  # transformers' LengthGroupedSampler
 
 
 @dataclass(frozen=True)
@@ -46,6 +43,7 @@ class PreparedRun:
     eval_rows: Any = None  # the raw (text, label) rows behind eval_dataset, in the same order
     eval_rows_total: int = 0  # rows of the eval set before sampling
     train_encoder: Any = None  # the lazy training set's encoder (sft: it counts the prompts it cut)
+    probe_texts: list[str] | None = None  # the probes chosen from the rows prepare_data read (None: choose them)
 
 
 class LogOnlySink:
@@ -159,6 +157,7 @@ def prepare_run(cfg: RunConfig, folder: RunFolder, sink: Any, is_main: bool) -> 
         eval_rows=eval_source,
         eval_rows_total=len(data.eval) if data.eval is not None else 0,
         train_encoder=train_encoder,
+        probe_texts=data.probe_texts,
     )
 
 
@@ -390,6 +389,12 @@ def _trainer_class() -> type:
 
         def __init__(self, *args, masked_only_mlm: bool = False, answer_only_head: bool = False, **kwargs):
             super().__init__(*args, **kwargs)
+            # Time inside train() that is not its steps: evaluations (their callbacks, such as the probes,
+            # included) and checkpoints. A completed run's measured speed leaves them out (core.plan.estimate
+            # counts them apart: a run that keeps its best model evaluates and saves about eight times).
+            self.evaluation_seconds = 0.0
+            self.checkpoint_seconds = 0.0
+            self.checkpoints_written = 0
             use_cpu_attention_kernel(self.model, on_cpu=self.args.device.type == "cpu", bf16=self.args.bf16)
             # Masked-only MLM and answer-only SFT call the body and head directly, which would bypass
             # DDP's gradient hooks, so they are for single-process runs only.
@@ -402,15 +407,14 @@ def _trainer_class() -> type:
             # Arrow query per row; read through Arrow once, the lengths are a plain list. Trainer has no
             # public hook for its training sampler: this overrides the private one, whose signature
             # `_get_train_sampler(self, train_dataset=None)` was checked against transformers 5.23.0.
-            from transformers.trainer_pt_utils import LengthGroupedSampler
-
             from core.data.prepare import length_column
+            from core.training.batching import length_grouped_sampler
 
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             lengths = length_column(dataset, self.args.length_column_name)
             if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
                 return super()._get_train_sampler(train_dataset)
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
+            return length_grouped_sampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             parts = self.masked_only_parts or self.answer_only_parts
@@ -423,6 +427,23 @@ def _trainer_class() -> type:
             with self.accelerator.autocast():
                 loss = head_only_where(parts, inputs, scaled_items)
             return (loss, {"loss": loss}) if return_outputs else loss
+
+        def evaluate(self, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                self.evaluation_seconds += time.perf_counter() - started
+
+        def _save_checkpoint(self, model, trial):
+            # Timed like evaluate(), but Trainer has no public hook around the write:
+            # `_save_checkpoint(self, model, trial)` checked against transformers 5.23.0.
+            started = time.perf_counter()
+            try:
+                return super()._save_checkpoint(model, trial)
+            finally:
+                self.checkpoint_seconds += time.perf_counter() - started
+                self.checkpoints_written += 1
 
         def create_optimizer(self, model=None):
             target = model if model is not None else self.model
@@ -473,38 +494,3 @@ def use_cpu_attention_kernel(model: Any, *, on_cpu: bool, bf16: bool) -> None:
         inner.set_attn_implementation(wanted)
     except (ValueError, ImportError):  # a remote-code model without the eager path keeps its own
         pass
-
-
-# ---- what a batch costs ----------------------------------------------------------------------
-
-def sampled_lengths(dataset: Any, limit: int = 2000) -> list[int]:
-    """Token lengths of up to `limit` training rows (a seeded sample of larger sets).
-
-    Reading the rows through the dataset tokenises just the sample when the set is tokenised lazily.
-    """
-    rows = len(dataset)
-    picked = sorted(random.Random(0).sample(range(rows), limit)) if rows > limit else list(range(rows))
-    return [len(ids) for ids in dataset[picked]["input_ids"]] if picked else []
-
-
-def padded_tokens_per_row(lengths: Sequence[int], batch_size: int, seed: int = 0, *, rows: int | None = None) -> float:
-    """Tokens each row costs once batches are padded to their longest row, batched as the engine does.
-
-    The engine groups by length (Trainer's group_by_length): shuffled rows are cut into mega-batches
-    of up to MEGABATCH_BATCHES batches (fewer when that leaves under four mega-batches), each sorted
-    by length, so a batch's rows are of similar length. `lengths` may be a sample of the `rows`
-    the run trains on; the grouping follows the run's size.
-    """
-    if not lengths:
-        return 0.0
-    order = list(lengths)
-    random.Random(seed).shuffle(order)
-    batch = max(1, batch_size)
-    mega = batch * max(1, min((rows or len(order)) // (batch * 4), MEGABATCH_BATCHES))
-    total = 0
-    for start in range(0, len(order), mega):
-        group = sorted(order[start:start + mega], reverse=True)
-        for first in range(0, len(group), batch):
-            chunk = group[first:first + batch]
-            total += chunk[0] * len(chunk)
-    return total / len(order)
