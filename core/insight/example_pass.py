@@ -138,14 +138,14 @@ def example_loss_pass(model: Any, dataset: Any, tokenizer: Any, task: str, seed:
     import torch
     import torch.nn.functional as F
 
-    from core.models.fast_mlm import masked_only_parts
+    from core.models.fast_mlm import answer_hidden, masked_only_parts
 
     device = next(model.parameters()).device
     wanted = ("input_ids", "attention_mask", "token_type_ids", "special_tokens_mask") + (("labels",) if task == "sft" else ())
     rows = _read_columns(dataset, wanted)
     count = len(rows["input_ids"])
     lengths = [len(ids) for ids in rows["input_ids"]]
-    parts = masked_only_parts(model) if task == "mlm" else None
+    parts = masked_only_parts(model) if task in ("mlm", "sft") else None
     masks = None
     if task == "mlm":
         masks = mlm_example_masks(rows["input_ids"], rows.get("special_tokens_mask"), seed,
@@ -176,8 +176,18 @@ def example_loss_pass(model: Any, dataset: Any, tokenizer: Any, task: str, seed:
                         logits = head(hidden[chosen.to(device)])  # [M, V]: masked positions only
                     else:
                         logits = model(**inputs).logits[chosen.to(device)]
+                elif parts is not None:
+                    # sft: the answer tokens only, each predicted by the position before it, and the batch's shared
+                    # opening (system turn, instruction) run once: the head projects a few positions a row.
+                    decoder, head = parts
+                    labels = batch.pop("labels")
+                    inputs = {k: v.to(device) for k, v in batch.items()}
+                    hidden, labels = answer_hidden(decoder, inputs, labels.to(device))
+                    chosen = (labels[:, 1:] != -100).cpu()
+                    targets = labels[:, 1:][chosen.to(device)]
+                    logits = head(hidden[:, :-1][chosen.to(device)])
                 else:
-                    # Position t predicts token t+1; both must be real tokens of the row (sft: t+1 an answer token).
+                    # Position t predicts token t+1; both must be real tokens of the row.
                     labels = batch.pop("labels", None)
                     chosen = attention[:, 1:] & attention[:, :-1]
                     if labels is not None:

@@ -10,6 +10,12 @@ Instruction tuning has the same shape: the loss is on the answer tokens only (a 
 while SmolLM2's head projects every position onto a 49k vocabulary, a fifth of the model's FLOPs per
 token and most of its activation memory. answer_only_loss runs the decoder, keeps the positions whose
 next token is an answer token and projects those alone.
+
+Instruction rows also start alike: the system turn, the instruction and the label list are the same
+tokens in every row of a templated set (about 55 of a news chat's ~82). answer_only_loss runs those once
+per batch, at batch size one, and the rest of every row continues from their keys and values repeated
+across the batch; gradients flow back through the repeat, so loss and gradients are the ones of the
+full rows, for a fraction of the work.
 """
 
 from __future__ import annotations
@@ -77,7 +83,7 @@ def answer_only_loss(
     decoder, head = parts
     labels = inputs["labels"]
     model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "special_tokens_mask", "length")}
-    hidden = decoder(**model_inputs, return_dict=True).last_hidden_state  # [B, T, H]
+    hidden, labels = answer_hidden(decoder, model_inputs, labels)  # [B, T', H], [B, T']
     next_labels = labels[:, 1:]
     selected = next_labels != IGNORE_INDEX  # [B, T-1]
     logits = head(hidden[:, :-1][selected])  # [M, V]
@@ -88,3 +94,52 @@ def answer_only_loss(
     if targets.numel() == 0:
         return hidden.sum() * 0.0  # keeps the graph (and DDP's gradient sync) intact
     return F.cross_entropy(logits.float(), targets)
+
+
+MIN_SHARED_PREFIX = 8  # fewer shared tokens save less than the cache's bookkeeping costs
+
+
+def shared_prefix_length(model_inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> int:
+    """How many leading tokens every row of the batch shares, attended to and not trained; 0 when too few.
+
+    The prefix stops one token before the first trained label, since the position before an answer
+    token is where its prediction is made, and it leaves at least one token of every row.
+    """
+    input_ids = model_inputs["input_ids"]
+    rows, width = input_ids.shape
+    if rows < 2 or width < 2:
+        return 0
+    same = (input_ids == input_ids[:1]).all(dim=0)
+    mask = model_inputs.get("attention_mask")
+    if mask is not None:
+        same &= mask.bool().all(dim=0)
+    same &= ~(labels != IGNORE_INDEX).any(dim=0).roll(-1)  # position t is shared only if label t+1 is not trained
+    same[-1] = False
+    length = int(torch.cumprod(same.to(torch.int32), dim=0).sum())
+    return length if length >= MIN_SHARED_PREFIX else 0
+
+
+def answer_hidden(decoder: Any, model_inputs: dict[str, torch.Tensor],
+                  labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's hidden states and the labels they line up with, the batch's shared opening run once.
+
+    Without a long enough shared opening (or with inputs other than ids and mask), the whole rows as usual.
+    """
+    shared = shared_prefix_length(model_inputs, labels) if set(model_inputs) <= {"input_ids", "attention_mask"} else 0
+    if shared:
+        return hidden_after_shared_prefix(decoder, model_inputs, shared), labels[:, shared:]
+    return decoder(**model_inputs, return_dict=True).last_hidden_state, labels
+
+
+def hidden_after_shared_prefix(decoder: Any, model_inputs: dict[str, torch.Tensor], shared: int) -> torch.Tensor:
+    """The decoder's hidden states after the first `shared` positions, with those positions run once."""
+    input_ids = model_inputs["input_ids"]
+    rows, width = input_ids.shape
+    prefix = decoder(input_ids=input_ids[:1, :shared], use_cache=True, return_dict=True)
+    cache = prefix.past_key_values
+    cache.batch_repeat_interleave(rows)
+    positions = torch.arange(shared, width, device=input_ids.device).unsqueeze(0).expand(rows, -1)
+    mask = model_inputs.get("attention_mask")
+    rest = decoder(input_ids=input_ids[:, shared:], attention_mask=mask, position_ids=positions,
+                   past_key_values=cache, use_cache=True, return_dict=True)
+    return rest.last_hidden_state
