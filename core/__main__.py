@@ -140,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--human-column", metavar="COLUMN",
                           help="The file's column with a second annotator's labels: each model's agreement with it, "
                                "and its own with the gold labels (the ceiling).")
-    evaluate.add_argument("--batch-size", type=int, default=16, help="sft: prompts answered at once (1-256; default 16).")
+    evaluate.add_argument("--batch-size", type=int, default=32, help="sft: prompts answered at once (1-256; default 32).")
     evaluate.add_argument("--max-new-tokens", type=int, default=None,
                           help="sft: the longest answer, in tokens (1-512; default: the longest reference answer "
                                "+ 8, at most 64, as the run's own answer passes).")
@@ -197,12 +197,11 @@ def _config_from_args(args: argparse.Namespace):
     if args.task:
         if args.task == "sft" and cfg.task != "sft" and not args.config and not args.preset:
             # Instruction tuning named on its own starts from its defaults: SmolLM2-Instruct, LoRA.
-            from core.config import DEFAULT_BATCH_SIZES, DEFAULT_STRATEGIES
             from core.models.catalogue import default_model
+            from core.plan.task_switch import apply_task_defaults
 
             cfg.model.source = default_model(args.task)
-            cfg.strategy.name = DEFAULT_STRATEGIES.get(args.task, cfg.strategy.name)
-            cfg.training.batch_size = DEFAULT_BATCH_SIZES.get(args.task, cfg.training.batch_size)
+            apply_task_defaults(cfg, args.task)
         cfg.task = args.task
     if args.model:
         cfg.model.source = args.model

@@ -33,6 +33,10 @@ DEFAULT_STRATEGIES = {"sft": "lora"}
 # Chats are ~100 tokens where reviews are ~15, and a 135M-parameter LM costs ~6x MiniLM per token:
 # 8 rows keep an sft step at a few seconds on a 2-core CPU (TRL's default per-device batch too).
 DEFAULT_BATCH_SIZES = {"sft": 8}
+# LoRA's dropout draws a random mask over every adapted layer's input: 16% of an sft step on a 2-core CPU.
+# Without it the news preset's 100 steps ended at the same held-out accuracy (92.3%) and a lower eval
+# loss (0.050 against 0.056), and an instruction-tuning run rarely sees its rows twice (BENCHMARKS).
+DEFAULT_LORA_DROPOUTS = {"sft": 0.0}
 # model.max_length left empty follows the data: the length that covers this share of the training
 # rows, rounded up to a multiple of 8, capped by the model and by this many tokens (memory grows
 # with it, and attention's share with its square).

@@ -30,9 +30,9 @@ def test_chosen_settings_are_kept_and_reported_as_kept():
     cfg.training.batch_size, cfg.training.learning_rate = 16, 3e-5
     changes = switch_task(cfg, "sft", chosen={"training.batch_size"})
     assert cfg.training.batch_size == 16 and cfg.training.learning_rate is None
-    assert [(c.field, c.kept) for c in changes] == [("strategy.name", False), ("training.batch_size", True),
-                                                    ("training.learning_rate", False)]
-    assert cfg.strategy.name == "lora"  # instruction tuning starts with LoRA
+    assert [(c.field, c.kept) for c in changes] == [("strategy.name", False), ("strategy.lora_dropout", False),
+                                                    ("training.batch_size", True), ("training.learning_rate", False)]
+    assert cfg.strategy.name == "lora" and cfg.strategy.lora_dropout == 0.0  # instruction tuning: LoRA, no dropout
 
 
 def test_a_strategy_the_new_task_cannot_use_is_reset_even_when_chosen():

@@ -119,6 +119,7 @@ def _news() -> RunConfig:
     from core.config import DEFAULT_PROMPT_TEMPLATE
     from core.data.news import NEWS_CATEGORIES
     from core.models.catalogue import BUNDLED_SMOLLM2
+    from core.plan.task_switch import apply_task_defaults
 
     cfg = RunConfig(task="sft", name="news-demo")
     cfg.model.source = BUNDLED_SMOLLM2
@@ -128,7 +129,7 @@ def _news() -> RunConfig:
     cfg.data.synthetic.seed = 0
     cfg.data.validation_fraction = NEWS_VALIDATION_FRACTION
     cfg.data.curation.drop_duplicates = True
-    cfg.strategy.name = "lora"
+    apply_task_defaults(cfg, "sft")  # LoRA without dropout
     labels = ", ".join(NEWS_CATEGORIES)
     cfg.probes.texts = [DEFAULT_PROMPT_TEMPLATE.format(text=headline, labels=labels)
                         for headline in NEWS_PROBE_HEADLINES]

@@ -14,11 +14,18 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import DEFAULT_BATCH_SIZES, DEFAULT_STRATEGIES, RunConfig, strategies_for
+from core.config import (
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_LORA_DROPOUTS,
+    DEFAULT_STRATEGIES,
+    RunConfig,
+    strategies_for,
+)
 
 #: Settings whose good value depends on the task (and its data), in the order Setup shows them.
 TASK_FIELDS = (
     "strategy.name",
+    "strategy.lora_dropout",
     "model.max_length",
     "training.max_steps",
     "training.epochs",
@@ -40,11 +47,17 @@ class FieldChange:
 
 
 def task_defaults(task: str) -> RunConfig:
-    """A fresh config for `task` with that task's own defaults (instruction tuning: LoRA, batches of 8)."""
+    """A fresh config for `task` with that task's own defaults (instruction tuning: LoRA without dropout, batches of 8)."""
     cfg = RunConfig(task=task)
-    cfg.strategy.name = DEFAULT_STRATEGIES.get(task, cfg.strategy.name)
-    cfg.training.batch_size = DEFAULT_BATCH_SIZES.get(task, cfg.training.batch_size)
+    apply_task_defaults(cfg, task)
     return cfg
+
+
+def apply_task_defaults(cfg: RunConfig, task: str) -> None:
+    """Give `cfg` the strategy, LoRA dropout and batch size that `task` starts from."""
+    cfg.strategy.name = DEFAULT_STRATEGIES.get(task, cfg.strategy.name)
+    cfg.strategy.lora_dropout = DEFAULT_LORA_DROPOUTS.get(task, cfg.strategy.lora_dropout)
+    cfg.training.batch_size = DEFAULT_BATCH_SIZES.get(task, cfg.training.batch_size)
 
 
 def switch_task(cfg: RunConfig, task: str, chosen: Collection[str] = ()) -> list[FieldChange]:

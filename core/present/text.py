@@ -97,6 +97,7 @@ TASK_SWITCH_VALUE = "{name} {value}"
 TASK_SWITCH_USE_DEFAULTS = "Use this task's defaults for those too"
 TASK_FIELD_NAMES = {
     "strategy.name": "strategy",
+    "strategy.lora_dropout": "LoRA dropout",
     "model.max_length": "max length",
     "training.max_steps": "max steps",
     "training.epochs": "epochs",
