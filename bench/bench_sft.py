@@ -94,9 +94,9 @@ def acceptance(tmp: Path, steps: int) -> dict[str, Any]:
     }
 
 
-def preset_run(tmp: Path, strategy: str | None = None) -> dict[str, Any]:
+def preset_run(tmp: Path, strategy: str | None = None, repeat: int = 0) -> dict[str, Any]:
     """`core train --preset news` (optionally with another strategy): wall time and answer accuracy before/after."""
-    name = f"news-{strategy or 'default'}"
+    name = f"news-{strategy or 'default'}-{repeat}"
     run = tmp / name
     args = ["train", "--preset", "news", "--output-dir", str(run)] + (["--strategy", strategy] if strategy else [])
     load = os.getloadavg()[0]
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--parts", nargs="+", default=["acceptance", "preset"],
                         choices=["acceptance", "preset", "strategies"])
     parser.add_argument("--steps", type=int, default=120, help="acceptance: optimiser steps (default 120).")
+    parser.add_argument("--repeats", type=int, default=1, help="preset: fresh runs of the preset (default 1).")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -137,8 +138,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             document["acceptance"] = acceptance(tmp, args.steps)
             print(json.dumps(document["acceptance"], indent=1), flush=True)
         if "preset" in args.parts:
-            document["preset"] = preset_run(tmp)
-            print(json.dumps(document["preset"], indent=1), flush=True)
+            document["preset_runs"] = [preset_run(tmp, repeat=i) for i in range(max(1, args.repeats))]
+            print(json.dumps(document["preset_runs"], indent=1), flush=True)
         if "strategies" in args.parts:
             document["strategies"] = [preset_run(tmp, s) for s in ("prompt", "lora", "full")]
             print(json.dumps(document["strategies"], indent=1), flush=True)
@@ -168,7 +169,7 @@ def _markdown(doc: dict[str, Any]) -> str:
             f"| {_pct(a['base_exact_match'])} | {_pct(a['tuned_exact_match'])} | {a['train_wall_s']:.0f} | "
             f"{a['evaluate_wall_s']:.0f} | {a['samples_per_s']} | {a['load_average_before']} | "
             f"{'yes' if a['passes'] else 'NO'} |", ""]
-    rows = ([doc["preset"]] if "preset" in doc else []) + doc.get("strategies", [])
+    rows = doc.get("preset_runs", []) + doc.get("strategies", [])
     if rows:
         lines += [f"**The news preset** (`core train --preset news`, promise: <= {PRESET_BUDGET_S:.0f} s end to end):",
                   "", "| strategy | wall s | steps | samples/s | accuracy before (prompting) | accuracy after "

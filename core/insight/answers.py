@@ -18,7 +18,7 @@ from core.data.instructions import map_to_label, normalise_answer
 
 Chat = Sequence[Mapping[str, str]]
 
-ANSWER_BATCH_SIZE = 16  # rows per generate() call: wide enough to keep 2 cores busy, small enough for a laptop's RAM
+ANSWER_BATCH_SIZE = 32  # rows per generate() call: decode steps are overhead-bound, so 32 answered 1.26x faster than 16 (bench_generation)
 ANSWER_NEW_TOKENS = 32  # a label or a sentence; a longer answer is cut
 
 

@@ -33,8 +33,16 @@ def tuned_model_path(folder: RunFolder) -> Path | None:
 
 @functools.lru_cache(maxsize=4)
 def load_saved_model_cached(path: str, task: str, mtime_ns: int, label_names: tuple[str, ...] | None = None) -> tuple[Any, Any]:
-    """load_saved, cached by folder and modification time, so a newer checkpoint is picked up."""
-    return load_saved(path, task, label_names)
+    """load_saved for answering and scoring, cached by folder and modification time (a newer checkpoint is picked up).
+
+    A LoRA adapter comes merged into its base: the same function, with each adapted layer one matrix
+    multiply instead of three, which generation repeats for every new token (bench_generation: "now").
+    """
+    model, tokenizer = load_saved(path, task, label_names)
+    if is_peft_model(model):
+        model = model.merge_and_unload()
+        model.eval()
+    return model, tokenizer
 
 
 def run_label_names(folder: RunFolder) -> tuple[str, ...] | None:
