@@ -278,3 +278,15 @@ def test_a_manager_that_trains_in_its_own_process_keeps_no_standby(isolated_runs
     assert not manager.keep_training_process_ready()
     assert child_process.standby_pid() is None
     manager.shutdown()
+
+
+def test_training_processes_spin_briefly_then_sleep_at_openmp_barriers_unless_told_otherwise(monkeypatch):
+    from core.service import child_process
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    env = child_process._child_environment()
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["GOMP_SPINCOUNT"] == "100000"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "0")
+    assert child_process._child_environment()["GOMP_SPINCOUNT"] == "0"
+    assert "GOMP_SPINCOUNT" in child_process._training_environment()  # a change makes a waiting standby stale

@@ -78,18 +78,21 @@ def _child_environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # A dashboard run shares the CPUs with the browser that watches it. OpenMP's default is to spin
-    # while waiting for a straggler thread, so each time the browser took a core the other training
-    # thread burned its own waiting at the barrier; sleeping instead gave the two-tab run 92% of
-    # the headless rate against 75% (bench/bench_watching.py). An explicit setting is kept.
+    # A dashboard run shares the CPUs with the browser that watches it. libgomp's default spins ~3 ms
+    # at a barrier, so each time the browser took a core the other training thread burned its own
+    # waiting; sleeping at once (PASSIVE) helped a watched run but cost an unwatched one a futex wake-up
+    # at every barrier. A short spin before sleeping served both on the 2-core EPYC: unwatched 0.95 of
+    # the CLI's rate (PASSIVE alone 0.70), two Train tabs 0.79 (0.69) (bench_watching, 2026-12-07).
+    # libgomp's GOMP_SPINCOUNT overrides the spin the policy implies. Explicit settings are kept.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("GOMP_SPINCOUNT", "100000")
     return env
 
 
 # Variables a training process reads, much of it while importing; libraries the server imports add
 # others of their own (TORCHINDUCTOR_CACHE_DIR), which must not make a standby look stale.
 TRAINING_ENVIRONMENT_PREFIXES = (
-    "TUNEBOARD_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "PYTHON", "CUDA_", "PYTORCH_", "OMP_", "MKL_", "KMP_",
+    "TUNEBOARD_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "PYTHON", "CUDA_", "PYTORCH_", "OMP_", "GOMP_", "MKL_", "KMP_",
     "ATEN_", "THP_", "ACCELERATE_", "WANDB_", "MLFLOW_", "LD_",
 )
 
