@@ -19,7 +19,7 @@ the same number of optimizer steps. Each condition is a fresh process:
              bf16 matmul peak measured in this run is at least BF16_USEFUL of the fp32 one; elsewhere
              (AVX2-only CPUs: bf16 matmuls tens of times slower) it cannot be the faster baseline, and the
              document says so with the measured peaks (`--trl-precisions fp32 bf16` forces it).
-Strategies: LoRA with Tuneboard's sft default (rank 8, alpha 16, dropout 0.05, every linear layer of the
+Strategies: LoRA with Tuneboard's sft default (rank 8, alpha 16, no dropout, every linear layer of the
 blocks: core.training.strategies.default_lora_targets) on both sides, and a full fine-tune.
 
 Measured per condition: training-loop samples/s between step boundaries after the warm-up steps (model
@@ -300,11 +300,11 @@ def tuneboard_condition(args: argparse.Namespace, device: str = "cpu") -> dict[s
     import torch
 
     from core import devices
-    from core.config import RunConfig
+    from core.plan.task_switch import task_defaults
     from core.run.folder import RunFolder
     from core.training.trainer import LogOnlySink, build_trainer, prepare_run, set_threads
 
-    cfg = RunConfig(task="sft")
+    cfg = task_defaults("sft")
     cfg.model.source, cfg.model.max_length = MODEL, args.max_length
     cfg.data.source, cfg.data.path, cfg.data.eval_path = "file", str(args.train_file), str(args.eval_file)
     cfg.strategy.name = args.strategy
@@ -331,9 +331,10 @@ def trl_condition(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from core.config import ModelConfig, StrategyConfig
+    from core.config import ModelConfig
     from core.models import empty_model
     from core.models.resolve import local_folder, resolve_model
+    from core.plan.task_switch import task_defaults
     from core.training.strategies import default_lora_targets
 
     path = str(local_folder(resolve_model(MODEL)))  # the model folder a user would point at
@@ -341,7 +342,7 @@ def trl_condition(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     train = Dataset.from_list([prompt_completion(chat) for chat in read_chats(args.train_file)])
     peft_config = None
     if args.strategy == "lora":  # Tuneboard's sft defaults: rank, alpha, dropout, every linear layer of the blocks
-        defaults = StrategyConfig()
+        defaults = task_defaults("sft").strategy
         targets = default_lora_targets(empty_model(ModelConfig(source=MODEL), "sft"), "sft")
         peft_config = LoraConfig(r=defaults.lora_r, lora_alpha=defaults.lora_alpha, lora_dropout=defaults.lora_dropout,
                                  target_modules=targets, task_type="CAUSAL_LM")

@@ -1,0 +1,37 @@
+"""A run's LoRA adapter is merged into its base for answering: the same next-token scores as the adapter applied."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from core.config import ModelConfig, StrategyConfig
+from core.models import load_for_task, load_saved
+from core.models.export import load_saved_model_cached
+from core.models.saving import is_peft_model
+from core.training.strategies import apply_strategy
+from tests.tiny_models import tiny_chat_llama_dir
+
+
+def test_an_adapter_loads_merged_for_answers_with_the_same_scores(tmp_path):
+    base_dir = tiny_chat_llama_dir(tmp_path)
+    loaded = load_for_task(ModelConfig(source=str(base_dir)), "sft")
+    model = apply_strategy(loaded.model, StrategyConfig(name="lora"), "sft")[0]
+    with torch.no_grad():  # a trained adapter: peft starts B at zero, which would merge to the base itself
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    adapter = tmp_path / "final"
+    model.save_pretrained(adapter)
+    loaded.tokenizer.save_pretrained(adapter)
+
+    applied, tokenizer = load_saved(adapter, "sft")
+    merged, _ = load_saved_model_cached(str(adapter), "sft", os.stat(adapter).st_mtime_ns)
+    assert is_peft_model(applied) and not is_peft_model(merged)
+    ids = tokenizer("Classify the text into one of: negative, positive.", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        plain = loaded.model.__class__.from_pretrained(base_dir).eval()(ids).logits
+        expected, got = applied(ids).logits, merged(ids).logits
+    assert not torch.allclose(expected, plain, atol=1e-3)  # the adapter changes the scores
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
