@@ -133,3 +133,24 @@ def test_the_per_example_answer_losses_equal_each_chat_scored_alone(chat_model_d
             alone.append(model(input_ids=ids[None, :n], labels=labels[None, :n]).loss.item())
     got = example_pass.example_loss_pass(model, datasets.Dataset.from_dict(rows), tokenizer, "sft", seed=0)
     np.testing.assert_allclose(got, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_a_gpt2_style_model_gets_the_same_loss_and_gradients(tiny_gpt2, monkeypatch):
+    loaded = load_for_task(ModelConfig(source=tiny_gpt2), "sft")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    model.eval()
+    rows = []
+    for text, answer in REVIEWS:
+        prompt = tokenizer(f"Classify the review as negative or positive. Review: {text} Answer:")["input_ids"]
+        reply = tokenizer(f" {answer}")["input_ids"] + [tokenizer.eos_token_id]
+        rows.append((prompt + reply, [-100] * len(prompt) + reply))
+    width = max(len(ids) for ids, _ in rows)
+    batch = {"input_ids": torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows]),
+             "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows]),
+             "labels": torch.tensor([labels + [-100] * (width - len(labels)) for _, labels in rows])}
+    assert shared_prefix_length({k: batch[k] for k in ("input_ids", "attention_mask")}, batch["labels"]) >= 8
+    plain_loss, plain_grads = _loss_and_grads(model, batch, share=False, monkeypatch=monkeypatch)
+    shared_loss, shared_grads = _loss_and_grads(model, batch, share=True, monkeypatch=monkeypatch)
+    assert shared_loss == pytest.approx(plain_loss, rel=1e-5)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, rtol=1e-4, atol=1e-6, msg=f"gradient of {name}")
