@@ -67,7 +67,8 @@ if sys.argv[1] == "torch-first":
     import torch
 from core.devices import tune_training_process
 applied = tune_training_process()
-print(json.dumps({"applied": applied, "env": os.environ.get("THP_MEM_ALLOC_ENABLE")}))
+print(json.dumps({"applied": applied, "env": os.environ.get("THP_MEM_ALLOC_ENABLE"),
+                  "spins": os.environ.get("GOMP_SPINCOUNT"), "policy": os.environ.get("OMP_WAIT_POLICY")}))
 """
 
 
@@ -75,19 +76,24 @@ def _tuned_in_fresh_process(order: str, **env: str) -> dict:
     import json
     import subprocess
 
+    inherited = {k: v for k, v in os.environ.items() if k not in ("THP_MEM_ALLOC_ENABLE", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     done = subprocess.run([sys.executable, "-c", TUNE_SCRIPT, order], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-                          check=True, env={**os.environ, **env})
+                          check=True, env={**inherited, **env})
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc and transparent huge pages are Linux's")
 def test_a_training_process_keeps_its_memory_when_tuned_before_torch():
     found = _tuned_in_fresh_process("tune-first")
-    assert found == {"applied": {"huge_pages": True, "malloc_keeps_memory": True}, "env": "1"}
+    assert found == {"applied": {"huge_pages": True, "malloc_keeps_memory": True, "openmp_waiting": True},
+                     "env": "1", "spins": "100000", "policy": "PASSIVE"}
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc and transparent huge pages are Linux's")
 def test_huge_pages_are_not_claimed_once_torch_is_loaded_nor_against_the_users_setting():
-    assert _tuned_in_fresh_process("torch-first")["applied"]["huge_pages"] is False
-    assert _tuned_in_fresh_process("tune-first", THP_MEM_ALLOC_ENABLE="0") == {
-        "applied": {"huge_pages": False, "malloc_keeps_memory": True}, "env": "0"}
+    torch_first = _tuned_in_fresh_process("torch-first")
+    assert torch_first["applied"]["huge_pages"] is False and torch_first["applied"]["openmp_waiting"] is False
+    assert torch_first["spins"] is None and torch_first["policy"] is None  # libgomp has read its environment
+    assert _tuned_in_fresh_process("tune-first", THP_MEM_ALLOC_ENABLE="0", GOMP_SPINCOUNT="0") == {
+        "applied": {"huge_pages": False, "malloc_keeps_memory": True, "openmp_waiting": False}, "env": "0", "spins": "0",
+        "policy": "PASSIVE"}

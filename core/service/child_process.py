@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import errors
+from core import devices, errors
 from core.run.folder import RunFolder
 from core.run.recovery import held_lock_fd
 from core.run.sink import RunSink
@@ -84,8 +84,8 @@ def _child_environment() -> dict[str, str]:
     # at every barrier. A short spin before sleeping served both on the 2-core EPYC: unwatched 0.95 of
     # the CLI's rate (PASSIVE alone 0.70), two Train tabs 0.79 (0.69) (bench_watching, 2026-12-07).
     # libgomp's GOMP_SPINCOUNT overrides the spin the policy implies. Explicit settings are kept.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    env.setdefault("GOMP_SPINCOUNT", "100000")
+    env.setdefault("OMP_WAIT_POLICY", devices.OPENMP_WAIT_POLICY)
+    env.setdefault("GOMP_SPINCOUNT", devices.OPENMP_SPINS_BEFORE_SLEEP)
     return env
 
 
