@@ -62,8 +62,8 @@ from core.insight.answers import (
 )
 from core.insight.generate import MAX_NEW_TOKENS_LIMIT
 from core.insight.predictions import NO_LABEL  # an answer naming no label, as the agreement counts it
-from core.insight.probes import base_model_for
-from core.models.export import load_saved_model_cached, run_label_names, tuned_model_path
+from core.insight.probes import base_model_for, tuned_model_for
+from core.models.export import run_label_names, tuned_model_path
 from core.models.tasks import TASK_NAMES
 from core.run.folder import RunFolder, default_runs_root
 
@@ -191,10 +191,7 @@ def load_run_models(folder: RunFolder, cfg: RunConfig, tuned_source: Path,
                     label_names: Sequence[str] | None = None) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """((base model, tokenizer), (fine-tuned model, tokenizer)) of a run, from the caches the Compare page uses."""
     names = list(label_names) if label_names else None
-    base = base_model_for(cfg, label_names=names)
-    tuned = load_saved_model_cached(str(tuned_source), cfg.task, os.stat(tuned_source).st_mtime_ns,
-                                    tuple(names) if names else None)
-    return base, tuned
+    return base_model_for(cfg, label_names=names), tuned_model_for(cfg, tuned_source, label_names=names)
 
 
 def writable_output(path: Path) -> Path:

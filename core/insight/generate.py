@@ -31,6 +31,8 @@ BASE, TUNED = "base", "tuned"
 # One generation at a time per process: two tabs generating at once would only split the same
 # cores, and a model object is not meant to run two generate() calls concurrently.
 _GENERATE_LOCK = threading.Lock()
+# One model load at a time: the caches keep what loaded, and a second caller finds it there.
+_loading = threading.Lock()
 # How long the consumer waits for the next piece of text before deciding generation is stuck.
 _STREAM_TIMEOUT_S = 600.0
 
@@ -203,10 +205,9 @@ def generate_continuations(
 
 def load_models(run_path: str | Path, *, before: str = "parent") -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """((base model, tokenizer), (fine-tuned model, tokenizer)) of a causal-LM or sft run, from the shared caches."""
-    import os
 
-    from core.insight.probes import base_model_for
-    from core.models.export import load_saved_model_cached, tuned_model_path
+    from core.insight.probes import base_model_for, tuned_model_for
+    from core.models.export import tuned_model_path
     from core.run.folder import RunFolder
 
     path = Path(run_path).expanduser()
@@ -225,9 +226,8 @@ def load_models(run_path: str | Path, *, before: str = "parent") -> tuple[tuple[
             f"Run {folder.run_id} has no saved model yet: let it finish, or stop it to save a checkpoint, "
             "then generate again."
         )
-    base = base_model_for(cfg, before=before)
-    tuned = load_saved_model_cached(str(source), cfg.task, os.stat(source).st_mtime_ns)
-    return base, tuned
+    with _loading:  # a page loading them ahead (ui.state.load_ahead) and its first message: one loads, one waits
+        return base_model_for(cfg, before=before), tuned_model_for(cfg, source, before=before)
 
 
 def _checked_prompt(prompt: str) -> str:
