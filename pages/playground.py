@@ -145,3 +145,5 @@ for side, column, title in ((chat.BASE, left, base_title(snap)), (chat.TUNED, ri
         show_turns(conversations[side])
 if message:
     answer(run_id, message, system, knobs, columns, conversations)
+elif jobs.active_run_id() is None:  # a training run keeps the cores: its models load when a message asks
+    state.load_ahead(f"chat:{run_id}", lambda: chat.load_chat_models(state.run_path(run_id)))

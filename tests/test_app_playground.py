@@ -226,6 +226,23 @@ def test_the_page_renders_a_finished_run_ready_to_chat(jobs, runs_root, models):
     assert at.slider(key="tb_chat_temperature").value == chat.CHAT_DEFAULTS.temperature
 
 
+def test_a_drawn_page_loads_its_models_ahead_of_the_first_message_unless_a_run_trains(jobs, runs_root, models,
+                                                                                      monkeypatch):
+    import ui.state
+
+    asked = []
+    monkeypatch.setattr(ui.state, "load_ahead", lambda key, load: asked.append((key, load)))
+    run_id = chat_run(runs_root, models, "sft")
+    at = open_page(PAGE, {"run": run_id})
+    assert not at.exception, [e.value for e in at.exception]
+    assert [key for key, _ in asked] == [f"chat:{run_id}"]
+    asked[0][1]()  # what the background thread runs: both models into the caches the answers use
+    asked.clear()
+    monkeypatch.setattr(type(jobs), "active_run_id", lambda self: "another-run")
+    at = open_page(PAGE, {"run": run_id})
+    assert not at.exception and asked == []  # a training run keeps the cores; the first message loads them
+
+
 def test_messages_get_two_streamed_answers_each_side_keeping_its_own_history(jobs, runs_root, models):
     run_id = chat_run(runs_root, models, "sft")
     at = send(greedy_page(run_id), FIRST)

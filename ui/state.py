@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -112,6 +113,41 @@ def wait_for_warm_up(timeout: float | None = 120.0) -> None:
         thread = _warm_up[0] if _warm_up else None
     if thread is not None and thread is not threading.current_thread():
         thread.join(timeout)
+
+
+# ---- a page's models, loaded while its user reads and types ----------------------------------
+
+_ahead_lock = threading.Lock()
+_loaded_ahead: dict[str, threading.Thread] = {}
+
+
+def load_ahead(key: str, load: Callable[[], object]) -> threading.Thread | None:
+    """Call `load` once per server for `key`, on a background thread after the warm-up's imports.
+
+    For models a page is about to need (the Chat page's two): they load while the user writes the
+    first message, which then gets its answer at once instead of after the loading (bench_chat).
+    Call it when the page is drawn. A failure is left to the page's own call, which raises it again
+    (the model caches keep no failures) and shows it. Off with TUNEBOARD_WARM_UP=0, like the warm-up.
+    """
+    warming = warm_up()
+    if warming is None:
+        return None
+    with _ahead_lock:
+        if key in _loaded_ahead:
+            return _loaded_ahead[key]
+        thread = threading.Thread(target=_load_after_warm_up, args=(warming, load), name=f"tuneboard-load-ahead:{key}",
+                                  daemon=True)
+        _loaded_ahead[key] = thread
+    thread.start()
+    return thread
+
+
+def _load_after_warm_up(warming: threading.Thread, load: Callable[[], object]) -> None:
+    warming.join()  # two threads importing transformers at once break each other's imports
+    try:
+        load()
+    except Exception:  # noqa: BLE001  the thread's boundary: the page's own call raises it again and shows it
+        return
 
 
 def preflight_after_warm_up(cfg: RunConfig) -> None:
