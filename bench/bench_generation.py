@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--run", type=Path, help="a finished sft run folder (default: train a short news run)")
     parser.add_argument("--prompts", type=int, default=160)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="time `core evaluate` alone, --repeats times (writes generation_evaluate.json/md)")
     args = parser.parse_args(argv)
+    if args.evaluate_only:
+        return evaluate_only(args)
     import torch
 
     from core.data.instructions import map_to_label
@@ -124,6 +128,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
            "samples": {which: answers["now"][which][:5] for which in ("base", "tuned")}}
     write_results(RESULTS, "generation", doc, _markdown(doc))
     print(_markdown(doc))
+    return doc
+
+
+def evaluate_only(args: argparse.Namespace) -> dict[str, Any]:
+    """`python -m core evaluate` on fresh headlines, as a user runs it, `repeats` times in a row."""
+    with tempfile.TemporaryDirectory(prefix="tuneboard-generation-") as tmp_name:
+        tmp = Path(tmp_name)
+        run, trained_s = args.run, None
+        if run is None:
+            run = tmp / "news-run"
+            trained_s = train_short_news_run(run)
+        eval_file = tmp / "headlines.csv"
+        fresh_headlines(args.prompts).to_csv(eval_file, index=False)
+        load = os.getloadavg()[0]
+        seconds = [core_command("evaluate", str(run), "--eval-file", str(eval_file), "--output",
+                                str(tmp / f"answers-{i}.jsonl")) for i in range(args.repeats)]
+    median = statistics.median(seconds)
+    doc = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
+           "load_average": round(load, 2), "run": str(args.run) if args.run else "news preset, 30 steps (trained here)",
+           "trained_s": trained_s, "prompts": args.prompts, "seconds": [round(s, 1) for s in seconds],
+           "core_evaluate_s": round(median, 1), "target_s": TARGET_S, "met": median <= TARGET_S}
+    markdown = (f"`python -m bench.bench_generation --evaluate-only` on {doc['when']} (load average {doc['load_average']} "
+                f"at the start): `python -m core evaluate {doc['run']}` on {doc['prompts']} fresh headlines, process start "
+                f"to exit, {len(seconds)} times: {', '.join(f'{s} s' for s in doc['seconds'])}; median "
+                f"**{doc['core_evaluate_s']} s** (target <= {TARGET_S:g} s: {'met' if doc['met'] else 'not met'}).\n")
+    write_results(RESULTS, "generation_evaluate", doc, markdown)
+    print(markdown)
     return doc
 
 

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     hardware = devices.probe_hardware()
     document = {
         "benchmark": "throughput",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": "bundled MiniLM-L6 (22.7M params)",
         "device": "cpu",
         "cpu": f"{os.cpu_count()} CPUs, {platform.machine()}, fast bf16: {devices.use_bf16('cpu')}",

@@ -231,11 +231,12 @@ def tune_training_process() -> dict[str, bool]:
     gradient) with 2 MiB transparent huge pages. Faults fell to ~500 a step.
 
     libgomp's default spin at a barrier burns a core that the process's other threads (the status
-    writer, the base model's scoring, the tokeniser) or another program then wait for. Sleeping after
-    a third of that spin trained a classification run from the CLI at 94-98 samples/s against 81-83
-    with libgomp's default, on the 2-core EPYC; a plain Trainer, with no other threads, gained nothing.
-    The dashboard's training process runs with the same settings (bench_watching). libgomp reads them
-    when torch loads it; a user's settings are kept. Returns which settings applied.
+    writer, the tokeniser) or another program then wait for. Sleeping after a third of that spin
+    trained classification runs from the CLI at a median 96 samples/s against 87 with libgomp's
+    default (two interleaved A/Bs, 4 runs each, on the 2-core EPYC; masked-LM the same within noise),
+    and a watched dashboard run faster (bench_watching). A plain Trainer gained nothing. The
+    dashboard's training process runs with the same settings. libgomp reads them when torch loads
+    it; a user's settings are kept. Returns which settings applied.
     """
     applied = {"huge_pages": False, "malloc_keeps_memory": False, "openmp_waiting": False}
     if sys.platform != "linux":
