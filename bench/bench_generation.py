@@ -85,10 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="tuneboard-generation-") as tmp_name:
         tmp = Path(tmp_name)
-        run, trained_s = args.run, None
-        if run is None:
-            run = tmp / "news-run"
-            trained_s = train_short_news_run(run)
+        run, trained_s = run_to_answer(args.run, tmp)
         chats, references = news_eval_chats(run, args.prompts)
         labels = sorted(set(references))
         folder, cfg, tuned_source = open_run(run)
@@ -131,14 +128,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return doc
 
 
+def run_to_answer(run: Path | None, tmp: Path) -> tuple[Path, float | None]:
+    """(the sft run folder whose models answer, seconds spent training it here: None for a given run)."""
+    if run is not None:
+        return run, None
+    return tmp / "news-run", train_short_news_run(tmp / "news-run")
+
+
 def evaluate_only(args: argparse.Namespace) -> dict[str, Any]:
     """`python -m core evaluate` on fresh headlines, as a user runs it, `repeats` times in a row."""
     with tempfile.TemporaryDirectory(prefix="tuneboard-generation-") as tmp_name:
         tmp = Path(tmp_name)
-        run, trained_s = args.run, None
-        if run is None:
-            run = tmp / "news-run"
-            trained_s = train_short_news_run(run)
+        run, trained_s = run_to_answer(args.run, tmp)
         eval_file = tmp / "headlines.csv"
         fresh_headlines(args.prompts).to_csv(eval_file, index=False)
         load = os.getloadavg()[0]

@@ -15,30 +15,21 @@ from tests.tiny_models import tiny_chat_llama_dir
 
 
 def test_an_adapter_loads_merged_for_answers_with_the_same_scores(tmp_path):
-    base_dir = tiny_chat_llama_dir(tmp_path)
-    loaded = load_for_task(ModelConfig(source=str(base_dir)), "sft")
-    model = apply_strategy(loaded.model, StrategyConfig(name="lora"), "sft")[0]
-    with torch.no_grad():  # a trained adapter: peft starts B at zero, which would merge to the base itself
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.5)
-    adapter = tmp_path / "final"
-    model.save_pretrained(adapter)
-    loaded.tokenizer.save_pretrained(adapter)
-
+    base_dir, adapter = _trained_adapter(tmp_path)
     applied, tokenizer = load_saved(adapter, "sft")
     merged, _ = load_saved_model_cached(str(adapter), "sft", os.stat(adapter).st_mtime_ns)
     assert is_peft_model(applied) and not is_peft_model(merged)
     ids = tokenizer("Classify the text into one of: negative, positive.", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
-        plain = loaded.model.__class__.from_pretrained(base_dir).eval()(ids).logits
+        plain = applied.get_base_model().__class__.from_pretrained(base_dir).eval()(ids).logits
         expected, got = applied(ids).logits, merged(ids).logits
     assert not torch.allclose(expected, plain, atol=1e-3)  # the adapter changes the scores
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def _trained_adapter(tmp_path):
-    """(base folder, adapter folder) of a tiny chat Llama with a LoRA adapter whose B matrices are not zero."""
+    """(base folder, adapter folder) of a tiny chat Llama with a LoRA adapter whose B matrices are not zero
+    (peft starts them at zero, which would merge to the base itself)."""
     base_dir = tiny_chat_llama_dir(tmp_path)
     loaded = load_for_task(ModelConfig(source=str(base_dir)), "sft")
     model = apply_strategy(loaded.model, StrategyConfig(name="lora"), "sft")[0]
