@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for index in range(args.repeats):
                 visits.append(first_visit(browser, work, index))
                 print(f"[first_page] first visit #{index}: {visits[-1]}", flush=True)
-            during = None if args.skip_during_run else during_run(browser, work, args.rounds)
+            during = earlier_during_run(args.out) if args.skip_during_run else during_run(browser, work, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     document = {
@@ -191,6 +191,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_results(args.out, "first_page", document, _markdown(document))
     print(_markdown(document))
     return document
+
+
+def earlier_during_run(out: Path) -> dict[str, Any] | None:
+    """The pages-during-a-run figures of the last full run, kept with their date when only first visits are
+    measured again (bench.guards --run), so the results and BENCHMARKS.md keep both parts."""
+    import json
+
+    try:
+        earlier = json.loads((out / "first_page.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    during = earlier.get("during_run")
+    if not during:
+        return None
+    return {**during, "date": during.get("date") or earlier.get("date")}
 
 
 def _markdown(doc: dict[str, Any]) -> str:
@@ -215,6 +230,7 @@ def _markdown(doc: dict[str, Any]) -> str:
     if during:
         lines += [
             "",
+            (f"Measured on {during['date']}. " if during.get("date") else "") +
             f"While the default run trains ({during['epochs']} epochs, started from Setup), the same tab clicks each "
             f"page in the sidebar; seconds from the click to the page's title, and to its script run finished "
             f"(target about {targets['page_s']:.0f} s).",
