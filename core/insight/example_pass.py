@@ -183,9 +183,10 @@ def example_loss_pass(model: Any, dataset: Any, tokenizer: Any, task: str, seed:
                     labels = batch.pop("labels")
                     inputs = {k: v.to(device) for k, v in batch.items()}
                     hidden, labels = answer_hidden(decoder, inputs, labels.to(device))
-                    chosen = (labels[:, 1:] != -100).cpu()
-                    targets = labels[:, 1:][chosen.to(device)]
-                    logits = head(hidden[:, :-1][chosen.to(device)])
+                    on_device = labels[:, 1:] != -100
+                    targets = labels[:, 1:][on_device]
+                    logits = head(hidden[:, :-1][on_device])
+                    chosen = on_device.cpu()  # which rows own the scored tokens, read on the host below
                 else:
                     # Position t predicts token t+1; both must be real tokens of the row.
                     labels = batch.pop("labels", None)
