@@ -286,22 +286,6 @@ def _resolved(path: str) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _merged_on_base_cached(source: str, mtime_ns: int, base_key: tuple):
-    import copy
-    from pathlib import Path
+    from core.models.loading import load_adapter_merged_into
 
-    import peft
-    from transformers import AutoTokenizer
-
-    from core.models.loading import ensure_pad_token
-
-    base_model, base_tokenizer = _base_model_cached(*base_key)
-    try:
-        model = peft.PeftModel.from_pretrained(copy.deepcopy(base_model), source).merge_and_unload()
-        has_tokenizer = (Path(source) / "tokenizer_config.json").is_file()
-        tokenizer = AutoTokenizer.from_pretrained(source) if has_tokenizer else copy.deepcopy(base_tokenizer)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise ModelError(f"Cannot load the saved model in {source}: {err}") from None
-    if ensure_pad_token(tokenizer):
-        model.resize_token_embeddings(len(tokenizer))
-    model.eval()
-    return model, tokenizer
+    return load_adapter_merged_into(*_base_model_cached(*base_key), source)

@@ -379,6 +379,30 @@ def load_saved(path: str | Path, task: str | None = None, label_names: Sequence[
     return model, tokenizer
 
 
+def load_adapter_merged_into(base_model: Any, base_tokenizer: Any, adapter: str | Path) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer): the LoRA adapter folder `adapter` merged into a copy of `base_model`,
+    the model in memory it was trained on; `base_model` itself is left as it was.
+
+    load_saved reads an adapter's base weights from disk again; this copies them in memory instead.
+    """
+    import copy
+
+    import peft
+    from transformers import AutoTokenizer
+
+    adapter = Path(adapter)
+    try:
+        model = peft.PeftModel.from_pretrained(copy.deepcopy(base_model), str(adapter)).merge_and_unload()
+        has_tokenizer = (adapter / "tokenizer_config.json").is_file()
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter)) if has_tokenizer else copy.deepcopy(base_tokenizer)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelError(f"Cannot load the saved model in {adapter}: {err}") from None
+    if ensure_pad_token(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    model.eval()
+    return model, tokenizer
+
+
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line.rstrip(".")
