@@ -205,7 +205,6 @@ def generate_continuations(
 
 def load_models(run_path: str | Path, *, before: str = "parent") -> tuple[tuple[Any, Any], tuple[Any, Any]]:
     """((base model, tokenizer), (fine-tuned model, tokenizer)) of a causal-LM or sft run, from the shared caches."""
-
     from core.insight.probes import base_model_for, tuned_model_for
     from core.models.export import tuned_model_path
     from core.run.folder import RunFolder

@@ -257,9 +257,10 @@ def tuned_model_for(cfg, source, *, before: str = BEFORE_PARENT, label_names: li
     mtime_ns = os.stat(source).st_mtime_ns
     base_key = (before_source(cfg, before), cfg.task, tuple(label_names or ()), cfg.model.trust_remote_code,
                 cfg.model.allow_pickle_weights, cfg.training.seed)
-    if cfg.task in SHARES_BASE_WEIGHTS and _adapter_base(source) is not None:
+    adapter_base = _adapter_base(source) if cfg.task in SHARES_BASE_WEIGHTS else None
+    if adapter_base is not None:
         base_model, _ = _base_model_cached(*base_key)
-        if _adapter_base(source) == _resolved(getattr(base_model, "name_or_path", "")):
+        if adapter_base == _resolved(getattr(base_model, "name_or_path", "")):
             return _merged_on_base_cached(str(source), mtime_ns, base_key)
     return load_saved_model_cached(str(source), cfg.task, mtime_ns, names)
 
